@@ -1,0 +1,171 @@
+"""`python search/run.py`: run a FreezeFrame study on the connected (or a local) Ray cluster.
+
+Everything is validated - config keys, strategies, data path, the data set itself - before Ray
+starts. With no arguments it runs the embedded default (search/default.yaml): the shipped HC18
+sample, a synthetic pretraining domain, a small tune budget, 8 strategies x 4 seeds at 64 px,
+W&B offline, then the ranked report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import netrc
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from search.config import STAGES, ResolvedConfig, load_config
+from search.storage import ExperimentStore
+from trainables.config import ConfigError
+from trainables.data import DataError
+from trainables.splits import SplitError
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python search/run.py",
+        description=__doc__.split("\n\n")[0]
+        + " Stages: pretrain (optional source-domain pretraining), tune (Optuna proposes lr and "
+        "decay per strategy), final (strategies x seeds with the best recipes), then the report.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="YAML with 'trial:' and 'search:' sections (default: the embedded search/default.yaml)",
+    )
+    parser.add_argument(
+        "--data", default=None, help="HC18-layout folder (default: config's, else shipped sample)"
+    )
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="experiment name (default: config's search.name + a timestamp; required for --resume)",
+    )
+    parser.add_argument(
+        "--storage",
+        default="runs",
+        help="where experiments live: a local path, or s3://... / gs://... (Ray's storage)",
+    )
+    parser.add_argument(
+        "--stages",
+        default=None,
+        help=f"comma-separated subset of {','.join(STAGES)} (default: the config's, all)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the experiment --name: finished trials are not run again",
+    )
+    parser.add_argument(
+        "--wandb",
+        choices=["online", "offline", "disabled"],
+        default=None,
+        help="W&B mode (default: config's 'auto' = online when logged in, else offline)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override: trial.KEY, search.KEY (nested: search.tune.trials_per_strategy) or KEY",
+    )
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray cluster")
+    return parser
+
+
+def _wandb_key() -> str | None:
+    if os.environ.get("WANDB_API_KEY"):
+        return os.environ["WANDB_API_KEY"]
+    try:
+        auth = netrc.netrc().authenticators("api.wandb.ai")
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return None
+    return auth[2] if auth else None
+
+
+def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, ExperimentStore, str]:
+    """Validate everything the study needs; raises ConfigError/DataError before Ray starts."""
+    config_path = args.config or DEFAULT_CONFIG
+    sets = list(args.set)
+    if args.data:
+        sets.append(f"trial.data_dir={args.data}")
+    overrides = {}
+    if args.stages:
+        overrides["stages"] = [s.strip() for s in args.stages.split(",") if s.strip()]
+    cfg = load_config(config_path, sets, **overrides)
+    if args.resume and not args.name:
+        raise ConfigError("--resume needs --name (the experiment to continue)")
+    name = args.name or f"{cfg.search.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    store = ExperimentStore(args.storage, name)
+    if store.exists("config.yaml") and not args.resume:
+        raise ConfigError(f"experiment {store.uri} exists; pass --resume or another --name")
+    if args.resume and not store.exists("config.yaml"):
+        raise ConfigError(f"--resume: no experiment at {store.uri}")
+    mode = args.wandb or cfg.search.wandb
+    if mode == "auto":
+        mode = "online" if _wandb_key() else "offline"
+    return cfg, store, mode
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg, store, wandb_mode = resolve(args)
+        from trainables.trial import load_trial_data
+
+        data = load_trial_data(cfg.trial)  # validates (and caches) the data on this node
+    except (ConfigError, DataError, SplitError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    from search.service import SearchService, connect_ray, share_wandb_key
+    from trainables.splits import write_split
+
+    if not args.resume:
+        store.write_text("config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        buffer = io.StringIO()
+        write_split(data.split, buffer)
+        store.write_text("split.csv", buffer.getvalue())
+    print(
+        f"FreezeFrame: experiment {store.uri} | stages {','.join(cfg.search.stages)} | "
+        f"{len(cfg.search.strategies)} strategies x {len(cfg.search.seeds)} seeds | "
+        f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)} images | W&B {wandb_mode}",
+        flush=True,
+    )
+    started = time.monotonic()
+    connect_ray(args.num_cpus)
+    if wandb_mode == "online":
+        share_wandb_key(_wandb_key())
+    service = SearchService(cfg, store, wandb_mode)
+    stages = cfg.search.stages
+    if "pretrain" in stages:
+        weights = service.pretrain()
+        service.base_trial["encoder_weights"] = weights
+        print(f"[pretrain] encoder weights: {weights}", flush=True)
+    elif store.exists("pretrain/encoder.pt") and args.resume:
+        service.base_trial["encoder_weights"] = store.path("pretrain/encoder.pt")
+    recipes = service.tune_recipes() if "tune" in stages else _saved_recipes(store)
+    if "final" in stages:
+        service.final(recipes)
+        from search.report import build_report
+
+        report = build_report(
+            store.uri, metric=cfg.search.report_metric, wandb_mode=wandb_mode,
+            wandb_project=cfg.search.wandb_project,
+        )
+        print(report.text)
+    print(f"FreezeFrame: done in {time.monotonic() - started:.0f} s -> {store.uri}", flush=True)
+    return 0
+
+
+def _saved_recipes(store: ExperimentStore) -> dict:
+    if store.exists("best_recipes.yaml"):
+        return yaml.safe_load(store.read_text("best_recipes.yaml")) or {}
+    return {}

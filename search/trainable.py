@@ -1,0 +1,157 @@
+"""The Ray Tune trainable: a thin loop around `trainables.train.run_trial`.
+
+It reports every epoch with a checkpoint (so a lost node or a killed driver costs at most the
+epoch in progress), writes the trial's final metrics to `results/<stage>/<trial>.json` in the
+experiment folder (so a resumed search never trains a finished trial again), and logs to W&B
+from the trial's own process: nothing per trial runs on the head node for logging.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ray import tune
+
+from search.storage import ExperimentStore, is_uri
+from trainables.config import TrialConfig
+from trainables.train import run_trial
+from trainables.trial import load_trial_data
+
+RECIPE_KEYS = ("lr", "lr_schedule", "lr_gamma", "lr_step_size", "lr_min")
+SECRET_ACTOR = "freezeframe_wandb_key"
+CHECKPOINT_FILES = ("last.pt", "best.pt")
+
+
+def trial_name(stage: str, strategy: str, seed: int, trial_id: str | None = None) -> str:
+    """`<strategy>__seed<k>`; tune proposals add their Ray trial id to stay unique."""
+    base = f"{strategy}__seed{seed}"
+    return f"{base}__{trial_id}" if stage == "tune" and trial_id else base
+
+
+def resolve_trial_values(config: dict) -> dict:
+    """Merge the stage's base trial settings, the grid cell (`spec`) and Optuna's proposal."""
+    values = dict(config["trial"])
+    values.update(config.get("spec", {}))
+    values.update({k: config[k] for k in RECIPE_KEYS if k in config})
+    return values
+
+
+def summary_metrics(metrics: dict) -> dict:
+    """Flat scalars for Tune, W&B's summary and trials.csv."""
+    out = {k: metrics[k] for k in ("trainable_params", "total_params", "epochs", "wall_s")}
+    out |= {f"val_{k}": v for k, v in metrics["val"].items()}
+    out |= {f"test_{k}": v for k, v in metrics["test"].items()}
+    return out
+
+
+def _start_wandb(config: dict, name: str, cfg: TrialConfig, params: dict):
+    settings = config["wandb"]
+    if settings["mode"] == "disabled":
+        return None
+    import ray
+    import wandb
+
+    if settings["mode"] == "online" and "WANDB_API_KEY" not in os.environ:
+        # The key travels in memory from the driver's actor, never through configs or logs.
+        try:
+            key = ray.get(ray.get_actor(SECRET_ACTOR).get.remote())
+        except ValueError:
+            key = None
+        if key:
+            os.environ["WANDB_API_KEY"] = key
+    return wandb.init(
+        project=settings["project"],
+        group=settings["group"],
+        job_type=config["stage"],
+        name=name,
+        dir=settings["dir"],
+        mode=settings["mode"],
+        config={**cfg.model_dump(mode="json"), **params, "stage": config["stage"]},
+        reinit="create_new",
+        settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),
+    )
+
+
+def _synthetic_source(spec: dict) -> str:
+    """Generate (once per node) the synthetic source domain the pretrain stage trains on."""
+    from trainables.synthetic import generate_dataset
+
+    root = Path(spec.get("cache_dir") or Path.home() / ".cache" / "freezeframe")
+    target = root / f"synthetic_n{spec['n']}_seed{spec['seed']}"
+    if not (target / "training_set_pixel_size_and_HC.csv").exists():
+        tmp = Path(tempfile.mkdtemp(dir=root.mkdir(parents=True, exist_ok=True) or root))
+        generate_dataset(tmp, spec["n"], seed=spec["seed"])
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another trial on this node won the race
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def run_ray_trial(config: dict) -> None:
+    """Ray Tune function trainable for every stage."""
+    context = tune.get_context()
+    values = resolve_trial_values(config)
+    if config.get("synthetic"):
+        values["data_dir"] = _synthetic_source(config["synthetic"])
+    store = ExperimentStore(**config["experiment"])
+    name = trial_name(config["stage"], values["strategy"], values["seed"], context.get_trial_id())
+    result_rel = f"results/{config['stage']}/{name}.json"
+    if store.exists(result_rel):  # finished before the driver died: report, don't retrain
+        tune.report({**summary_metrics(json.loads(store.read_text(result_rel))), "done": True})
+        return
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"freezeframe_{name}_"))
+    if is_uri(values.get("encoder_weights", "")):
+        rel = values["encoder_weights"].removeprefix(store.uri + "/")
+        values["encoder_weights"] = str(store.download(rel, workdir / "encoder_weights.pt"))
+    cfg = TrialConfig(**values)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:  # a retry or a resumed search: continue after the last finished epoch
+        checkpoint.to_directory(str(workdir / "trial"))
+
+    data = load_trial_data(cfg)
+    run = None
+
+    def on_epoch(record: dict, out_dir: Path) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            for file in CHECKPOINT_FILES:
+                if (out_dir / file).exists():
+                    shutil.copy2(out_dir / file, Path(tmp) / file)
+            scalars = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+            tune.report(scalars, checkpoint=tune.Checkpoint.from_directory(tmp))
+        if run is not None:
+            run.log(scalars, step=record["epoch"])
+
+    try:
+        params = {"trial_name": name}
+        run = _start_wandb(config, name, cfg, params)
+        metrics = run_trial(
+            cfg,
+            workdir / "trial",
+            data=data,
+            on_epoch=on_epoch,
+            evaluate_test=config["stage"] == "final",
+            verbose=False,
+        )
+        metrics["trial_name"] = name
+        metrics["stage"] = config["stage"]
+        summary = summary_metrics(metrics)
+        if run is not None:
+            run.summary.update(summary)
+            run.config.update(
+                {k: metrics[k] for k in ("trainable_params", "total_params")},
+                allow_val_change=True,
+            )
+        if config["stage"] == "pretrain":
+            store.upload(workdir / "trial" / "best.pt", "pretrain/encoder.pt")
+        store.write_text(result_rel, json.dumps(metrics, indent=2))
+        tune.report({**summary, "done": True})
+    finally:
+        if run is not None:
+            run.finish()
+        shutil.rmtree(workdir, ignore_errors=True)

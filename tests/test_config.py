@@ -1,0 +1,56 @@
+"""Config validation: unknown keys, wrong types and bad values fail naming the key."""
+
+from pathlib import Path
+
+import pytest
+
+from trainables.config import ConfigError, load_trial_config, parse_overrides
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_then_set_then_cli_overrides(tmp_path):
+    path = write(tmp_path, "trial:\n  lr: 0.01\n  epochs: 3\n")
+    cfg = load_trial_config(path, ["epochs=5", "lr_schedule=cosine"], seed=7)
+    assert (cfg.lr, cfg.epochs, cfg.lr_schedule, cfg.seed) == (0.01, 5, "cosine", 7)
+    assert cfg.run_name == "decoder__seed7"
+
+
+@pytest.mark.parametrize(
+    ("text", "sets", "expected"),
+    [
+        ("trial:\n  learning_rate: 0.1\n", [], "learning_rate: unknown key"),
+        ("trial:\n  epochs: many\n", [], "epochs:"),
+        ("", ["batch_size=0"], "batch_size:"),
+        ("", ["strategy=decodr"], "unknown strategy 'decodr'"),
+        ("", ["lr_schedule=linear"], "lr_schedule:"),
+        ("", ["encoder_weights=/nowhere/x.pt"], "encoder_weights:"),
+        ("", ["data_dir=/nowhere"], "data_dir:"),
+        ("trail:\n  lr: 1\n", [], "unknown top-level key"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, text, sets, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=expected) as err:
+        load_trial_config(path, sets)
+    assert str(path) in str(err.value)
+
+
+def test_missing_file_and_bad_set():
+    with pytest.raises(ConfigError, match="not found"):
+        load_trial_config("/nowhere/c.yaml")
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["lr"])
+
+
+def test_shipped_configs_validate():
+    for name in ("paper", "smoke"):
+        cfg = load_trial_config(CONFIGS / f"{name}.yaml")
+        assert cfg.batch_size == 10
+    assert load_trial_config(CONFIGS / "paper.yaml").image_size == 512
