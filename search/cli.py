@@ -9,10 +9,10 @@ W&B offline, then the ranked report.
 from __future__ import annotations
 
 import argparse
-import io
 import netrc
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.resume:
         store.write_text("config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-        buffer = io.StringIO()
-        write_split(data.split, buffer)
-        store.write_text("split.csv", buffer.getvalue())
+        with tempfile.TemporaryDirectory() as tmp:
+            write_split(data.split, Path(tmp) / "split.csv")
+            store.upload(Path(tmp) / "split.csv", "split.csv")
     print(
         f"FreezeFrame: experiment {store.uri} | stages {','.join(cfg.search.stages)} | "
         f"{len(cfg.search.strategies)} strategies x {len(cfg.search.seeds)} seeds | "

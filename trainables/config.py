@@ -40,12 +40,16 @@ class TrialConfig(BaseModel):
     data_dir: str | None = Field(None, description="HC18-layout folder; None = shipped sample")
     image_size: int = Field(512, ge=32, description="square side the images are resized to")
     max_images: int | None = Field(None, ge=3, description="use only the first N images")
-    split: Literal["file", "random", "grouped"] = "file"
+    split: Literal["file", "random", "grouped"] = Field(
+        "grouped", description="grouped by exam prefix; 'file' reads split_file (paper's split)"
+    )
     split_file: str | None = Field(None, description="CSV filename,split for split='file'")
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int = 0
-    cache_dir: str | None = Field(None, description="where resized arrays are cached")
+    cache_dir: str | None = Field(
+        None, description="resized-array cache; None = $FREEZEFRAME_CACHE or ~/.cache/freezeframe"
+    )
 
     # Augmentation (the paper's): rotation, flips. Applied to training batches only.
     rotate_deg: float = Field(25.0, ge=0, le=180)

@@ -64,6 +64,7 @@ def run_trial(
     *,
     data: TrialData | None = None,
     on_epoch: EpochCallback | None = None,
+    evaluate_test: bool = True,
     verbose: bool = True,
 ) -> dict:
     """Train, validate every epoch, test the best epoch once; return (and write) metrics.json.
@@ -74,6 +75,7 @@ def run_trial(
         data: preloaded data (else loaded and validated from cfg, before anything is written).
         on_epoch: called after each epoch's checkpoint with (epoch record, out_dir): the Ray
             trainable reports and checkpoints there.
+        evaluate_test: test the best epoch (the tune stage scores on validation only).
     """
     log = print if verbose else (lambda *a, **k: None)
     data = data or load_trial_data(cfg)
@@ -115,7 +117,7 @@ def run_trial(
 
     best_state = torch.load(out_dir / "best.pt", map_location=trial.device, weights_only=False)
     trial.model.load_state_dict(best_state["model"])
-    test = evaluate(trial, data.test) if len(data.test) else {}
+    test = evaluate(trial, data.test) if evaluate_test and len(data.test) else {}
     metrics = {
         "strategy": cfg.strategy,
         "seed": cfg.seed,

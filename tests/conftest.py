@@ -1,0 +1,49 @@
+"""Shared fixtures: the real HC18 folder (skipped when absent), synthetic sets, the shipped sample."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Ray must not ask for a token or phone home during tests; set before anything imports ray.
+os.environ["RAY_AUTH_MODE"] = "disabled"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The shared data lives beside the repo: <workspace>/main (repo) and <workspace>/shared/data/hc18.
+DEFAULT_HC18_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "hc18"
+
+
+@pytest.fixture(scope="session")
+def real_hc18_dir() -> Path:
+    """The 799-image HC18 folder (FREEZEFRAME_HC18 or ../shared/data/hc18); skips if absent."""
+    path = Path(os.environ.get("FREEZEFRAME_HC18", DEFAULT_HC18_DIR))
+    if not (path / "training_set_pixel_size_and_HC.csv").is_file():
+        pytest.skip(f"HC18 data not found at {path} (set FREEZEFRAME_HC18 to its folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    """24 synthetic HC18-like images, 800x540, filled masks (seed 0)."""
+    from trainables.synthetic import generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("synthetic"), 24, seed=0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_outline_dir(tmp_path_factory) -> Path:
+    """The first 8 images of `synthetic_dir`, with official-style outline annotations."""
+    from trainables.synthetic import generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("synthetic_outline"), 8, seed=0, outline=True)
+
+
+@pytest.fixture
+def sample_dir() -> Path:
+    """The shipped sample of 12 real images (trainables/sample)."""
+    from trainables.data import default_data_dir
+
+    return default_data_dir()

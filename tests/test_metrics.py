@@ -1,0 +1,201 @@
+"""Segmentation metrics against hand-computed masks, the seed paper's pooled variants,
+Hausdorff distances in mm (with non-uniform resizes), and HC through the accumulator."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from trainables.hc import ramanujan_perimeter
+from trainables.metrics import (
+    MetricAccumulator,
+    batch_pooled_scores,
+    hausdorff_mm,
+    per_image_scores,
+)
+
+
+def masks_from_rows(*rows: str) -> np.ndarray:
+    """'#' = head, '.' = background."""
+    return np.array([[char == "#" for char in row] for row in rows])
+
+
+# 4x4: the prediction has 4 pixels, the truth 5, and 3 of them overlap.
+PRED_4X4 = masks_from_rows("##..", "##..", "....", "....")
+TRUTH_4X4 = masks_from_rows("#...", "##..", "#...", "#...")
+
+
+def test_hand_computed_4x4_scores():
+    scores = per_image_scores(PRED_4X4[None], TRUTH_4X4[None])
+    # 3 wrong pixels (1 false positive, 2 false negatives) of 16.
+    assert scores["pixel_accuracy"].item() == pytest.approx(13 / 16)
+    assert scores["dice"].item() == pytest.approx(2 * 3 / (4 + 5))
+    assert scores["iou"].item() == pytest.approx(3 / 6)
+    assert scores["dice"].dtype == torch.float64 and scores["dice"].shape == (1,)
+
+
+def test_empty_masks():
+    empty = np.zeros((1, 4, 4), bool)
+    both = per_image_scores(empty, empty)
+    assert (both["dice"].item(), both["iou"].item(), both["pixel_accuracy"].item()) == (1, 1, 1)
+    one = per_image_scores(empty, TRUTH_4X4[None])
+    assert (one["dice"].item(), one["iou"].item()) == (0, 0)
+    assert one["pixel_accuracy"].item() == pytest.approx(11 / 16)
+    # The seed code's pooled formula has no such convention: an all-empty batch scores 0.
+    assert batch_pooled_scores(empty, empty)["dice"] == 0
+
+
+def test_torch_numpy_and_integer_inputs_agree():
+    from_numpy = per_image_scores(PRED_4X4[None], TRUTH_4X4[None])
+    from_torch = per_image_scores(
+        torch.from_numpy(PRED_4X4[None]), torch.from_numpy(TRUTH_4X4[None])
+    )
+    as_uint8 = per_image_scores(PRED_4X4[None, None].astype(np.uint8) * 255, TRUTH_4X4[None])
+    for name in ("pixel_accuracy", "dice", "iou"):
+        assert from_numpy[name].item() == from_torch[name].item() == as_uint8[name].item()
+
+
+def test_bad_inputs_say_what_is_wrong():
+    with pytest.raises(ValueError, match=r"pred \(1, 4, 4\) and target \(1, 4, 5\) differ"):
+        per_image_scores(PRED_4X4[None], np.zeros((1, 4, 5), bool))
+    with pytest.raises(TypeError, match="threshold float scores first"):
+        per_image_scores(PRED_4X4[None].astype(np.float32), TRUTH_4X4[None])
+    with pytest.raises(ValueError, match=r"must be \[B,H,W\]"):
+        per_image_scores(PRED_4X4, TRUTH_4X4)
+
+
+# Two 4x4 images: A is perfect with 2 head pixels; B has 6 + 6 pixels overlapping in 2.
+PRED_A = TRUTH_A = masks_from_rows("##..", "....", "....", "....")
+PRED_B = masks_from_rows("###.", "###.", "....", "....")
+TRUTH_B = masks_from_rows("....", ".##.", ".##.", ".##.")
+
+
+def test_per_image_and_batch_pooled_scores_differ():
+    pred, truth = np.stack([PRED_A, PRED_B]), np.stack([TRUTH_A, TRUTH_B])
+    per_image = per_image_scores(pred, truth)
+    assert per_image["dice"].tolist() == pytest.approx([1.0, 4 / 12])
+    assert per_image["iou"].tolist() == pytest.approx([1.0, 2 / 10])
+    pooled = batch_pooled_scores(pred, truth)  # overlap 2 + 2, areas 8 + 8
+    assert pooled["dice"] == pytest.approx(2 * 4 / 16)
+    assert pooled["iou"] == pytest.approx(4 / 12)
+
+
+def unit_scale(batch: int):
+    return np.full(batch, 0.1), np.ones((batch, 2))
+
+
+def test_accumulator_means_over_images_and_pools_per_batch():
+    one_batch = MetricAccumulator()
+    one_batch.update(np.stack([PRED_A, PRED_B]), np.stack([TRUTH_A, TRUTH_B]), *unit_scale(2))
+    two_batches = MetricAccumulator()
+    two_batches.update(PRED_A[None], TRUTH_A[None], *unit_scale(1))
+    two_batches.update(PRED_B[None], TRUTH_B[None], *unit_scale(1))
+    for result in (one_batch.compute(), two_batches.compute()):
+        assert result["dice"] == pytest.approx((1 + 4 / 12) / 2)
+        assert result["iou"] == pytest.approx((1 + 2 / 10) / 2)
+        assert result["pixel_accuracy"] == pytest.approx((16 / 16 + 8 / 16) / 2)
+        assert result["paper_pixel_accuracy"] == pytest.approx(24 / 32)
+        assert result["n_images"] == 2
+    # The paper's Dice depends on how the set was batched.
+    assert one_batch.compute()["paper_dice"] == pytest.approx(0.5)
+    assert two_batches.compute()["paper_dice"] == pytest.approx((1 + 4 / 12) / 2)
+    assert two_batches.compute()["paper_iou"] == pytest.approx((1 + 2 / 10) / 2)
+
+
+def square(size: int, x0: int, y0: int, side: int = 10) -> np.ndarray:
+    mask = np.zeros((size, size), bool)
+    mask[y0 : y0 + side, x0 : x0 + side] = True
+    return mask
+
+
+def test_hausdorff_of_shifted_squares_in_mm():
+    truth = square(40, 10, 10)
+    # Shifted 3 px right: every boundary point is within 3 px of the other boundary.
+    assert hausdorff_mm(square(40, 13, 10), truth, 0.5, (1.0, 1.0)) == pytest.approx(1.5)
+    # Non-uniform resize: an x pixel is 2 original pixels wide, a y pixel 3 tall.
+    assert hausdorff_mm(square(40, 13, 10), truth, 0.5, (2.0, 3.0)) == pytest.approx(3 * 2 * 0.5)
+    assert hausdorff_mm(square(40, 10, 12), truth, 0.5, (2.0, 3.0)) == pytest.approx(2 * 3 * 0.5)
+    # A square inside a larger one: the larger one's corner is farthest.
+    inner = square(40, 12, 12, side=6)
+    assert hausdorff_mm(inner, truth, 1.0, (1.0, 1.0)) == pytest.approx(math.hypot(2, 2))
+    assert hausdorff_mm(truth, truth, 1.0, (1.0, 1.0)) == 0
+
+
+def test_empty_prediction_counts_as_the_image_diagonal_and_its_whole_hc():
+    truth = square(64, 20, 20, side=20)
+    empty = np.zeros_like(truth)
+    # A 64x64 mask of an 800x540 image with 0.1 mm pixels.
+    scale = np.array([[800 / 64, 540 / 64]])
+    accumulator = MetricAccumulator()
+    accumulator.update(empty[None], truth[None], [0.1], scale, [123.0], filenames=["x.png"])
+    result = accumulator.compute()
+    assert result["hd_mm"] == pytest.approx(math.hypot(800, 540) * 0.1)
+    assert result["hc_abs_diff_mm"] == pytest.approx(123.0)
+    assert result["empty_predictions"] == 1 and result["hc_unmeasurable"] == 1
+    assert result["dice"] == 0
+    row = accumulator.per_image_rows()[0]
+    assert row["filename"] == "x.png" and row["empty_prediction"] is True
+    assert math.isnan(row["hc_pred_mm"])
+    assert result["per_image"] == accumulator.per_image_rows()
+
+
+def exact_ellipse(height, width, cx, cy, a, b, angle_deg) -> np.ndarray:
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    theta = math.radians(angle_deg)
+    u = (xs - cx) * math.cos(theta) + (ys - cy) * math.sin(theta)
+    v = -(xs - cx) * math.sin(theta) + (ys - cy) * math.cos(theta)
+    return (u / a) ** 2 + (v / b) ** 2 <= 1
+
+
+def test_hc_difference_through_the_accumulator():
+    # Masks at 200x200 of a 400x300 image: each mask pixel is 2 x 1.5 original pixels.
+    scale = np.array([[2.0, 1.5], [2.0, 1.5]])
+    pixel_size = np.array([0.2, 0.2])
+    # In mask pixels: semi-axes (60, 50) along x and y -> (120, 75) original pixels.
+    truth = exact_ellipse(200, 200, 100, 100, 60, 50, 0)
+    larger = exact_ellipse(200, 200, 100, 100, 65, 50, 0)  # 130 x 75 original pixels
+    reference = ramanujan_perimeter(120, 75) * 0.2
+    accumulator = MetricAccumulator(hc_mask_outset_px=0.0)
+    accumulator.update(
+        torch.from_numpy(np.stack([truth, larger])),
+        torch.from_numpy(np.stack([truth, truth])),
+        pixel_size,
+        scale,
+        None,  # no reference: HC of the true mask
+    )
+    rows = accumulator.per_image_rows()
+    assert rows[0]["hc_reference_mm"] == pytest.approx(reference, rel=0.005)
+    assert rows[0]["hc_abs_diff_mm"] == pytest.approx(0, abs=1e-9)
+    expected_diff = (ramanujan_perimeter(130, 75) - ramanujan_perimeter(120, 75)) * 0.2
+    assert rows[1]["hc_abs_diff_mm"] == pytest.approx(expected_diff, rel=0.05)
+    assert rows[1]["hd_mm"] == pytest.approx(5 * 2 * 0.2, abs=0.2 * 0.2)  # 5 px in x
+    # A given reference replaces the true mask's HC; NaN entries fall back to it.
+    with_reference = MetricAccumulator(hc_mask_outset_px=0.0)
+    with_reference.update(
+        np.stack([truth, truth]), np.stack([truth, truth]), pixel_size, scale, [50.0, np.nan]
+    )
+    rows = with_reference.per_image_rows()
+    assert rows[0]["hc_abs_diff_mm"] == pytest.approx(abs(rows[0]["hc_pred_mm"] - 50.0))
+    assert rows[1]["hc_abs_diff_mm"] == pytest.approx(0, abs=1e-9)
+
+
+def test_logits_are_thresholded_at_zero():
+    logits = np.where(PRED_4X4, 2.5, -0.3).astype(np.float32)[None, None]  # [B,1,H,W]
+    from_logits = MetricAccumulator()
+    from_logits.update(torch.from_numpy(logits), TRUTH_4X4[None].astype(np.float32), *unit_scale(1))
+    from_bool = MetricAccumulator()
+    from_bool.update(PRED_4X4[None], TRUTH_4X4[None], *unit_scale(1))
+    assert from_logits.compute()["dice"] == from_bool.compute()["dice"] == pytest.approx(6 / 9)
+
+
+def test_accumulator_rejects_mismatched_metadata():
+    accumulator = MetricAccumulator()
+    with pytest.raises(ValueError, match=r"scale_xy must have shape \(1, 2\)"):
+        accumulator.update(PRED_4X4[None], TRUTH_4X4[None], [0.1], [1.0, 1.0])
+    with pytest.raises(ValueError, match="got 2 filenames for a batch of 1"):
+        accumulator.update(PRED_4X4[None], TRUTH_4X4[None], *unit_scale(1), filenames=["a", "b"])
+    assert accumulator.compute()["n_images"] == 0
+    assert math.isnan(MetricAccumulator().compute()["dice"])

@@ -1,0 +1,320 @@
+"""`python -m search.report` on a hand-made experiment whose answers were worked out by hand.
+
+tests/data/report/exp_small/trials.csv, final stage, test Dice per seed (0, 1, 2, 3):
+  baseline      31,037,633 trainable  0.90 0.92 0.94 0.96       mean 0.93
+  decoder        4,404,928            0.95 0.96 0.97 0.96       mean 0.96
+  encoder        2,223,872            0.80 0.82 failed running  mean 0.81 (n=2)
+  decoder_2_3_4    164,032            0.94 0.95 0.93 0.94       mean 0.94
+  decoder_4          6,976            0.85 failed stopped(0.99) -   mean 0.85 (n=1; 0.99 must not count)
+  all                    -            failed failed - -          no mean
+  decoder_0 (in config.yaml only)     -  -  -  -                 all four seeds missing
+sd by hand: decoder sqrt(0.0002/3) = 0.0081650, baseline sqrt(0.0020/3) = 0.0258199,
+encoder sqrt(0.0002/1) = 0.0141421. t(0.975, 3) = 3.1824463, t(0.975, 1) = 12.7062047, so the CI
+half-widths are 0.0129920 (decoder), 0.0410853 (baseline), 0.1270620 (encoder).
+Front on (fewer params, higher Dice): decoder_4 -> decoder_2_3_4 -> decoder; baseline is
+dominated by decoder, encoder by decoder_2_3_4 (decoder_4 also dominates it, but ranks lower).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib.image
+import pandas as pd
+import pytest
+from scipy import stats
+
+from search import report, report_plots, report_stats
+
+EXP = Path(__file__).parent / "data" / "report" / "exp_small"
+PLANNED = ["baseline", "decoder", "encoder", "decoder_0", "decoder_2_3_4", "decoder_4", "all"]
+DICE = {  # the ok seeds' test Dice, by seed
+    "baseline": {0: 0.90, 1: 0.92, 2: 0.94, 3: 0.96},
+    "decoder": {0: 0.95, 1: 0.96, 2: 0.97, 3: 0.96},
+    "encoder": {0: 0.80, 1: 0.82},
+    "decoder_2_3_4": {0: 0.94, 1: 0.95, 2: 0.93, 3: 0.94},
+}
+
+
+@pytest.fixture(scope="module")
+def trials() -> pd.DataFrame:
+    return pd.read_csv(EXP / "trials.csv")
+
+
+@pytest.fixture(scope="module")
+def dice_table(trials) -> pd.DataFrame:
+    metric = report_stats.get_metric("test_dice")
+    return report_stats.strategy_stats(trials, metric, PLANNED, [0, 1, 2, 3]).set_index("strategy")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The whole report of the fixture experiment, built once through the CLI."""
+    out = tmp_path_factory.mktemp("report")
+    assert report.main([str(EXP), "--out", str(out)]) == 0
+    return out
+
+
+def test_means_sds_and_intervals_match_hand_computation(dice_table):
+    expected = {  # strategy: (n, mean, sd, CI half-width)
+        "decoder": (4, 0.96, 0.0081650, 0.0129920),
+        "baseline": (4, 0.93, 0.0258199, 0.0410853),
+        "encoder": (2, 0.81, 0.0141421, 0.1270620),
+        "decoder_2_3_4": (4, 0.94, 0.0081650, 0.0129920),
+    }
+    for name, (n, mean, sd, half) in expected.items():
+        row = dice_table.loc[name]
+        assert row["test_dice_n"] == n
+        assert row["test_dice_mean"] == pytest.approx(mean, abs=1e-9)
+        assert row["test_dice_sd"] == pytest.approx(sd, abs=1e-6)
+        assert row["test_dice_ci95_low"] == pytest.approx(mean - half, abs=1e-6)
+        assert row["test_dice_ci95_high"] == pytest.approx(mean + half, abs=1e-6)
+
+
+def test_failed_running_and_stopped_rows_are_counted_not_averaged(dice_table):
+    # decoder_4's stopped-early seed scored 0.99: averaging it in would give 0.92.
+    assert dice_table.loc["decoder_4", "test_dice_mean"] == pytest.approx(0.85)
+    assert dice_table.loc["decoder_4", "test_dice_n"] == 1
+    assert math.isnan(dice_table.loc["decoder_4", "test_dice_ci95_low"])
+    assert dice_table.loc["decoder_4", "seed_status"] == (
+        "ok 1/4, failed 1, stopped early 1, missing 1"
+    )
+    assert dice_table.loc["encoder", "seed_status"] == "ok 2/4, failed 1, running 1"
+    assert dice_table.loc["all", "seed_status"] == "ok 0/4, failed 2, missing 2"
+    assert dice_table.loc["decoder_0", "seed_status"] == "ok 0/4, missing 4"
+    assert pd.isna(dice_table.loc["all", "rank"]) and pd.isna(
+        dice_table.loc["all", "test_dice_mean"]
+    )
+
+
+def test_ranks_pareto_flags_and_dominators(dice_table):
+    ranks = dice_table["rank"].dropna().astype(int).to_dict()
+    assert ranks == {"decoder": 1, "decoder_2_3_4": 2, "baseline": 3, "decoder_4": 4, "encoder": 5}
+    optimal = dice_table["pareto_optimal"].dropna().astype(bool).to_dict()
+    assert {k for k, v in optimal.items() if v} == {"decoder", "decoder_2_3_4", "decoder_4"}
+    assert dice_table.loc["baseline", "dominated_by"] == "decoder"
+    assert dice_table.loc["encoder", "dominated_by"] == "decoder_2_3_4"
+    assert pd.isna(dice_table.loc["decoder_0", "pareto_optimal"])
+
+
+def test_lower_is_better_metric_flips_rank_and_front(trials):
+    # HD means: decoder_4 1.5, decoder 2.0, decoder_2_3_4 2.5, baseline 3.0, encoder 4.0 (mm).
+    # Read the wrong way round, encoder (worst HD, 2.2M params) would be on the front.
+    table = report_stats.strategy_stats(trials, report_stats.get_metric("test_hd_mm"))
+    table = table.set_index("strategy")
+    ranks = table["rank"].dropna().astype(int).to_dict()
+    assert ranks == {"decoder_4": 1, "decoder": 2, "decoder_2_3_4": 3, "baseline": 4, "encoder": 5}
+    optimal = table["pareto_optimal"].dropna().astype(bool)
+    assert optimal[optimal].index.tolist() == ["decoder_4"]
+    assert set(table["dominated_by"].drop("decoder_4").dropna()) - {""} == {"decoder_4"}
+
+
+def test_paired_p_values_against_the_best(dice_table):
+    def reference(name: str) -> float:
+        seeds = sorted(set(DICE[name]) & set(DICE["decoder"]))
+        best = [DICE["decoder"][s] for s in seeds]
+        return stats.ttest_rel(best, [DICE[name][s] for s in seeds]).pvalue
+
+    for name in ("baseline", "decoder_2_3_4", "encoder"):
+        assert dice_table.loc[name, "p_value_vs_best"] == pytest.approx(reference(name), rel=1e-9)
+    assert dice_table.loc["encoder", "n_paired"] == 2
+    # baseline p=0.069, decoder_2_3_4 p=0.066: not separated; encoder p=0.022 with CIs apart.
+    assert not dice_table.loc["baseline", "separated_from_best"]
+    assert not dice_table.loc["decoder_2_3_4", "separated_from_best"]
+    assert dice_table.loc["encoder", "separated_from_best"]
+    assert dice_table.loc["decoder_4", "vs_best"] == "no test: 1 common seed(s)"
+    assert pd.isna(dice_table.loc["decoder_4", "separated_from_best"])
+
+
+def test_reduction_against_baseline_gives_the_papers_85_8_percent(dice_table, trials):
+    assert round(dice_table.loc["decoder", "trainable_reduction_pct"], 1) == 85.8
+    no_baseline = trials[trials["strategy"] != "baseline"]
+    metric = report_stats.get_metric("test_dice")
+    table = report_stats.strategy_stats(no_baseline, metric)
+    assert table["trainable_reduction_pct"].isna().all()
+    shown = report.rt.display_table(table, metric)
+    assert set(shown["Reduction"]) == {"n/a"}
+
+
+def test_tune_gain_over_the_papers_recipe(trials):
+    gains = report_stats.tune_gains(trials).set_index("strategy")
+    assert gains.loc["decoder", "gain_val_dice"] == pytest.approx(0.93 - 0.90)
+    assert gains.loc["decoder", "best_recipe"] == "lr 0.003, step (gamma 0.5, every 2 epochs)"
+    assert gains.loc["encoder", "gain_val_dice"] == pytest.approx(0.0)
+    assert gains.loc["encoder", "note"] == "the paper's recipe was the best"
+    assert math.isnan(gains.loc["baseline", "gain_val_dice"])
+    assert "not among the tune trials" in gains.loc["baseline", "note"]
+
+
+def test_shared_exams_between_test_and_train():
+    split = pd.read_csv(EXP / "split.csv", dtype=str)
+    assert report_stats.shared_exams(split) == {"train": ["010"], "val": ["012"]}
+
+
+def test_cli_writes_every_file_with_the_numbers(built):
+    for name in report.FILES:
+        assert (built / name).stat().st_size > 0, name
+    csv = pd.read_csv(built / "strategies.csv")
+    assert csv["strategy"].tolist()[:5] == [
+        "decoder",
+        "decoder_2_3_4",
+        "baseline",
+        "decoder_4",
+        "encoder",
+    ]
+    assert {"strategy", "rank", "pareto_optimal", "seed_status", "trainable_params"} <= set(csv)
+    md = (built / "report.md").read_text()
+    assert "| 1 | decoder | ok 4/4 | 96.00 ± 0.82 [94.70, 97.30] |" in md
+    assert "85.8%" in md and "99.98%" in md  # decoder_4 must not round to 100.0%
+    assert "85.00 (n=1, no interval)" in md
+    assert "ok 2/4, failed 1, running 1 (seed 2: RuntimeError: CUDA out of memory)" in md
+    assert "shares exams with the training split" in md and "(010)" in md
+    assert "encoder weights were not ImageNet" in md
+    assert "Not separated from the best: decoder_2_3_4 (p=0.0663), baseline (p=0.0691)" in md
+    assert (
+        "| decoder | 2/3 | lr 0.003, step (gamma 0.5, every 2 epochs) | 93.00 | 90.00 | +3.00 |"
+        in md
+    )
+
+
+def test_png_is_paper_sized_and_labels_do_not_overlap(built, trials):
+    image = matplotlib.image.imread(built / "pareto.png")
+    assert image.shape[:2] == (1350, 2100)  # 4.5 x 7 in at 300 dpi
+    metric = report_stats.get_metric("test_dice")
+    table = report_stats.strategy_stats(trials, metric)
+    fig = report_plots.pareto_figure(table, metric)
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+    assert set(boxes) == {"decoder", "decoder_2_3_4", "baseline", "decoder_4 (n=1)", "encoder"}
+    frame = ax.get_window_extent(renderer)
+    names = sorted(boxes)
+    for i, a in enumerate(names):
+        assert frame.contains(boxes[a].x0, boxes[a].y0) and frame.contains(boxes[a].x1, boxes[a].y1)
+        for b in names[i + 1 :]:
+            assert not boxes[a].overlaps(boxes[b]), (a, b)
+    report_plots.save(fig)
+
+
+def test_file_uri_and_default_out_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = report.build_report(EXP.resolve().as_uri())
+    assert result.out_dir == Path("report_exp_small")
+    assert (tmp_path / "report_exp_small" / "strategies.csv").is_file()
+    assert "decoder" in result.text and "Rank" in result.text
+
+
+def test_local_default_out_dir_is_inside_the_experiment(tmp_path):
+    exp = shutil.copytree(EXP, tmp_path / "exp")
+    (exp / "config.yaml").unlink()
+    result = report.build_report(str(exp), metric="test_iou")
+    assert result.out_dir == exp / "report" and (exp / "report" / "report.html").is_file()
+    assert any("config.yaml not found" in n for n in result.notes)
+
+
+def test_clean_experiment_gets_no_honesty_warnings(tmp_path):
+    exp = shutil.copytree(EXP, tmp_path / "exp")
+    trials = pd.read_csv(exp / "trials.csv")
+    trials[trials["stage"] != "pretrain"].to_csv(exp / "trials.csv", index=False)
+    config = (exp / "config.yaml").read_text()
+    config = config.replace("encoder_weights: none", "encoder_weights: imagenet")
+    (exp / "config.yaml").write_text(config.replace("[pretrain, tune, final]", "[tune, final]"))
+    (exp / "split.csv").write_text("filename,split\n010_HC.png,train\n011_HC.png,test\n")
+    notes = " ".join(report.build_report(str(exp), out_dir=str(tmp_path / "out")).notes)
+    assert "ImageNet" not in notes and "shares exams" not in notes
+
+
+def test_unknown_metric_and_missing_trials_fail_with_a_message(tmp_path, capsys):
+    assert report.main([str(EXP), "--metric", "test_speed", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown metric 'test_speed'" in err and "test_hd_mm" in err
+    assert report.main([str(tmp_path / "nowhere")]) == 2
+    assert "no trials.csv" in capsys.readouterr().err
+
+
+def test_wandb_offline_writes_a_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_root"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    (tmp_path / "wandb_root").mkdir()
+    out = tmp_path / "out"
+    assert report.main([str(EXP), "--out", str(out), "--wandb", "offline"]) == 0
+    runs = list((tmp_path / "wandb_root" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("run-*.wandb"))
+    assert not list(out.glob("wandb"))  # WANDB_DIR wins over the report folder
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium not installed (.ci/run adds it)")
+def test_html_opens_in_headless_chromium_with_table_and_plot(built, tmp_path):
+    command = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        (built / "report.html").resolve().as_uri(),
+    ]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+    header, *rows = _table_rows(dom, "strategies")
+    assert header[:3] == ["Rank", "Strategy", "Seeds"]
+    by_name = {row[1]: dict(zip(header, row, strict=True)) for row in rows}
+    assert [row[1] for row in rows] == [
+        "decoder",
+        "decoder_2_3_4",
+        "baseline",
+        "decoder_4",
+        "encoder",
+        "decoder_0",
+        "all",
+    ]
+    assert by_name["decoder"]["Reduction"] == "85.8%"
+    assert by_name["decoder_4"]["Dice (%)"] == "85.00 (n=1, no interval)"
+    assert by_name["all"]["Seeds"] == "ok 0/4, failed 2, missing 2"
+    assert "main-svg" in dom  # plotly ran from the inline script, with no network
+
+
+def _table_rows(page: str, table_id: str) -> list[list[str]]:
+    """The cell texts of <table id=table_id>, row by row (stdlib parser: no lxml needed)."""
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.inside, self.rows, self.cell = False, [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table" and dict(attrs).get("id") == table_id:
+                self.inside = True
+            elif self.inside and tag == "tr":
+                self.rows.append([])
+            elif self.inside and tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if tag == "table":
+                self.inside = False
+            elif self.inside and tag in ("td", "th") and self.cell is not None:
+                self.rows[-1].append(self.cell.strip())
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+    parser = Rows()
+    parser.feed(page)
+    return parser.rows
