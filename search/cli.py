@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     from trainables.splits import write_split
 
     if not args.resume:
-        store.write_text("config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        store.write_text(
+            "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+        )
         with tempfile.TemporaryDirectory() as tmp:
             write_split(data.split, Path(tmp) / "split.csv")
             store.upload(Path(tmp) / "split.csv", "split.csv")
@@ -157,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         from search.report import build_report
 
         report = build_report(
-            store.uri, metric=cfg.search.report_metric, wandb_mode=wandb_mode,
+            store.uri,
+            metric=cfg.search.report_metric,
+            wandb_mode=wandb_mode,
             wandb_project=cfg.search.wandb_project,
         )
         print(report.text)

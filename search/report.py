@@ -157,7 +157,12 @@ def build_report(
     text = "\n".join([title, intro, compact, "", *[f"- {n}" for n in notes], f"Files: {out}"])
     if wandb_mode != "disabled":
         project = wandb_project or search.get("wandb_project") or "freezeframe"
-        log_to_wandb(exp, table, out, plotly_fig, metric, wandb_mode, project)
+        try:
+            log_to_wandb(exp, table, out, plotly_fig, metric, wandb_mode, project)
+        except Exception as err:  # the files are written; W&B only holds a copy of them
+            text += (
+                f"\nW&B logging failed ({type(err).__name__}: {err}); the files above are complete."
+            )
     return ReportResult(table, text, out, notes, tune)
 
 

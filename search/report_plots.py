@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from search.report_stats import Metric  # noqa: E402
 
@@ -25,21 +26,13 @@ FRONT_COLOR = "#1f5fa8"
 DOMINATED_COLOR = "#8c8c8c"
 PAPER_SIZE_IN = (7.0, 4.5)
 DPI = 300
-# Label offsets (points) tried in order: beside the point first, then above/below, then further.
-_OFFSETS = [
-    (7, 4, "left", "bottom"),
-    (7, -4, "left", "top"),
-    (-7, 4, "right", "bottom"),
-    (-7, -4, "right", "top"),
-    (0, 9, "center", "bottom"),
-    (0, -9, "center", "top"),
-    (16, 14, "left", "bottom"),
-    (16, -14, "left", "top"),
-    (-16, 14, "right", "bottom"),
-    (-16, -14, "right", "top"),
-    (0, 24, "center", "bottom"),
-    (0, -24, "center", "top"),
-]
+# Label spots tried around each point: 10 directions (beside, above/below, diagonal) x 4
+# distances in points; far ones get a leader line. 42 pt is about the width of "decoder_2_3_4"
+# at 8.5 pt, enough to step out of a cluster of points.
+_DIRECTIONS = [(sx, sy) for sy in (0.4, -0.4) for sx in (1, -1)] + [(0, 1), (0, -1)]
+_DIRECTIONS += [(sx, sy) for sy in (1, -1) for sx in (1, -1)]
+_DISTANCES = (6, 16, 28, 42)
+LABEL_SIZE = 8.5
 
 
 def _scale(metric: Metric) -> float:
@@ -87,50 +80,71 @@ def _overlap(a, b) -> float:
     return max(width, 0.0) * max(height, 0.0)
 
 
-def _place_labels(ax, points: pd.DataFrame, obstacles: list) -> None:
-    """Put each strategy's name next to its point where it hits no other label, point, error bar
-    or front segment, and stays inside the axes (greedy, like adjustText but deterministic)."""
-    from matplotlib.transforms import Bbox
+def _label_box(anchor, size, offset, dpi: float):
+    """Display-space box of a label of `size` (w, h px) placed `offset` points from `anchor`."""
+    (x, y), (w, h), (dx, dy) = anchor, size, offset
+    x, y = x + dx * dpi / 72, y + dy * dpi / 72
+    x0 = x if dx > 0 else x - w if dx < 0 else x - w / 2
+    y0 = y if dy > 0 else y - h if dy < 0 else y - h / 2
+    return Bbox.from_bounds(x0, y0, w, h).expanded(1.06, 1.2)
 
-    renderer = ax.figure.canvas.get_renderer()
+
+def _distance(box, x: float, y: float) -> float:
+    return math.hypot(max(box.x0 - x, 0, x - box.x1), max(box.y0 - y, 0, y - box.y1))
+
+
+def _place_labels(ax, points: pd.DataFrame, obstacles: list) -> None:
+    """Put each strategy's name near its point where it hits no other label, point, error bar
+    or front segment, stays inside the axes, and is nearer its own point than any other
+    (greedy over candidate spots, like adjustText but deterministic)."""
+    fig = ax.figure
+    renderer, dpi = fig.canvas.get_renderer(), fig.dpi
     frame = ax.get_window_extent(renderer)
+    anchors = ax.transData.transform(points[["params", "mean"]].to_numpy(float))
     placed: list = []
-    for _, point in points.sort_values(["optimal", "rank"], ascending=[False, True]).iterrows():
+    for i in points.sort_values(["optimal", "rank"], ascending=[False, True]).index:
+        point = points.loc[i]
         text = point["strategy"] + (" (n=1)" if point["n"] == 1 else "")
+        probe = ax.text(0, 0, text, fontsize=LABEL_SIZE)
+        extent = probe.get_window_extent(renderer)
+        probe.remove()
         best, best_cost = None, math.inf
-        for dx, dy, ha, va in _OFFSETS:
-            far = abs(dx) > 10 or abs(dy) > 10
-            label = ax.annotate(
-                text,
-                (point["params"], point["mean"]),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                ha=ha,
-                va=va,
-                fontsize=8.5,
-                color=FRONT_COLOR if point["optimal"] else "#333333",
-                arrowprops={"arrowstyle": "-", "color": "#999999", "lw": 0.6} if far else None,
-            )
-            box = label.get_window_extent(renderer).expanded(1.06, 1.15)
-            inside = Bbox.intersection(box, frame)
-            outside = box.width * box.height - (
-                inside.width * inside.height if inside is not None else 0.0
-            )
-            cost = sum(_overlap(box, other) for other in placed + obstacles) + 4 * outside
-            cost += 0.5 * (abs(dx) + abs(dy))  # prefer the closest free spot
-            if cost < best_cost:
-                if best is not None:
-                    best[0].remove()
-                best, best_cost = (label, box), cost
-            else:
-                label.remove()
-        placed.append(best[1])
+        for distance in _DISTANCES:
+            for ux, uy in _DIRECTIONS:
+                offset = (ux * distance, uy * distance)
+                box = _label_box(anchors[i], (extent.width, extent.height), offset, dpi)
+                inside = Bbox.intersection(box, frame)
+                outside = box.width * box.height - (
+                    inside.width * inside.height if inside is not None else 0.0
+                )
+                cost = sum(_overlap(box, other) for other in placed + obstacles) + 4 * outside
+                own = _distance(box, *anchors[i])
+                if any(_distance(box, *anchors[j]) < own for j in points.index if j != i):
+                    cost += 400  # the label would read as another point's
+                cost += distance  # prefer the closest free spot
+                if cost < best_cost:
+                    best, best_cost = (offset, box), cost
+        (dx, dy), box = best
+        ax.annotate(
+            text,
+            (point["params"], point["mean"]),
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha="left" if dx > 0 else "right" if dx < 0 else "center",
+            va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+            fontsize=LABEL_SIZE,
+            color=FRONT_COLOR if point["optimal"] else "#333333",
+            arrowprops=(
+                {"arrowstyle": "-", "color": "#999999", "lw": 0.6, "shrinkA": 0, "shrinkB": 4}
+                if max(abs(dx), abs(dy)) > 10
+                else None
+            ),
+        )
+        placed.append(box)
 
 
 def _obstacles(ax, points: pd.DataFrame, front: pd.DataFrame) -> list:
     """Display-space boxes of markers, error bars and the front's segments."""
-    from matplotlib.transforms import Bbox
-
     to_display = ax.transData.transform
     boxes = []
     for _, p in points.iterrows():
@@ -151,7 +165,7 @@ def _obstacles(ax, points: pd.DataFrame, front: pd.DataFrame) -> list:
     return boxes
 
 
-def pareto_figure(table: pd.DataFrame, metric: Metric, title: str = ""):
+def pareto_figure(table: pd.DataFrame, metric: Metric):
     """Metric (mean, 95% CI bars) against trainable parameters (log x), front as a step line."""
     points = plotted(table, metric)
     fig, ax = plt.subplots(figsize=PAPER_SIZE_IN, layout="constrained")
@@ -186,7 +200,7 @@ def pareto_figure(table: pd.DataFrame, metric: Metric, title: str = ""):
             ecolor=color,
             elinewidth=1.1,
             capsize=3,
-            zorder=3,
+            zorder=4 if optimal else 3,  # the front's markers stay visible in a cluster
             label="Pareto-optimal" if optimal else "dominated",
         )
         single = group[~has_ci]  # n=1: no interval; a hollow marker says so
@@ -213,15 +227,14 @@ def pareto_figure(table: pd.DataFrame, metric: Metric, title: str = ""):
     ax.tick_params(labelsize=9)
     ax.grid(True, which="major", color="#e5e5e5", lw=0.6)
     ax.set_axisbelow(True)
-    if title:
-        ax.set_title(title, fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
     order = ["Pareto-optimal", "dominated", "one seed: no interval", "Pareto front (on means)"]
     pairs = sorted(zip(labels, handles, strict=True), key=lambda p: order.index(p[0]))
     ax.legend([h for _, h in pairs], [lab for lab, _ in pairs], fontsize=8, loc="best")
     fig.canvas.draw()  # fixes the layout, so label boxes are measured where they will be drawn
     fig.set_layout_engine("none")
-    _place_labels(ax, points, _obstacles(ax, points, front))
+    legend_box = ax.get_legend().get_window_extent(fig.canvas.get_renderer())
+    _place_labels(ax, points, [*_obstacles(ax, points, front), legend_box])
     return fig
 
 
@@ -261,12 +274,27 @@ def box_figure(table: pd.DataFrame, final: pd.DataFrame, metric: Metric):
                 color="#a33",
             )
     ax.set_xticks(range(1, len(names) + 1))
-    status = table.set_index("strategy")["seed_status"]
-    labels = [f"{n}\n{status[n].split(',')[0]}" for n in names]
     crowded = len(names) > 8  # ~0.75 in per slot: 'decoder_2_3_4' at 8 pt no longer fits flat
     ax.set_xticklabels(
-        labels, fontsize=8, rotation=30 if crowded else 0, ha="right" if crowded else "center"
+        names,
+        fontsize=8,
+        rotation=25 if crowded else 0,
+        ha="right" if crowded else "center",
+        rotation_mode="anchor",
     )
+    seeds = table.set_index("strategy")[["seeds_ok", "seeds_planned"]]
+    for position, name in enumerate(names, start=1):  # seeds finished, above each slot
+        done, planned = seeds.loc[name]
+        ax.text(
+            position,
+            1.01,
+            f"{done}/{planned} ok",
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=7.5,
+            color="#555555" if done == planned else "#a33",
+        )
     ax.set_xlim(0.4, len(names) + 0.6)
     ax.set_ylabel(f"Test {metric.unit_label} per seed", fontsize=10)
     ax.tick_params(axis="y", labelsize=9)
@@ -321,7 +349,12 @@ def plotly_pareto(table: pd.DataFrame, metric: Metric):
                     "array": (group["high"] - group["mean"]).fillna(0),
                     "arrayminus": (group["mean"] - group["low"]).fillna(0),
                 },
-                marker={"size": 10, "color": FRONT_COLOR if optimal else DOMINATED_COLOR},
+                marker={
+                    "size": 10,
+                    "color": FRONT_COLOR if optimal else DOMINATED_COLOR,
+                    # hollow = one seed, no interval (as in the PNG)
+                    "symbol": ["circle-open" if n == 1 else "circle" for n in group["n"]],
+                },
                 name="Pareto-optimal" if optimal else "dominated",
             )
         )

@@ -136,7 +136,7 @@ def strategy_stats(
         row["seed_status"] = seed_status(counts, planned)
         row["recipe"] = ",".join(sorted(mine["recipe"].dropna().astype(str).unique()))
         for column in columns:
-            values = mine.get(column, [])
+            values = ok.get(column, [])
             row |= {f"{column}_{k}": v for k, v in interval(values).items()}
         for column in ("trainable_params", "total_params"):  # fixed by the strategy
             known = mine[column].dropna() if column in mine else pd.Series(dtype=float)
@@ -307,6 +307,14 @@ def tune_gains(trials: pd.DataFrame, strategies: list[str] | None = None) -> pd.
             row["gain_val_dice"] = row["best_val_dice"] - row["paper_val_dice"]
             if best["recipe"] == "paper":
                 row["note"] = "the paper's recipe was the best"
+            paper_row = paper_ok.loc[paper_ok["val_dice"].idxmax()]
+            epochs = (best["epochs"], paper_row["epochs"])
+            if all(pd.notna(e) for e in epochs) and epochs[0] != epochs[1]:
+                # e.g. ASHA stopped one of them early: the two val Dice are not like for like
+                row["note"] = (
+                    f"the best ran {int(epochs[0])} epoch(s), the paper's recipe "
+                    f"{int(epochs[1])}: not like for like"
+                )
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -113,6 +113,13 @@ def build_notes(
         )
     for name in table.loc[table[f"{metric.column}_n"] == 1, "strategy"]:
         notes.append(f"{name}: n=1, no interval - its rank and Pareto position rest on one seed.")
+    for m in rs.METRICS.values():  # an ok seed can lack a value (e.g. HD of an empty mask)
+        short = table[table[f"{m.column}_n"] < table["seeds_ok"]]
+        notes += [
+            f"{r.strategy}: {m.label} over {getattr(r, m.column + '_n')} of {r.seeds_ok} ok "
+            "seeds (the others reported no value)."
+            for r in short.itertuples()
+        ]
     unfinished = int(table["seeds_running"].sum() + table["seeds_missing"].sum())
     if unfinished:
         notes.append(
@@ -134,23 +141,24 @@ def build_notes(
             "over the seeds both finished; 'not separated' when p >= 0.05 or the 95% CIs "
             "overlap. "
         )
-        text += (
-            "Not separated from the best: "
-            + ", ".join(
+        tested = ranked["separated_from_best"].notna().sum()
+        if len(close):
+            pairs = [
                 f"{r.strategy} ({_p_text(r.p_value_vs_best, r.vs_best)})"
                 for r in close.itertuples()
-            )
-            + "."
-            if len(close)
-            else "Every tested strategy is separated from the best."
-        )
+            ]
+            text += "Not separated from the best: " + ", ".join(pairs) + "."
+        elif tested:
+            text += "Every tested strategy is separated from the best."
         if len(untested):
             text += " Not tested (fewer than 2 common seeds): " + ", ".join(untested["strategy"])
             text += "."
         notes.append(text)
-    if "baseline" in set(table["strategy"]) and table["trainable_reduction_pct"].notna().any():
-        base = table.loc[table["strategy"] == "baseline", "trainable_params"].iloc[0]
-        notes.append(f"Reduction = 1 - trainable / baseline's trainable ({int(base):,}).")
+    base = table.loc[table["strategy"] == "baseline", "trainable_params"].dropna()
+    if len(base):
+        notes.append(f"Reduction = 1 - trainable / baseline's trainable ({int(base.iloc[0]):,}).")
+    elif "baseline" in set(table["strategy"]):
+        notes.append("Reduction vs baseline: n/a - no baseline row reported its parameter count.")
     else:
         notes.append("Reduction vs baseline: n/a - no baseline strategy in this experiment.")
     notes += honest_notes(trials, config, split)

@@ -135,15 +135,26 @@ class SearchService:
                 extra["synthetic"] = {"n": settings.synthetic_images, "seed": 0, "cache_dir": cache}
             else:
                 spec["data_dir"] = settings.source
-            self._fit("pretrain", tune.TuneConfig(num_samples=1), self._param_space("pretrain", **extra), 1)
+            self._fit(
+                "pretrain",
+                tune.TuneConfig(num_samples=1),
+                self._param_space("pretrain", **extra),
+                1,
+            )
         if not self.store.exists(target):
             raise RuntimeError("the pretrain stage finished without a checkpoint; see trials.csv")
-        return self.store.path(target) if not is_uri(self.store.uri) else f"{self.store.uri}/{target}"
+        return (
+            self.store.path(target) if not is_uri(self.store.uri) else f"{self.store.uri}/{target}"
+        )
 
     def tune_recipes(self) -> dict[str, dict]:
         """Optuna per strategy; returns and writes the best recipe per strategy."""
         settings: TuneSettings = self.cfg.search.tune
-        study_dir = Path(self.store.path("")) if not is_uri(self.store.uri) else _local_state_dir(self.store)
+        study_dir = (
+            Path(self.store.path(""))
+            if not is_uri(self.store.uri)
+            else _local_state_dir(self.store)
+        )
         study_dir.mkdir(parents=True, exist_ok=True)
         space = functools.partial(optuna_space, settings=settings.model_dump())
         for strategy in self.cfg.search.strategies:
@@ -202,7 +213,9 @@ class SearchService:
             recipe = recipes.get(strategy)
             sources[strategy] = "best" if recipe else "paper"
             recipe = {k: recipe[k] for k in RECIPE_KEYS} if recipe else self._paper()
-            specs += [{"strategy": strategy, "seed": seed, **recipe} for seed in self.cfg.search.seeds]
+            specs += [
+                {"strategy": strategy, "seed": seed, **recipe} for seed in self.cfg.search.seeds
+            ]
         tune_config = tune.TuneConfig(max_concurrent_trials=self._max_concurrent())
         space = self._param_space("final", spec=tune.grid_search(specs), recipe_source=sources)
         self._fit("final", tune_config, space, len(specs))
@@ -216,6 +229,9 @@ def _local_state_dir(store: ExperimentStore) -> Path:
 def connect_ray(num_cpus: int | None = None) -> None:
     """Join the cluster named by RAY_ADDRESS (or `ray submit`'s), else start a local one."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # One checkpoint per epoch is the design (a crash loses at most that epoch); Tune's
+    # warning about frequent experiment snapshots would drown the progress lines.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
         return

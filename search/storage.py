@@ -22,7 +22,9 @@ class ExperimentStore:
     """Small-file access to one experiment folder, local or remote."""
 
     def __init__(self, storage: str, name: str):
-        self.storage = str(storage) if is_uri(storage) else str(Path(storage).expanduser().resolve())
+        self.storage = (
+            str(storage) if is_uri(storage) else str(Path(storage).expanduser().resolve())
+        )
         self.name = name
         if is_uri(self.storage):
             self.fs, root = pafs.FileSystem.from_uri(self.storage)

@@ -116,8 +116,10 @@ def run_ray_trial(config: dict) -> None:
 
     data = load_trial_data(cfg)
     run = None
+    trained_epochs: list[int] = []
 
     def on_epoch(record: dict, out_dir: Path) -> None:
+        trained_epochs.append(record["epoch"])
         with tempfile.TemporaryDirectory() as tmp:
             for file in CHECKPOINT_FILES:
                 if (out_dir / file).exists():
@@ -140,6 +142,9 @@ def run_ray_trial(config: dict) -> None:
         )
         metrics["trial_name"] = name
         metrics["stage"] = config["stage"]
+        # 0 for an uninterrupted trial; k when a retry or a resumed search continued from the
+        # checkpoint of epoch k (the history still lists every epoch, restored from last.pt).
+        metrics["resumed_after_epoch"] = metrics["epochs"] - len(trained_epochs)
         summary = summary_metrics(metrics)
         if run is not None:
             run.summary.update(summary)

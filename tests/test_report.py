@@ -150,6 +150,13 @@ def test_tune_gain_over_the_papers_recipe(trials):
     assert "not among the tune trials" in gains.loc["baseline", "note"]
 
 
+def test_tune_gain_warns_when_epochs_differ(trials):
+    shorter = trials.copy()
+    shorter.loc[shorter["trial_name"] == "decoder__seed0__a2", "epochs"] = 1  # ASHA-stopped
+    note = report_stats.tune_gains(shorter).set_index("strategy").loc["decoder", "note"]
+    assert note == "the best ran 1 epoch(s), the paper's recipe 3: not like for like"
+
+
 def test_shared_exams_between_test_and_train():
     split = pd.read_csv(EXP / "split.csv", dtype=str)
     assert report_stats.shared_exams(split) == {"train": ["010"], "val": ["012"]}
@@ -226,6 +233,31 @@ def test_clean_experiment_gets_no_honesty_warnings(tmp_path):
     (exp / "split.csv").write_text("filename,split\n010_HC.png,train\n011_HC.png,test\n")
     notes = " ".join(report.build_report(str(exp), out_dir=str(tmp_path / "out")).notes)
     assert "ImageNet" not in notes and "shares exams" not in notes
+
+
+def test_running_experiment_without_a_finished_seed_still_reports(tmp_path):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    trials = pd.read_csv(EXP / "trials.csv")
+    running = trials[trials["stage"] == "final"].assign(status="running", test_dice=math.nan)
+    running.to_csv(exp / "trials.csv", index=False)
+    result = report.build_report(str(exp))
+    assert result.table["rank"].isna().all()
+    assert result.table.set_index("strategy").loc["decoder", "seed_status"] == "ok 0/4, running 4"
+    assert (exp / "report" / "pareto.png").is_file()
+    assert any("not finished (21 seeds running" in n for n in result.notes)
+
+
+def test_ok_seed_without_a_value_is_said_not_hidden(tmp_path):
+    exp = shutil.copytree(EXP, tmp_path / "exp")
+    trials = pd.read_csv(exp / "trials.csv")
+    trials.loc[trials["trial_name"] == "decoder__seed3", "test_hd_mm"] = math.nan  # empty mask
+    trials.to_csv(exp / "trials.csv", index=False)
+    result = report.build_report(str(exp), metric="test_hd_mm")
+    decoder = result.table.set_index("strategy").loc["decoder"]
+    assert decoder["test_hd_mm_n"] == 3 and decoder["seeds_ok"] == 4
+    assert decoder["test_hd_mm_mean"] == pytest.approx((2.1 + 1.9 + 2.2) / 3)
+    assert "decoder: HD (mm) over 3 of 4 ok seeds (the others reported no value)." in result.notes
 
 
 def test_unknown_metric_and_missing_trials_fail_with_a_message(tmp_path, capsys):

@@ -78,7 +78,9 @@ def test_frozen_batchnorm_stats_pinned_and_survive_train():
     strategy = get_strategy("decoder")
     model = build_model(strategy.model, "none")
     applied = apply_strategy(model, strategy, bn_update_frozen=False, verbose=False)
-    assert applied.frozen_bn_modules and all(m.startswith("encoder.") for m in applied.frozen_bn_modules)
+    assert applied.frozen_bn_modules and all(
+        m.startswith("encoder.") for m in applied.frozen_bn_modules
+    )
     model.train()
     bn_name = applied.frozen_bn_modules[0]
     bn = dict(model.named_modules())[bn_name]
@@ -119,7 +121,9 @@ def test_encoder_checkpoint_roundtrip_and_errors(tmp_path):
     torch.save(source.encoder.state_dict(), tmp_path / "encoder.pt")
     for file in ("trial.pt", "encoder.pt"):
         model = build_model("unet_mobilenet_v2", str(tmp_path / file))
-        for (n, a), b in zip(model.encoder.state_dict().items(), source.encoder.state_dict().values()):
+        for (n, a), b in zip(
+            model.encoder.state_dict().items(), source.encoder.state_dict().values(), strict=True
+        ):
             assert torch.equal(a, b), n
     torch.save({"something": torch.zeros(3)}, tmp_path / "wrong.pt")
     with pytest.raises(WeightsError, match="does not fit"):
@@ -142,7 +146,9 @@ def test_failed_imagenet_download_says_what_to_do(monkeypatch):
 def test_strategies_json_cli():
     out = subprocess.run(
         [sys.executable, "-m", "trainables.strategies", "--json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rows = {r["name"]: r for r in json.loads(out)}
     assert {n: r["trainable_params"] for n, r in rows.items()} == EXPECTED_TRAINABLE

@@ -36,6 +36,14 @@ class TrialConfig(BaseModel):
         description="frozen BatchNorm layers keep updating running stats; None = strategy's choice",
     )
 
+    bn_momentum: float | None = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="BatchNorm running-stat momentum (0.1 = PyTorch's and the seed study's); "
+        "null = cumulative average, for short runs from random weights",
+    )
+
     # Data.
     data_dir: str | None = Field(None, description="HC18-layout folder; None = shipped sample")
     image_size: int = Field(512, ge=32, description="square side the images are resized to")

@@ -100,7 +100,9 @@ def load_encoder_checkpoint(model: nn.Module, path: str | Path) -> None:
     if not isinstance(state, dict):
         raise WeightsError(f"encoder_weights: {path} holds no state dict")
     if any(k.startswith("encoder.") for k in state):
-        state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+        state = {
+            k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")
+        }
     try:
         model.encoder.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -35,7 +35,9 @@ COLUMNS = [
 ]
 
 
-def load_checkpoint_model(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, TrialConfig]:
+def load_checkpoint_model(
+    path: str | Path, device: torch.device
+) -> tuple[torch.nn.Module, TrialConfig]:
     """A trial's best.pt/last.pt -> (network in eval mode, the trial's config)."""
     path = Path(path)
     if not path.is_file():

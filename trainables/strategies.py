@@ -126,13 +126,13 @@ def apply_strategy(
     if not keep_updating:
         for name, module in model.named_modules():
             params = list(module.parameters(recurse=False))
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and params:
-                if not any(p.requires_grad for p in params):
-                    # An instance-level train() that always means eval: nn.Module.train()
-                    # of the parent calls it, so the choice survives model.train().
-                    module.train = types.MethodType(_eval_only_train, module)
-                    module.eval()
-                    frozen_bn.append(name)
+            is_bn = isinstance(module, nn.modules.batchnorm._BatchNorm)
+            if is_bn and params and not any(p.requires_grad for p in params):
+                # An instance-level train() that always means eval: nn.Module.train() of
+                # the parent calls it, so the choice survives model.train().
+                module.train = types.MethodType(_eval_only_train, module)
+                module.eval()
+                frozen_bn.append(name)
 
     result = AppliedStrategy(
         trainable_params=sum(p.numel() for p in trainable),

@@ -104,7 +104,9 @@ def run_trial(
         history.append(record)
         if val["dice"] > best["val_dice"]:
             best = {"val_dice": val["dice"], "epoch": epoch, "val": val}
-            save_atomic({"model": trial.model.state_dict(), **_meta(trial, epoch)}, out_dir / "best.pt")
+            save_atomic(
+                {"model": trial.model.state_dict(), **_meta(trial, epoch)}, out_dir / "best.pt"
+            )
         if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
             save_atomic(_state(trial, epoch, history, best), out_dir / "last.pt")
         log(
@@ -195,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())
