@@ -108,10 +108,67 @@ def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, ExperimentStore, 
         raise ConfigError(f"experiment {store.uri} exists; pass --resume or another --name")
     if args.resume and not store.exists("config.yaml"):
         raise ConfigError(f"--resume: no experiment at {store.uri}")
+    if args.resume:
+        _check_same_config(cfg, yaml.safe_load(store.read_text("config.yaml")), store.uri)
+    _check_report_metric(cfg)
+    _check_pretrain_source(cfg)
     mode = args.wandb or cfg.search.wandb
     if mode == "auto":
         mode = "online" if _wandb_key() else "offline"
     return cfg, store, mode
+
+
+def _check_same_config(cfg: ResolvedConfig, saved: dict, uri: str) -> None:
+    """A resumed search must train what the checkpoints were written with; stages may differ."""
+    current, saved = _flat(cfg.model_dump(mode="json")), _flat(saved)
+    changed = [
+        key
+        for key in sorted(set(current) | set(saved))
+        if key != "search.stages" and current.get(key) != saved.get(key)
+    ]
+    if changed:
+        raise ConfigError(
+            f"--resume: {', '.join(changed)} differ from {uri}/config.yaml; repeat the first "
+            "run's --config/--set/--data (only --stages may change)"
+        )
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """{'search': {'tune': {'seed': 0}}} -> {'search.tune.seed': 0}"""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _check_report_metric(cfg: ResolvedConfig) -> None:
+    """The report ranks by a trials.csv column; a typo would only surface after the study."""
+    from search.report_stats import get_metric
+
+    try:
+        get_metric(cfg.search.report_metric)
+    except KeyError as err:
+        raise ConfigError(f"search.report_metric: {err.args[0]}") from None
+
+
+def _check_pretrain_source(cfg: ResolvedConfig) -> None:
+    """An HC18-layout pretraining source is read by a trial; check (and cache) it here first."""
+    source = cfg.search.pretrain.source
+    if "pretrain" not in cfg.search.stages or source == "synthetic":
+        return
+    if not Path(source).is_dir():
+        raise ConfigError(f"search.pretrain.source: {source!r} is neither 'synthetic' nor a folder")
+    from trainables.trial import load_trial_data
+
+    # The same data settings the pretrain trial uses (search.service.SearchService.pretrain).
+    spec = {"data_dir": source, "split": "grouped", "max_images": None}
+    try:
+        load_trial_data(cfg.trial.model_copy(update=spec))
+    except (DataError, SplitError) as err:
+        raise ConfigError(f"search.pretrain.source: {err}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

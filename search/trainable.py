@@ -8,6 +8,7 @@ from the trial's own process: nothing per trial runs on the head node for loggin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -92,6 +93,21 @@ def _synthetic_source(spec: dict) -> str:
     return str(target)
 
 
+def _local_weights(store: ExperimentStore, uri: str) -> str:
+    """Download the pretrain checkpoint to a path that is the same for every attempt: the path
+    is part of the trial config, and a retry only resumes from a checkpoint of the same config.
+    """
+    rel = uri.removeprefix(store.uri + "/")
+    info = store.fs.get_file_info(store.path(rel))  # a rewritten checkpoint gets a new name
+    digest = hashlib.sha1(f"{uri}|{info.size}|{info.mtime_ns}".encode()).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / "freezeframe_weights" / f"{digest}.pt"
+    if not target.exists():
+        partial = target.with_suffix(f".{os.getpid()}.part")  # concurrent trials on one node
+        store.download(rel, partial)
+        os.replace(partial, target)
+    return str(target)
+
+
 def run_ray_trial(config: dict) -> None:
     """Ray Tune function trainable for every stage."""
     context = tune.get_context()
@@ -107,8 +123,7 @@ def run_ray_trial(config: dict) -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix=f"freezeframe_{name}_"))
     if is_uri(values.get("encoder_weights", "")):
-        rel = values["encoder_weights"].removeprefix(store.uri + "/")
-        values["encoder_weights"] = str(store.download(rel, workdir / "encoder_weights.pt"))
+        values["encoder_weights"] = _local_weights(store, values["encoder_weights"])
     cfg = TrialConfig(**values)
     checkpoint = tune.get_checkpoint()
     if checkpoint:  # a retry or a resumed search: continue after the last finished epoch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 # Ray must not ask for a token or phone home during tests; set before anything imports ray.
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+# Resized-array caches of this test session stay in a temporary folder, not in ~/.cache.
+os.environ.setdefault("FREEZEFRAME_CACHE", tempfile.mkdtemp(prefix="freezeframe_test_cache_"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The shared data lives beside the repo: <workspace>/main (repo) and <workspace>/shared/data/hc18.

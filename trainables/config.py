@@ -104,7 +104,8 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
         if "=" not in pair:
             raise ConfigError(f"--set expects key=value, got {pair!r}")
         key, raw = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw) if raw != "" else None
+        # YAML scalars, plus Python's spelling of null that users type by habit.
+        out[key.strip()] = None if raw in ("", "None") else yaml.safe_load(raw)
     return out
 
 

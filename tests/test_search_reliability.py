@@ -1,0 +1,265 @@
+"""The search survives what clusters do: a lost worker node, a killed driver, a diverging trial.
+
+Each test runs `search/run.py` as its own process against a private multi-node Ray cluster
+(`ray.cluster_utils.Cluster`) that the test starts and always shuts down, and reads back what a
+user reads: the exit status, `trials.csv`, the per-trial result JSONs. Tiny settings (the
+shipped 12-image sample at 32 px, a few epochs of ~1 s) keep each test near a minute on 2 cores.
+Faults are real, not injected: the test removes a node, SIGKILLs the driver, or lets Optuna
+propose a learning rate whose first Adam step overflows the weights (a NaN loss).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+RUN_PY = Path(__file__).resolve().parents[1] / "search" / "run.py"
+TINY = ["--wandb", "disabled", "--set", "trial.image_size=32", "--set", "trial.batch_size=4"]
+
+
+class Study:
+    """`python search/run.py ARGS` in its own process group, joined to one Ray cluster."""
+
+    def __init__(self, address: str, workdir: Path, args: list[str], log_name: str):
+        env = {
+            **os.environ,
+            "RAY_ADDRESS": address,  # never any other Ray instance on this machine
+            "RAY_AUTH_MODE": "disabled",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.log_path = workdir / log_name
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(RUN_PY), *args],
+                cwd=workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: kill() reaches only it
+            )
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"study still running after {timeout} s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def ray_cluster(monkeypatch):
+    """Start a private Ray cluster: `start(head_cpus, **head_args)`; shut down after the test.
+
+    RAY_TMPDIR keeps its session files and its address file out of /tmp/ray, so a plain
+    `ray.init()` elsewhere on this machine does not join it. The folder is short because Ray's
+    socket paths have a length limit.
+    """
+    from ray.cluster_utils import Cluster
+
+    temp_dir = tempfile.mkdtemp(prefix="ffray", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", temp_dir)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    clusters = []
+
+    def start(head_cpus: int, **head_args) -> Cluster:
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, **head_args})
+        clusters.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in clusters:
+        cluster.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def studies(tmp_path):
+    """`start(address, args, log_name)` -> Study; any still running are killed after the test."""
+    started: list[Study] = []
+
+    def start(address: str, args: list[str], log_name: str = "study.log") -> Study:
+        started.append(Study(address, tmp_path, args, log_name))
+        return started[-1]
+
+    yield start
+    for study in started:
+        study.kill()
+
+
+def wait_for_trials(study: Study, experiment: Path, condition, timeout: float) -> pd.DataFrame:
+    """Poll `trials.csv` (rewritten atomically) until `condition(trials)`; return that table."""
+    csv = experiment / "trials.csv"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if study.proc.poll() is not None:
+            pytest.fail(f"study exited ({study.proc.returncode}) too early:\n{study.log_tail()}")
+        if csv.exists():
+            trials = pd.read_csv(csv)
+            if len(trials) and condition(trials):
+                return trials
+        time.sleep(0.1)
+    study.kill()
+    pytest.fail(f"trials.csv never reached the awaited state in {timeout} s:\n{study.log_tail()}")
+
+
+def read_result(experiment: Path, stage: str, trial_name: str) -> dict:
+    return json.loads((experiment / "results" / stage / f"{trial_name}.json").read_text())
+
+
+@pytest.mark.slow
+def test_lost_worker_node_retries_its_trial_on_the_other_node_from_its_checkpoint(
+    ray_cluster, studies, tmp_path
+):
+    # Health checks every second: the lost node is declared dead in ~3 s, not Ray's ~30 s.
+    health = {
+        "health_check_initial_delay_ms": 0,
+        "health_check_period_ms": 1000,
+        "health_check_failure_threshold": 3,
+    }
+    cluster = ray_cluster(head_cpus=1, _system_config=health)
+    # Trials ask for a (logical) GPU: they run only on these two nodes, one trial on each.
+    gpu_nodes = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    epochs = 8
+    experiment = tmp_path / "runs" / "lost_node"
+    study = studies(
+        cluster.address,
+        ["--storage", str(tmp_path / "runs"), "--name", "lost_node", "--stages", "final"]
+        + ["--set", "search.strategies=[decoder]", "--set", "search.seeds=[0,1]"]
+        + ["--set", "search.resources={cpu: 1, gpu: 1}", "--set", "search.max_failures=1"]
+        + ["--set", f"trial.epochs={epochs}", *TINY],
+    )
+
+    # Both trials have checkpointed epoch 2 and neither has finished: lose a node, hard.
+    before = wait_for_trials(
+        study,
+        experiment,
+        lambda t: len(t) == 2 and (t.status == "running").all() and (t.epochs >= 2).all(),
+        timeout=150,
+    )
+    cluster.remove_node(gpu_nodes[1], allow_graceful=False)
+
+    assert study.wait(150) == 0, study.log_tail()
+    trials = pd.read_csv(experiment / "trials.csv").set_index("trial_name")
+    assert sorted(trials.index) == ["decoder__seed0", "decoder__seed1"]
+    assert (trials.status == "ok").all(), trials[["status", "error"]]
+    assert trials.test_dice.between(0, 1).all()
+    retried = trials.index[trials.retries.fillna(0) == 1]
+    assert len(retried) == 1, trials.retries  # only the lost node's trial ran again
+    lost, kept = retried[0], (set(trials.index) - {retried[0]}).pop()
+
+    # The retry (on the only GPU node left) continued after the last checkpointed epoch.
+    seen = int(before.set_index("trial_name").epochs[lost])
+    result = read_result(experiment, "final", lost)
+    assert result["resumed_after_epoch"] >= seen >= 2
+    assert [record["epoch"] for record in result["history"]] == list(range(1, epochs + 1))
+    assert read_result(experiment, "final", kept)["resumed_after_epoch"] == 0
+
+
+@pytest.mark.slow
+def test_killed_driver_then_resume_runs_no_finished_trial_again(ray_cluster, studies, tmp_path):
+    cluster = ray_cluster(head_cpus=2)  # two trials at a time
+    epochs = 6
+    experiment = tmp_path / "runs" / "killed"
+    # A file:// URI takes the object-store code path (as s3:// does); the pretrain stage makes
+    # the final trials load its encoder from there.
+    args = ["--storage", (tmp_path / "runs").as_uri(), "--name", "killed"]
+    args += ["--stages", "pretrain,final", "--set", "search.strategies=[decoder]"]
+    args += ["--set", "search.seeds=[0,1,2]", "--set", f"trial.epochs={epochs}"]
+    args += ["--set", "search.pretrain.epochs=1", "--set", "search.pretrain.synthetic_images=16"]
+    args += TINY
+    first = studies(cluster.address, args, "first.log")
+
+    def mid_final_stage(trials: pd.DataFrame) -> bool:
+        final = trials[trials.stage == "final"]
+        # >= 1 epoch checkpointed and >= 2 to go, so it cannot finish before the kill lands
+        midway = (final.status == "running") & final.epochs.between(1, epochs - 2)
+        return bool((final.status == "ok").any() and midway.any())
+
+    at_kill = wait_for_trials(first, experiment, mid_final_stage, timeout=150)
+    first.kill()  # SIGKILL: no cleanup, no last experiment snapshot
+    time.sleep(2)  # Ray ends the dead driver's trial actors; let any last write land first
+
+    finished = {p: p.stat().st_mtime_ns for p in (experiment / "results").rglob("*.json")}
+    final_at_kill = at_kill[at_kill.stage == "final"].set_index("trial_name")
+    interrupted = [
+        name
+        for name, row in final_at_kill.iterrows()
+        if row.status == "running"
+        and row.epochs >= 1
+        and not (experiment / "results" / "final" / f"{name}.json").exists()
+    ]
+    assert interrupted, final_at_kill
+    assert len(finished) >= 2  # the pretrain trial and at least one final trial
+
+    resumed = studies(cluster.address, [*args, "--resume"], "resume.log")
+    assert resumed.wait(180) == 0, resumed.log_tail()
+
+    # No finished trial ran again: their results were not rewritten.
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    trials = pd.read_csv(experiment / "trials.csv")
+    assert sorted(trials.trial_name) == ["all__seed0"] + [f"decoder__seed{s}" for s in (0, 1, 2)]
+    assert (trials.status == "ok").all(), trials[["trial_name", "status", "error"]]
+    assert trials[trials.stage == "final"].test_dice.between(0, 1).all()
+    for name in final_at_kill.index:
+        result = read_result(experiment, "final", name)
+        assert [record["epoch"] for record in result["history"]] == list(range(1, epochs + 1))
+        if name in interrupted:  # continued after its last checkpoint, not from epoch 1
+            assert result["resumed_after_epoch"] >= final_at_kill.epochs[name] >= 1
+    assert "FreezeFrame report: killed" in resumed.log_path.read_text()
+
+
+@pytest.mark.slow
+def test_trial_with_nan_loss_is_retried_then_failed_while_the_study_goes_on(
+    ray_cluster, studies, tmp_path
+):
+    cluster = ray_cluster(head_cpus=2)
+    experiment = tmp_path / "runs" / "nan"
+    # Two tune proposals: the paper's recipe (lr 1e-3) first, then Optuna's draw from
+    # [1e29, 1e30] - one Adam step of that size overflows the weights, the loss turns NaN.
+    args = ["--storage", str(tmp_path / "runs"), "--name", "nan", "--stages", "tune,final"]
+    args += ["--set", "search.strategies=[decoder]", "--set", "search.seeds=[0]"]
+    args += ["--set", "search.tune.trials_per_strategy=2", "--set", "search.tune.asha=false"]
+    args += ["--set", "search.tune.lr_min=1e29", "--set", "search.tune.lr_max=1e30"]
+    args += ["--set", "search.max_failures=2", "--set", "trial.epochs=2", *TINY]
+    study = studies(cluster.address, args)
+    assert study.wait(180) == 0, study.log_tail()
+
+    trials = pd.read_csv(experiment / "trials.csv")
+    tune = trials[trials.stage == "tune"]
+    failed, ok = tune[tune.status == "failed"], tune[tune.status == "ok"]
+    assert (len(failed), len(ok)) == (1, 1), tune[["trial_name", "status", "lr", "error"]]
+    row = failed.iloc[0]
+    assert row.lr >= 1e29
+    assert row.retries == 2  # search.max_failures
+    assert "FloatingPointError: training loss became" in row.error
+    assert not (experiment / "results" / "tune" / f"{row.trial_name}.json").exists()
+
+    # The other proposal finished, its recipe won, and the final stage trained with it.
+    assert ok.iloc[0].lr == pytest.approx(1e-3) and 0 < ok.iloc[0].val_dice <= 1
+    best = yaml.safe_load((experiment / "best_recipes.yaml").read_text())
+    assert best["decoder"]["lr"] == pytest.approx(1e-3)
+    final = trials[trials.stage == "final"]
+    assert list(final.status) == ["ok"] and final.lr.iloc[0] == pytest.approx(1e-3)
+    assert (experiment / "report" / "report.md").exists()

@@ -1,0 +1,138 @@
+"""One trial end to end: the smoke recipe learns, results land on disk, crashes resume, bad input
+stops everything before a file is written, and predictions become HC18 submission rows."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from trainables.config import load_trial_config
+from trainables.train import main as train_main
+from trainables.train import run_trial
+from trainables.trial import load_trial_data
+
+SMOKE = Path(__file__).parents[1] / "configs" / "smoke.yaml"
+METRIC_KEYS = {"dice", "iou", "pixel_accuracy", "hd_mm", "hc_abs_diff_mm"}
+
+
+def check_smoke_result(out: Path, metrics: dict) -> None:
+    losses = [epoch["train_loss"] for epoch in metrics["history"]]
+    assert losses[-1] < losses[0], f"loss did not fall: {losses}"
+    # An empty predicted mask scores Dice 0 on every image that has a head.
+    assert metrics["val"]["dice"] > 0.1
+    assert metrics["test"]["dice"] > 0.1
+    assert METRIC_KEYS <= set(metrics["val"]) and METRIC_KEYS <= set(metrics["test"])
+    for key in ("strategy", "seed", "trainable_params", "total_params", "history"):
+        assert key in metrics
+    for file in ("metrics.json", "best.pt", "last.pt", "config.yaml", "split.csv"):
+        assert (out / file).is_file(), file
+    split = pd.read_csv(out / "split.csv")
+    assert set(split["split"]) == {"train", "val", "test"}
+    per_image = pd.read_csv(out / "test_per_image.csv")
+    assert len(per_image) == metrics["split_sizes"]["test"]
+
+
+@pytest.mark.slow
+def test_smoke_trial_on_synthetic_data(synthetic_dir, tmp_path):
+    cfg = load_trial_config(SMOKE, [f"data_dir={synthetic_dir}"])
+    metrics = run_trial(cfg, tmp_path / "run", verbose=False)
+    check_smoke_result(tmp_path / "run", metrics)
+    assert metrics["trainable_params"] == 4_404_928
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_smoke_trial_on_real_hc18(real_hc18_dir, tmp_path):
+    cfg = load_trial_config(SMOKE, [f"data_dir={real_hc18_dir}"])
+    metrics = run_trial(cfg, tmp_path / "run", verbose=False)
+    check_smoke_result(tmp_path / "run", metrics)
+    print(
+        f"smoke on 64 real images @128 px: test dice {metrics['test']['dice']:.3f}, "
+        f"HC abs diff {metrics['test']['hc_abs_diff_mm']:.1f} mm"
+    )
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_crash_loses_at_most_the_epoch_in_progress_and_resume_is_exact(sample_dir, tmp_path):
+    sets = [f"data_dir={sample_dir}", "image_size=32", "epochs=3", "max_images=None"]
+    cfg = load_trial_config(SMOKE, sets)
+    data = load_trial_data(cfg)
+    straight = run_trial(cfg, tmp_path / "straight", data=data, verbose=False)
+
+    def crash_after_epoch_2(record, out_dir):
+        if record["epoch"] == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_trial(cfg, tmp_path / "crashed", data=data, on_epoch=crash_after_epoch_2, verbose=False)
+    assert not (tmp_path / "crashed" / "metrics.json").exists()
+    resumed = run_trial(cfg, tmp_path / "crashed", data=data, verbose=False)
+    assert [e["epoch"] for e in resumed["history"]] == [1, 2, 3]
+    # CPU training is deterministic given the seed: the resumed run ends where the straight one did.
+    for a, b in zip(straight["history"], resumed["history"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+    assert straight["test"]["dice"] == pytest.approx(resumed["test"]["dice"], rel=1e-6)
+
+
+def test_bad_data_fails_before_anything_is_written(synthetic_dir, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(synthetic_dir, broken)
+    first = sorted((broken / "training_set").glob("*_HC.png"))[0]
+    first.write_bytes(b"not a png")
+    out = tmp_path / "out"
+    code = train_main(["--config", str(SMOKE), "--data", str(broken), "--out", str(out)])
+    assert code == 2
+    assert first.name in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_bad_config_names_the_key(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = train_main(["--config", str(SMOKE), "--out", str(out), "--set", "epoch=3"])
+    assert code == 2
+    assert "epoch: unknown key" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_train_and_predict_cli(synthetic_dir, tmp_path):
+    from trainables.synthetic import generate_dataset
+
+    data = generate_dataset(tmp_path / "hc18", 12, seed=3, with_test_set=3)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "trainables.train", "--config", str(SMOKE), "--data", str(data)]
+    cmd += ["--out", str(out), "--strategy", "decoder_4", "--seed", "1", "--quiet"]
+    cmd += ["--set", "image_size=32", "--set", "epochs=1"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["strategy"], metrics["seed"], metrics["trainable_params"]) == (
+        "decoder_4",
+        1,
+        6976,
+    )
+
+    csv = tmp_path / "submission.csv"
+    predict = [sys.executable, "-m", "trainables.predict", "--checkpoint", str(out / "best.pt")]
+    result = subprocess.run(
+        predict + ["--data", str(data), "--out", str(csv)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = pd.read_csv(csv)
+    assert list(rows.columns) == [
+        "filename",
+        "center_x_mm",
+        "center_y_mm",
+        "semi_axes_a_mm",
+        "semi_axes_b_mm",
+        "angle_rad",
+        "hc_mm",
+    ]
+    assert len(rows) == 3 and "test_set" in result.stdout
