@@ -9,8 +9,6 @@ W&B offline, then the ranked report.
 from __future__ import annotations
 
 import argparse
-import netrc
-import os
 import sys
 import tempfile
 import time
@@ -20,6 +18,7 @@ import yaml
 
 from search.config import STAGES, ResolvedConfig, load_config
 from search.storage import ExperimentStore
+from search.wandb_link import local_wandb_key
 from trainables.config import ConfigError
 from trainables.data import DataError
 from trainables.splits import SplitError
@@ -80,16 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _wandb_key() -> str | None:
-    if os.environ.get("WANDB_API_KEY"):
-        return os.environ["WANDB_API_KEY"]
-    try:
-        auth = netrc.netrc().authenticators("api.wandb.ai")
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return None
-    return auth[2] if auth else None
-
-
 def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, ExperimentStore, str]:
     """Validate everything the study needs; raises ConfigError/DataError before Ray starts."""
     config_path = args.config or DEFAULT_CONFIG
@@ -114,7 +103,7 @@ def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, ExperimentStore, 
     _check_pretrain_source(cfg)
     mode = args.wandb or cfg.search.wandb
     if mode == "auto":
-        mode = "online" if _wandb_key() else "offline"
+        mode = "online" if local_wandb_key() else "offline"
     return cfg, store, mode
 
 
@@ -182,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    from search.service import SearchService, connect_ray, share_wandb_key
+    from search.service import SearchService, connect_ray
+    from search.wandb_link import share_key
     from trainables.splits import write_split
 
     if not args.resume:
@@ -201,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     connect_ray(args.num_cpus)
     if wandb_mode == "online":
-        share_wandb_key(_wandb_key())
+        share_key(local_wandb_key())
     service = SearchService(cfg, store, wandb_mode)
     stages = cfg.search.stages
     if "pretrain" in stages:

@@ -22,7 +22,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search.config import ResolvedConfig, TuneSettings
 from search.storage import ExperimentStore, is_uri
-from search.trainable import RECIPE_KEYS, SECRET_ACTOR, run_ray_trial
+from search.trainable import RECIPE_KEYS, run_ray_trial
 from search.trials_table import TrialsTable
 from trainables.config import TrialConfig
 
@@ -240,24 +240,3 @@ def connect_ray(num_cpus: int | None = None) -> None:
     except (ConnectionError, RuntimeError, ValueError):
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
-
-
-def share_wandb_key(key: str | None) -> None:
-    """Hold the W&B key in a Ray actor's memory so trials fetch it without it touching disk."""
-    if not key:
-        return
-
-    @ray.remote(num_cpus=0)
-    class KeyHolder:
-        def __init__(self):
-            self.key = None
-
-        def set(self, value):
-            self.key = value
-
-        def get(self):
-            return self.key
-
-    holder = KeyHolder.options(name=SECRET_ACTOR, get_if_exists=True).remote()
-    ray.get(holder.set.remote(key))
-    share_wandb_key.holder = holder  # keep the actor alive for the driver's lifetime

@@ -18,12 +18,12 @@ from pathlib import Path
 from ray import tune
 
 from search.storage import ExperimentStore, is_uri
+from search.wandb_link import start_run
 from trainables.config import TrialConfig
 from trainables.train import run_trial
 from trainables.trial import load_trial_data
 
 RECIPE_KEYS = ("lr", "lr_schedule", "lr_gamma", "lr_step_size", "lr_min")
-SECRET_ACTOR = "freezeframe_wandb_key"
 CHECKPOINT_FILES = ("last.pt", "best.pt")
 
 
@@ -47,34 +47,6 @@ def summary_metrics(metrics: dict) -> dict:
     out |= {f"val_{k}": v for k, v in metrics["val"].items()}
     out |= {f"test_{k}": v for k, v in metrics["test"].items()}
     return out
-
-
-def _start_wandb(config: dict, name: str, cfg: TrialConfig, params: dict):
-    settings = config["wandb"]
-    if settings["mode"] == "disabled":
-        return None
-    import ray
-    import wandb
-
-    if settings["mode"] == "online" and "WANDB_API_KEY" not in os.environ:
-        # The key travels in memory from the driver's actor, never through configs or logs.
-        try:
-            key = ray.get(ray.get_actor(SECRET_ACTOR).get.remote())
-        except ValueError:
-            key = None
-        if key:
-            os.environ["WANDB_API_KEY"] = key
-    return wandb.init(
-        project=settings["project"],
-        group=settings["group"],
-        job_type=config["stage"],
-        name=name,
-        dir=settings["dir"],
-        mode=settings["mode"],
-        config={**cfg.model_dump(mode="json"), **params, "stage": config["stage"]},
-        reinit="create_new",
-        settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),
-    )
 
 
 def _synthetic_source(spec: dict) -> str:
@@ -146,7 +118,12 @@ def run_ray_trial(config: dict) -> None:
 
     try:
         params = {"trial_name": name}
-        run = _start_wandb(config, name, cfg, params)
+        run = start_run(
+            config["wandb"],
+            config["stage"],
+            name,
+            {**cfg.model_dump(mode="json"), **params, "stage": config["stage"]},
+        )
         metrics = run_trial(
             cfg,
             workdir / "trial",

@@ -1,0 +1,84 @@
+"""The W&B API key never reaches disk: not the experiment folder (Ray's pickled state, trials.csv,
+configs, checkpoints, W&B's offline files), not Ray's logs, not the home folder."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[1]
+MARKER = "ffmarkerkey0123456789abcdef0123456789abcd"  # 40 characters, like a real key
+
+
+def files_containing(root: Path, needle: bytes) -> list[str]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                if needle in path.read_bytes():
+                    hits.append(str(path))
+            except OSError:
+                pass
+    return hits
+
+
+@pytest.fixture
+def isolated_env(tmp_path):
+    # A short Ray temp dir (Unix socket paths are limited to ~107 characters).
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ffw_", dir="/tmp"))
+    env = {
+        **os.environ,
+        "WANDB_API_KEY": MARKER,
+        "HOME": str(tmp_path / "home"),
+        "RAY_TMPDIR": str(ray_tmp),
+        "FREEZEFRAME_CACHE": str(tmp_path / "cache"),
+        "RAY_ADDRESS": "",
+    }
+    env.pop("RAY_ADDRESS")
+    (tmp_path / "home").mkdir()
+    yield env, ray_tmp
+    subprocess.run(["rm", "-rf", str(ray_tmp)], check=False)
+
+
+@pytest.mark.slow
+def test_marker_key_is_written_nowhere(tmp_path, isolated_env):
+    env, ray_tmp = isolated_env
+    cmd = [sys.executable, str(REPO / "search" / "run.py"), "--storage", str(tmp_path / "runs")]
+    cmd += ["--name", "secret", "--stages", "final", "--wandb", "offline", "--num-cpus", "2"]
+    cmd += ["--set", "search.strategies=[decoder_4]", "--set", "search.seeds=[0]"]
+    cmd += ["--set", "trial.image_size=32", "--set", "trial.epochs=1"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    exp = tmp_path / "runs" / "secret"
+    assert (exp / "final" / "tuner.pkl").exists()  # Ray's pickled state is among what we search
+    offline_runs = list(exp.rglob("offline-run-*"))
+    assert offline_runs, "W&B offline run files were not written"
+    leaks = files_containing(tmp_path, MARKER.encode()) + files_containing(ray_tmp, MARKER.encode())
+    assert leaks == []
+    assert MARKER not in result.stdout + result.stderr
+
+
+def test_key_shared_through_ray_memory_reaches_a_trial_and_no_file(tmp_path, isolated_env):
+    env, ray_tmp = isolated_env
+    script = f"""
+import ray
+from search.wandb_link import fetch_key, share_key
+ray.init(num_cpus=1, include_dashboard=False)
+share_key({MARKER!r})
+@ray.remote
+def trial_side():
+    return fetch_key()
+assert ray.get(trial_side.remote()) == {MARKER!r}
+ray.shutdown()
+print("fetched")
+"""
+    env = {**env, "WANDB_API_KEY": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert "fetched" in result.stdout, result.stderr[-3000:]
+    assert files_containing(ray_tmp, MARKER.encode()) == []
+    assert files_containing(tmp_path, MARKER.encode()) == []
