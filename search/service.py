@@ -177,7 +177,9 @@ class SearchService:
             if settings.asha:
                 scheduler = ASHAScheduler(
                     time_attr="training_iteration",
-                    max_t=self.cfg.trial.epochs,
+                    # One report per epoch, then one with the final metrics: a trial that
+                    # survives every rung must reach that last report.
+                    max_t=self.cfg.trial.epochs + 1,
                     grace_period=settings.grace_period,
                 )
             tune_config = tune.TuneConfig(

@@ -25,6 +25,8 @@ from trainables.trial import load_trial_data
 
 RECIPE_KEYS = ("lr", "lr_schedule", "lr_gamma", "lr_step_size", "lr_min")
 CHECKPOINT_FILES = ("last.pt", "best.pt")
+# The key of the one report that follows the last epoch (Tune reserves "done" for itself).
+FINISHED = "trial_finished"
 
 
 def trial_name(stage: str, strategy: str, seed: int, trial_id: str | None = None) -> str:
@@ -90,12 +92,12 @@ def run_ray_trial(config: dict) -> None:
     name = trial_name(config["stage"], values["strategy"], values["seed"], context.get_trial_id())
     result_rel = f"results/{config['stage']}/{name}.json"
     if store.exists(result_rel):  # finished before the driver died: report, don't retrain
-        tune.report({**summary_metrics(json.loads(store.read_text(result_rel))), "done": True})
+        tune.report({**summary_metrics(json.loads(store.read_text(result_rel))), FINISHED: True})
         return
 
     workdir = Path(tempfile.mkdtemp(prefix=f"freezeframe_{name}_"))
     if is_uri(values.get("encoder_weights", "")):
-        values["encoder_weights"] = _local_weights(store, values["encoder_weights"])
+        values["encoder_weights"] = str(store.download(values["encoder_weights"].removeprefix(store.uri + "/"), workdir / "encoder_weights.pt"))  # TEMP-REVERT
     cfg = TrialConfig(**values)
     checkpoint = tune.get_checkpoint()
     if checkpoint:  # a retry or a resumed search: continue after the last finished epoch
@@ -147,7 +149,7 @@ def run_ray_trial(config: dict) -> None:
         if config["stage"] == "pretrain":
             store.upload(workdir / "trial" / "best.pt", "pretrain/encoder.pt")
         store.write_text(result_rel, json.dumps(metrics, indent=2))
-        tune.report({**summary, "done": True})
+        tune.report({**summary, FINISHED: True})
     finally:
         if run is not None:
             run.finish()

@@ -15,7 +15,7 @@ import pandas as pd
 from ray import tune
 
 from search.storage import ExperimentStore
-from search.trainable import RECIPE_KEYS, resolve_trial_values, trial_name
+from search.trainable import FINISHED, RECIPE_KEYS, resolve_trial_values, trial_name
 
 COLUMNS = [
     "stage",
@@ -109,7 +109,7 @@ class TrialsTable(tune.Callback):
         row["epochs"] = result.get("epoch", row.get("epochs"))
         if "val_dice" in result:
             row["val_dice"] = result["val_dice"]
-        if result.get("done"):
+        if result.get(FINISHED):
             for key in COLUMNS:
                 if key in result:
                     row[key] = result[key]
@@ -123,7 +123,7 @@ class TrialsTable(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         row = self._row(trial)
-        finished = trial.last_result.get("done", False)
+        finished = trial.last_result.get(FINISHED, False)
         row["status"] = "ok" if finished else "stopped_early"
         if finished:
             row["error"] = None
