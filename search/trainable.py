@@ -97,7 +97,7 @@ def run_ray_trial(config: dict) -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix=f"freezeframe_{name}_"))
     if is_uri(values.get("encoder_weights", "")):
-        values["encoder_weights"] = str(store.download(values["encoder_weights"].removeprefix(store.uri + "/"), workdir / "encoder_weights.pt"))  # TEMP-REVERT
+        values["encoder_weights"] = _local_weights(store, values["encoder_weights"])
     cfg = TrialConfig(**values)
     checkpoint = tune.get_checkpoint()
     if checkpoint:  # a retry or a resumed search: continue after the last finished epoch
