@@ -22,10 +22,13 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) search/run.py
 
+# pytest exits 5 when it collects no tests: that is a failure too, not an empty success.
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
 
 lint: install
 	$(PY) -m ruff check .
