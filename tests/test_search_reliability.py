@@ -71,13 +71,15 @@ def ray_cluster(monkeypatch):
     """Start a private Ray cluster: `start(head_cpus, **head_args)`; shut down after the test.
 
     RAY_TMPDIR keeps its session files and its address file out of /tmp/ray, so a plain
-    `ray.init()` elsewhere on this machine does not join it. The folder is short because Ray's
-    socket paths have a length limit.
+    `ray.init()` elsewhere on this machine does not join it; TMPDIR sends what its trials leave
+    in the temp folder (work folders of killed trials, downloaded weights) to the same place,
+    removed afterwards. The folder is short because Ray's socket paths have a length limit.
     """
     from ray.cluster_utils import Cluster
 
     temp_dir = tempfile.mkdtemp(prefix="ffray", dir="/tmp")
     monkeypatch.setenv("RAY_TMPDIR", temp_dir)
+    monkeypatch.setenv("TMPDIR", temp_dir)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     clusters = []
@@ -180,24 +182,30 @@ def test_lost_worker_node_retries_its_trial_on_the_other_node_from_its_checkpoin
 @pytest.mark.slow
 def test_killed_driver_then_resume_runs_no_finished_trial_again(ray_cluster, studies, tmp_path):
     cluster = ray_cluster(head_cpus=2)  # two trials at a time
-    epochs = 6
+    epochs = 5
     experiment = tmp_path / "runs" / "killed"
     # A file:// URI takes the object-store code path (as s3:// does); the pretrain stage makes
-    # the final trials load its encoder from there.
+    # the final trials load its encoder from there. 192 px, batch 1: ~1 s epochs, so the kill
+    # below can land well between two checkpoints.
     args = ["--storage", (tmp_path / "runs").as_uri(), "--name", "killed"]
     args += ["--stages", "pretrain,final", "--set", "search.strategies=[decoder]"]
     args += ["--set", "search.seeds=[0,1,2]", "--set", f"trial.epochs={epochs}"]
     args += ["--set", "search.pretrain.epochs=1", "--set", "search.pretrain.synthetic_images=16"]
-    args += TINY
+    args += [*TINY, "--set", "trial.image_size=192", "--set", "trial.batch_size=1"]
     first = studies(cluster.address, args, "first.log")
 
     def mid_final_stage(trials: pd.DataFrame) -> bool:
         final = trials[trials.stage == "final"]
-        # >= 1 epoch checkpointed and >= 2 to go, so it cannot finish before the kill lands
-        midway = (final.status == "running") & final.epochs.between(1, epochs - 2)
+        # >= 2 epochs checkpointed and >= 2 to go, so it cannot finish before the kill lands
+        midway = (final.status == "running") & final.epochs.between(2, epochs - 2)
         return bool((final.status == "ok").any() and midway.any())
 
     at_kill = wait_for_trials(first, experiment, mid_final_stage, timeout=150)
+    # Kill mid-epoch, where a crash almost always lands. Tune snapshots its experiment state a
+    # few milliseconds after each checkpoint; a kill inside that gap resumes one epoch earlier
+    # (or, with num_to_keep=1, finds that checkpoint already deleted) - a Ray Tune limit this
+    # test does not cover.
+    time.sleep(0.4)
     first.kill()  # SIGKILL: no cleanup, no last experiment snapshot
     time.sleep(2)  # Ray ends the dead driver's trial actors; let any last write land first
 

@@ -14,6 +14,7 @@ channel is replicated to the 3 channels a pretrained encoder expects.
 from __future__ import annotations
 
 import math
+import random
 
 import albumentations as A
 import cv2
@@ -25,7 +26,8 @@ import torch.nn.functional as F
 def albumentations_transform(
     rotate_deg: float, hflip_p: float, vflip_p: float, seed: int | None = None
 ) -> A.Compose:
-    return A.Compose(
+    """The seed's Rotate + HorizontalFlip + VerticalFlip; reproducible when seeded."""
+    transform = A.Compose(
         [
             A.Rotate(
                 limit=rotate_deg,
@@ -38,9 +40,14 @@ def albumentations_transform(
             ),
             A.HorizontalFlip(p=hflip_p),
             A.VerticalFlip(p=vflip_p),
-        ],
-        seed=seed,
+        ]
     )
+    if seed is not None:
+        # Compose(seed=...) gives every transform its own generator seeded alike, so all draw
+        # the same numbers: vflip implied hflip and the flips fixed the angle's sign. One
+        # shared stream keeps the draws independent, as in the (unseeded) seed code.
+        transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    return transform
 
 
 def augment_albumentations(
