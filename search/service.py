@@ -80,7 +80,6 @@ class SearchService:
             name=stage,
             storage_path=self.store.uri,
             failure_config=tune.FailureConfig(max_failures=self.cfg.search.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[TrialsTable(self.store, stage.split("_")[0], self._paper(), expected)],
             verbose=0,
         )

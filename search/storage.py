@@ -73,6 +73,10 @@ class ExperimentStore:
             if info.type == pafs.FileType.File
         )
 
+    def delete(self, rel: str) -> None:
+        if self.exists(rel):
+            self.fs.delete_file(self.path(rel))
+
     def upload(self, local_path: str | Path, rel: str) -> None:
         self.write_bytes(rel, Path(local_path).read_bytes())
 

@@ -99,9 +99,14 @@ def run_ray_trial(config: dict) -> None:
     if is_uri(values.get("encoder_weights", "")):
         values["encoder_weights"] = _local_weights(store, values["encoder_weights"])
     cfg = TrialConfig(**values)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint:  # a retry or a resumed search: continue after the last finished epoch
-        checkpoint.to_directory(str(workdir / "trial"))
+    # The trial keeps its own checkpoint in the experiment folder and resumes from it after a
+    # retry (lost node, error) or a resumed search. Tune's checkpoints are not used: Tune
+    # deletes the previous one before it saves its experiment state, so a driver killed in
+    # between would leave a state pointing at a deleted checkpoint.
+    checkpoint_rel = f"checkpoints/{config['stage']}/{name}"
+    for file in CHECKPOINT_FILES:
+        if store.exists(f"{checkpoint_rel}/{file}"):
+            store.download(f"{checkpoint_rel}/{file}", workdir / "trial" / file)
 
     data = load_trial_data(cfg)
     run = None
@@ -109,12 +114,12 @@ def run_ray_trial(config: dict) -> None:
 
     def on_epoch(record: dict, out_dir: Path) -> None:
         trained_epochs.append(record["epoch"])
-        with tempfile.TemporaryDirectory() as tmp:
-            for file in CHECKPOINT_FILES:
-                if (out_dir / file).exists():
-                    shutil.copy2(out_dir / file, Path(tmp) / file)
-            scalars = {k: v for k, v in record.items() if isinstance(v, (int, float))}
-            tune.report(scalars, checkpoint=tune.Checkpoint.from_directory(tmp))
+        # best.pt first: a last.pt in the store always has its best.pt beside it.
+        for file in ("best.pt", "last.pt"):
+            if (out_dir / file).exists():
+                store.upload(out_dir / file, f"{checkpoint_rel}/{file}")
+        scalars = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+        tune.report(scalars)
         if run is not None:
             run.log(scalars, step=record["epoch"])
 
@@ -149,6 +154,7 @@ def run_ray_trial(config: dict) -> None:
         if config["stage"] == "pretrain":
             store.upload(workdir / "trial" / "best.pt", "pretrain/encoder.pt")
         store.write_text(result_rel, json.dumps(metrics, indent=2))
+        store.delete(f"{checkpoint_rel}/last.pt")  # optimizer state: only needed to resume
         tune.report({**summary, FINISHED: True})
     finally:
         if run is not None:

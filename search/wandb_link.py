@@ -9,6 +9,7 @@ process environment only, and W&B runs in that process (on the trial's node).
 
 from __future__ import annotations
 
+import hashlib
 import netrc
 import os
 
@@ -76,7 +77,11 @@ def start_run(settings: dict, stage: str, name: str, config: dict):
         key = fetch_key()
         if key:
             os.environ["WANDB_API_KEY"] = key  # this process only; never written to disk
+    # A retried or resumed trial continues its own run instead of starting a second one.
+    run_id = hashlib.sha1(f"{settings['group']}/{name}".encode()).hexdigest()[:16]
     return wandb.init(
+        id=run_id,
+        resume="allow",
         project=settings["project"],
         group=settings["group"],
         job_type=stage,
