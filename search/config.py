@@ -74,6 +74,9 @@ class SearchConfig(_Strict):
     resources: Resources = Resources()
     max_concurrent_trials: int | None = Field(None, ge=1, description="None = what fits")
     max_failures: int = Field(1, ge=0, description="retries of a failed trial")
+    keep_best_checkpoints: bool = Field(
+        True, description="keep each final trial's best.pt (its model) in the experiment folder"
+    )
     pretrain: PretrainSettings = PretrainSettings()
     tune: TuneSettings = TuneSettings()
     wandb_project: str = "freezeframe"

@@ -218,7 +218,12 @@ class SearchService:
                 {"strategy": strategy, "seed": seed, **recipe} for seed in self.cfg.search.seeds
             ]
         tune_config = tune.TuneConfig(max_concurrent_trials=self._max_concurrent())
-        space = self._param_space("final", spec=tune.grid_search(specs), recipe_source=sources)
+        space = self._param_space(
+            "final",
+            spec=tune.grid_search(specs),
+            recipe_source=sources,
+            keep_best_checkpoints=self.cfg.search.keep_best_checkpoints,
+        )
         self._fit("final", tune_config, space, len(specs))
 
 

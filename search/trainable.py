@@ -154,7 +154,11 @@ def run_ray_trial(config: dict) -> None:
         if config["stage"] == "pretrain":
             store.upload(workdir / "trial" / "best.pt", "pretrain/encoder.pt")
         store.write_text(result_rel, json.dumps(metrics, indent=2))
-        store.delete(f"{checkpoint_rel}/last.pt")  # optimizer state: only needed to resume
+        # last.pt (optimizer state) only served resuming; best.pt stays as the trial's model
+        # in the final stage when the config keeps it (tune proposals are not worth the disk).
+        keep_best = config["stage"] == "final" and config.get("keep_best_checkpoints", True)
+        for file in CHECKPOINT_FILES if not keep_best else ("last.pt",):
+            store.delete(f"{checkpoint_rel}/{file}")
         tune.report({**summary, FINISHED: True})
     finally:
         if run is not None:
