@@ -21,6 +21,7 @@ from search.storage import ExperimentStore
 from search.wandb_link import local_wandb_key
 from trainables.config import ConfigError
 from trainables.data import DataError
+from trainables.models import WeightsError
 from trainables.splits import SplitError
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
@@ -167,7 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         from trainables.trial import load_trial_data
 
         data = load_trial_data(cfg.trial)  # validates (and caches) the data on this node
-    except (ConfigError, DataError, SplitError) as err:
+        if cfg.trial.encoder_weights == "imagenet" and "pretrain" not in cfg.search.stages:
+            # Fetch (or find in smp's cache) the ImageNet weights once, here, so an offline
+            # machine fails now with advice instead of in every trial.
+            from trainables.models import build_model
+
+            build_model("unet_mobilenet_v2", "imagenet")
+    except (ConfigError, DataError, SplitError, WeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

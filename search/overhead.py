@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainables.trial import load_trial_data
 
     sets = ["image_size=32", "epochs=2", "batch_size=4", "bn_momentum=null", "num_threads=1"]
+    sets += ["encoder_weights=none"]
     base = load_trial_config(None, sets)
     data = load_trial_data(base)
     tmp = Path(tempfile.mkdtemp(prefix="freezeframe_overhead_"))

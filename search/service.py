@@ -136,7 +136,7 @@ class SearchService:
                 spec["data_dir"] = settings.source
             self._fit(
                 "pretrain",
-                tune.TuneConfig(num_samples=1),
+                tune.TuneConfig(num_samples=1, reuse_actors=True),
                 self._param_space("pretrain", **extra),
                 1,
             )
@@ -184,6 +184,7 @@ class SearchService:
             tune_config = tune.TuneConfig(
                 search_alg=ConcurrencyLimiter(searcher, limit) if limit else searcher,
                 scheduler=scheduler,
+                reuse_actors=True,
                 metric="val_dice",
                 mode="max",
                 num_samples=settings.trials_per_strategy,
@@ -217,7 +218,10 @@ class SearchService:
             specs += [
                 {"strategy": strategy, "seed": seed, **recipe} for seed in self.cfg.search.seeds
             ]
-        tune_config = tune.TuneConfig(max_concurrent_trials=self._max_concurrent())
+        # Reused worker processes skip re-importing torch for every trial (seconds on a CPU).
+        tune_config = tune.TuneConfig(
+            max_concurrent_trials=self._max_concurrent(), reuse_actors=True
+        )
         space = self._param_space(
             "final",
             spec=tune.grid_search(specs),

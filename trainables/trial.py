@@ -203,7 +203,12 @@ def train_one_epoch(trial: Trial, epoch: int, max_steps: int | None = None) -> d
         albu = albumentations_transform(cfg.rotate_deg, cfg.hflip_p, cfg.vflip_p, seed=epoch_seed)
     loss_sum = torch.zeros((), device=device)
     steps, images_seen, start = 0, 0, time.perf_counter()
-    for index in order.split(cfg.batch_size):
+    batches = order.split(cfg.batch_size)
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        # BatchNorm cannot train on one image (MobileNetV2's last stage is 1x1 at small sizes);
+        # the left-over image is drawn into a full batch in other epochs.
+        batches = batches[:-1]
+    for index in batches:
         if max_steps is not None and steps >= max_steps:
             break
         images, masks = _augmented_batch(trial, index, rng, albu)
