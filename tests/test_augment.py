@@ -54,14 +54,19 @@ def centroids(weights: np.ndarray) -> np.ndarray:
     centre = (SIDE - 1) / 2
     y, x = np.mgrid[:SIDE, :SIDE]
     total = weights.sum(axis=(1, 2))
-    return np.stack(
-        [(weights * x).sum(axis=(1, 2)) / total, (weights * y).sum(axis=(1, 2)) / total], axis=1
-    ) - centre
+    return (
+        np.stack(
+            [(weights * x).sum(axis=(1, 2)) / total, (weights * y).sum(axis=(1, 2)) / total], axis=1
+        )
+        - centre
+    )
 
 
 def estimate_draws(backend: str) -> dict[str, np.ndarray]:
     image, mask = marker_pair()
-    images, masks = augment_many(backend, np.repeat(image[None], DRAWS, 0), np.repeat(mask[None], DRAWS, 0))
+    images, masks = augment_many(
+        backend, np.repeat(image[None], DRAWS, 0), np.repeat(mask[None], DRAWS, 0)
+    )
     a, b = centroids(images), centroids(masks)
     sx, sy = np.sign(a[:, 0]), np.sign(b[:, 1])
     angle = np.degrees(np.arctan2(sy * a[:, 1], sx * a[:, 0]))
@@ -108,7 +113,9 @@ def test_the_two_backends_draw_the_same_angles(draws):
 def test_mask_is_nearest_and_image_is_bilinear(backend):
     square = np.zeros((SIDE, SIDE), np.uint8)
     square[20:44, 16:40] = 1
-    images, masks = augment_many(backend, np.repeat(255 * square[None], 50, 0), np.repeat(square[None], 50, 0), seed=1)
+    images, masks = augment_many(
+        backend, np.repeat(255 * square[None], 50, 0), np.repeat(square[None], 50, 0), seed=1
+    )
     assert set(np.unique(masks)) == {0.0, 1.0}  # nearest: no blended labels
     # Bilinear: a rotated edge blends; nearly every draw (|angle| > ~0.5 deg) shows grey levels.
     grey = ((images > 0.05) & (images < 0.95)).any(axis=(1, 2))

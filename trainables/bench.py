@@ -14,6 +14,7 @@ ratios), peak memory, evaluation img/s, and the projected wall time of the paper
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -47,10 +48,8 @@ def _reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return
-    try:  # Linux: writing 5 resets the process's peak resident set size (VmHWM)
+    with contextlib.suppress(OSError):  # Linux: "5" resets the peak resident set size (VmHWM)
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -129,8 +128,11 @@ def bench_strategy(cfg, data, steps: int, warmup: int, rounds: int, seed_workers
                 epoch = result.pop("epoch")
             peak[name] = max(peak[name], _peak_memory_mb(device))
             runs[name].append(result["images_per_s"])
-            print(f"  {cfg.strategy} round {round_index + 1}/{rounds} {name}: "
-                  f"{result['images_per_s']:.1f} img/s", flush=True)
+            print(
+                f"  {cfg.strategy} round {round_index + 1}/{rounds} {name}: "
+                f"{result['images_per_s']:.1f} img/s",
+                flush=True,
+            )
     eval_data = data.val if len(data.val) >= cfg.eval_batch_size else data.train
     out = {
         name: {
@@ -176,14 +178,23 @@ def project_grid(results: dict, loop: str) -> dict:
         seconds = trial_seconds(rates[loop]["images_per_s"], rates["eval_images_per_s"])
         per_strategy[name] = PAPER_GRID["seeds"] * seconds
     total = None if missing else sum(per_strategy.values())
-    return {"seconds": total, "per_strategy_s": per_strategy, "estimated": estimated,
-            "missing": missing}
+    return {
+        "seconds": total,
+        "per_strategy_s": per_strategy,
+        "estimated": estimated,
+        "missing": missing,
+    }
 
 
 def describe_device(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = [
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line
+        ]
+        cpu = names[0].split(":", 1)[1].strip() if names else cpu
     return f"cpu: {os.cpu_count()} logical cores ({cpu}), {threads} torch threads"
 
 
@@ -204,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", help="HC18-layout folder (default: the shipped 12-image sample)")
     parser.add_argument("--max-images", type=int, help="use only the first N images")
     parser.add_argument("--steps", type=int, help="timed steps per loop and round (cpu 8, cuda 50)")
-    parser.add_argument("--warmup", type=int, help="untimed steps per loop and round (cpu 2, cuda 10)")
+    parser.add_argument(
+        "--warmup", type=int, help="untimed steps per loop and round (cpu 2, cuda 10)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the two loops")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     parser.add_argument(
@@ -213,8 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=SEED_NUM_WORKERS,
         help=f"DataLoader workers of the seed loop (default {SEED_NUM_WORKERS}, as the seed code)",
     )
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a trial config key (both loops)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a trial config key (both loops)",
+    )
     parser.add_argument("--json", help="write the figures to this file")
     return parser
 
@@ -222,9 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     names = PAPER_STRATEGIES if args.strategies == "paper" else args.strategies.split(",")
-    device = "cuda" if args.device == "cuda" or (
-        args.device == "auto" and torch.cuda.is_available()
-    ) else "cpu"
+    device = (
+        "cuda"
+        if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
     try:
         base = {
             # Speed does not depend on the weights' values; no download needed.
@@ -239,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         configs = [resolve_trial_config({**base, "strategy": name}, "bench") for name in names]
         data = load_trial_data(configs[0])
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA device is available")
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -272,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": warmup,
         "rounds": args.rounds,
         "seed_loop_workers": args.seed_workers,
+        "peak_memory": "CUDA: peak allocated tensor memory; CPU: the process's peak resident set "
+        "size (both loops' models and the data included; DataLoader workers not)",
         "strategy": headline,
         "ratio": results[headline]["ratio"],
         "strategies": results,
@@ -290,13 +314,17 @@ def _minutes(seconds: float | None) -> str:
 
 def print_report(report: dict) -> None:
     print(f"\n{report['device']}, {report['image_size']} px, batch {report['batch_size']}")
-    print(f"{'strategy':<15}{'seed img/s':>11}{'FF img/s':>10}{'ratio':>7}"
-          f"{'seed peak MB':>14}{'FF peak MB':>12}{'eval img/s':>12}")
+    print(
+        f"{'strategy':<15}{'seed img/s':>11}{'FF img/s':>10}{'ratio':>7}"
+        f"{'seed peak MB':>14}{'FF peak MB':>12}{'eval img/s':>12}"
+    )
     for name, r in report["strategies"].items():
         seed, ff = r["seed_loop"], r["freezeframe"]
-        print(f"{name:<15}{seed['images_per_s']:>11.1f}{ff['images_per_s']:>10.1f}"
-              f"{r['ratio']:>7.2f}{seed['peak_memory_mb']:>14.0f}{ff['peak_memory_mb']:>12.0f}"
-              f"{r['eval_images_per_s']:>12.1f}")
+        print(
+            f"{name:<15}{seed['images_per_s']:>11.1f}{ff['images_per_s']:>10.1f}"
+            f"{r['ratio']:>7.2f}{seed['peak_memory_mb']:>14.0f}{ff['peak_memory_mb']:>12.0f}"
+            f"{r['eval_images_per_s']:>12.1f}"
+        )
     for loop, grid in report["projected_grid"].items():
         note = ""
         if grid["estimated"]:

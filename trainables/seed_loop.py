@@ -30,7 +30,7 @@ from trainables.config import TrialConfig
 from trainables.data import Sample, default_data_dir, scan_dataset
 from trainables.models import build_model
 from trainables.strategies import apply_strategy, get_strategy
-from trainables.trial import TrialData, resolve_device, seed_everything
+from trainables.trial import LOSSES, TrialData, resolve_device, seed_everything
 
 # The tutorial's NUM_WORKERS; also what a 2-core laptop would use.
 SEED_NUM_WORKERS = 2
@@ -114,10 +114,19 @@ def build_seed_loop(
     samples = scan_dataset(data_dir, "training_set", data.train.filenames)
     seed_everything(cfg.seed)
     strategy = get_strategy(cfg.strategy)
-    model = build_model(strategy.model, encoder_weights=cfg.encoder_weights if strategy.pretrained else "none")
-    apply_strategy(
-        model, strategy, train_head=cfg.train_head, bn_update_frozen=cfg.bn_update_frozen, verbose=verbose
+    model = build_model(
+        strategy.model, encoder_weights=cfg.encoder_weights if strategy.pretrained else "none"
     )
+    apply_strategy(
+        model,
+        strategy,
+        train_head=cfg.train_head,
+        bn_update_frozen=cfg.bn_update_frozen,
+        verbose=verbose,
+    )
+    for module in model.modules():  # as build_trial does (0.1, PyTorch's default, unless set)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = cfg.bn_momentum
     model.to(device)
     loader = DataLoader(
         SeedDataset(samples, seed_transform(cfg)),
@@ -133,9 +142,9 @@ def build_seed_loop(
     return SeedLoop(
         cfg=cfg,
         model=model,
-        optimizer=torch.optim.Adam(model.parameters(), lr=cfg.lr),
+        optimizer=torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
         scaler=torch.amp.GradScaler(device.type, enabled=device.type == "cuda"),
-        loss_fn=nn.BCEWithLogitsLoss(),
+        loss_fn=LOSSES[cfg.loss](),  # 'bce' (the default): the seed's BCEWithLogitsLoss
         loader=loader,
         device=device,
     )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import segmentation_models_pytorch as smp
 import torch
@@ -124,9 +125,15 @@ def build_trial(cfg: TrialConfig, data: TrialData | None = None, verbose: bool =
         data: already loaded data (tests and benchmarks share one copy); loaded if None.
     """
     if cfg.num_threads:
+        # The trial's share of the cores, for OpenCV (augmentation, metrics) as for torch: two
+        # trials on one node must not each start a thread per core.
         torch.set_num_threads(cfg.num_threads)
+        cv2.setNumThreads(cfg.num_threads)
     data = data or load_trial_data(cfg)
     device = resolve_device(cfg)
+    if device.type == "cuda":
+        # Input shapes are fixed: cuDNN times its algorithms once per shape, keeps the fastest.
+        torch.backends.cudnn.benchmark = True
     seed_everything(cfg.seed)
     strategy = get_strategy(cfg.strategy)
     weights = cfg.encoder_weights if strategy.pretrained else "none"
