@@ -199,3 +199,21 @@ def test_accumulator_rejects_mismatched_metadata():
         accumulator.update(PRED_4X4[None], TRUTH_4X4[None], *unit_scale(1), filenames=["a", "b"])
     assert accumulator.compute()["n_images"] == 0
     assert math.isnan(MetricAccumulator().compute()["dice"])
+
+
+def test_overlap_only_accumulator_skips_shape_metrics_but_agrees_on_overlap():
+    import numpy as np
+
+    from trainables.metrics import MetricAccumulator
+
+    rng = np.random.default_rng(0)
+    target = np.zeros((2, 32, 32), bool)
+    target[:, 8:24, 6:26] = True
+    pred = target ^ (rng.random(target.shape) < 0.05)
+    full, quick = MetricAccumulator(), MetricAccumulator(shape_metrics=False)
+    for acc in (full, quick):
+        acc.update(pred, target, [0.1, 0.2], [[1.0, 1.0], [2.0, 1.5]])
+    full_result, quick_result = full.compute(), quick.compute()
+    assert "hd_mm" in full_result and "hd_mm" not in quick_result
+    for key in ("dice", "iou", "pixel_accuracy", "paper_dice", "n_images"):
+        assert quick_result[key] == full_result[key]

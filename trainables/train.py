@@ -97,7 +97,7 @@ def run_trial(
         record |= train_one_epoch(trial, epoch)
         if trial.scheduler:
             trial.scheduler.step()
-        val = evaluate(trial, data.val)
+        val = evaluate(trial, data.val, shape_metrics=False)  # Dice picks the epoch
         record |= {f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}
         record["epoch_s"] = time.perf_counter() - epoch_start
         record["images_per_s"] = record["images"] / record["train_s"]
@@ -119,6 +119,7 @@ def run_trial(
 
     best_state = torch.load(out_dir / "best.pt", map_location=trial.device, weights_only=False)
     trial.model.load_state_dict(best_state["model"])
+    val = evaluate(trial, data.val)  # the chosen epoch, with Hausdorff distance and HC
     test = evaluate(trial, data.test) if evaluate_test and len(data.test) else {}
     metrics = {
         "strategy": cfg.strategy,
@@ -132,7 +133,7 @@ def run_trial(
         "split_sizes": {side: len(files) for side, files in data.split.items()},
         "wall_s": time.perf_counter() - started,
         "history": history,
-        "val": _scalars(best["val"]),
+        "val": _scalars(val),
         "test": _scalars(test),
         "config": cfg.model_dump(mode="json"),
     }

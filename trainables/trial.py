@@ -244,11 +244,18 @@ def train_one_epoch(trial: Trial, epoch: int, max_steps: int | None = None) -> d
 
 
 @torch.inference_mode()
-def evaluate(trial: Trial, data: ArrayDataset, model: nn.Module | None = None) -> dict:
-    """Batched evaluation: per-image metrics averaged over images (plus the paper's variants)."""
+def evaluate(
+    trial: Trial, data: ArrayDataset, model: nn.Module | None = None, shape_metrics: bool = True
+) -> dict:
+    """Batched evaluation: per-image metrics averaged over images (plus the paper's variants).
+
+    Args:
+        shape_metrics: also Hausdorff distance and HC (CPU work per image); the per-epoch
+            validation that only chooses the epoch skips them.
+    """
     model = model or trial.model
     model.eval()
-    acc = MetricAccumulator()
+    acc = MetricAccumulator(shape_metrics=shape_metrics)
     cfg, device = trial.cfg, trial.device
     for start in range(0, len(data), cfg.eval_batch_size):
         stop = min(start + cfg.eval_batch_size, len(data))
