@@ -15,7 +15,13 @@ import pandas as pd
 from ray import tune
 
 from search.storage import ExperimentStore
-from search.trainable import FINISHED, RECIPE_KEYS, resolve_trial_values, trial_name
+from search.trainable import (
+    CHECKPOINT_FILES,
+    FINISHED,
+    RECIPE_KEYS,
+    resolve_trial_values,
+    trial_name,
+)
 
 COLUMNS = [
     "stage",
@@ -127,6 +133,9 @@ class TrialsTable(tune.Callback):
         row["status"] = "ok" if finished else "stopped_early"
         if finished:
             row["error"] = None
+        else:  # a trial ASHA stopped will not resume: its checkpoints are dead weight
+            for file in CHECKPOINT_FILES:
+                self.store.delete(f"checkpoints/{self.stage}/{row['trial_name']}/{file}")
         self._write()
         self._progress(row)
 

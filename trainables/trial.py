@@ -191,6 +191,15 @@ def _augmented_batch(trial: Trial, index: torch.Tensor, rng: torch.Generator, al
     return to_network_input(images), masks
 
 
+def forward(trial: Trial, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The network on a batch, in the trial's memory format and autocast precision."""
+    if trial.cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    dtype = trial.autocast_dtype
+    with torch.autocast(trial.device.type, dtype=dtype or torch.float32, enabled=bool(dtype)):
+        return model(images)
+
+
 def use_albumentations(cfg: TrialConfig, device: torch.device) -> bool:
     if cfg.augment_backend == "auto":
         return device.type == "cpu"
@@ -219,14 +228,7 @@ def train_one_epoch(trial: Trial, epoch: int, max_steps: int | None = None) -> d
         if max_steps is not None and steps >= max_steps:
             break
         images, masks = _augmented_batch(trial, index, rng, albu)
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(
-            device.type,
-            dtype=trial.autocast_dtype or torch.float32,
-            enabled=bool(trial.autocast_dtype),
-        ):
-            logits = model(images)
+        logits = forward(trial, model, images)
         loss = trial.loss_fn(logits.float(), masks)
         trial.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -260,14 +262,7 @@ def evaluate(
     for start in range(0, len(data), cfg.eval_batch_size):
         stop = min(start + cfg.eval_batch_size, len(data))
         images = to_network_input(torch.from_numpy(data.images[start:stop]).to(device))
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(
-            device.type,
-            dtype=trial.autocast_dtype or torch.float32,
-            enabled=bool(trial.autocast_dtype),
-        ):
-            logits = model(images)
+        logits = forward(trial, model, images)
         reference = None if data.reference_hc_mm is None else data.reference_hc_mm[start:stop]
         acc.update(
             logits[:, 0] > 0,
