@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         service.base_trial["encoder_weights"] = weights
         print(f"[pretrain] encoder weights: {weights}", flush=True)
     elif store.exists("pretrain/encoder.pt") and args.resume:
-        service.base_trial["encoder_weights"] = store.path("pretrain/encoder.pt")
+        service.base_trial["encoder_weights"] = store.location("pretrain/encoder.pt")
     recipes = service.tune_recipes() if "tune" in stages else _saved_recipes(store)
     if "final" in stages:
         service.final(recipes)

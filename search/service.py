@@ -142,9 +142,7 @@ class SearchService:
             )
         if not self.store.exists(target):
             raise RuntimeError("the pretrain stage finished without a checkpoint; see trials.csv")
-        return (
-            self.store.path(target) if not is_uri(self.store.uri) else f"{self.store.uri}/{target}"
-        )
+        return self.store.location(target)
 
     def tune_recipes(self) -> dict[str, dict]:
         """Optuna per strategy; returns and writes the best recipe per strategy."""

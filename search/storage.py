@@ -37,6 +37,10 @@ class ExperimentStore:
         """The experiment folder as the user names it (path or URI)."""
         return f"{self.storage.rstrip('/')}/{self.name}"
 
+    def location(self, rel: str) -> str:
+        """`rel` as a user or a trial names it: a local path, or a URI for remote storage."""
+        return f"{self.uri}/{rel}" if is_uri(self.storage) else self.path(rel)
+
     def path(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
 
