@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from trainables.hc import ramanujan_perimeter
 from trainables.hc18_files import ANNOTATION_SUFFIX, SUBSET_CSV
 
 # Realistic ranges: HC18 heads span ~25-60% of the image width; pixel sizes ~0.05-0.35 mm.
@@ -37,12 +38,6 @@ class Ellipse:
     semi_major: float  # pixels, along angle_deg
     semi_minor: float
     angle_deg: float  # of the major axis, clockwise from +x (image coordinates, as cv2)
-
-
-def ramanujan_perimeter(a: float, b: float) -> float:
-    """Ramanujan's second approximation to an ellipse's perimeter (HC18's formula)."""
-    h = ((a - b) / (a + b)) ** 2
-    return math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h)))
 
 
 def _normalised_radius(ellipse: Ellipse, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
