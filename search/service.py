@@ -80,12 +80,11 @@ class SearchService:
             name=stage,
             storage_path=self.store.uri,
             failure_config=tune.FailureConfig(max_failures=self.cfg.search.max_failures),
-            callbacks=[TrialsTable(self.store, stage.split("_")[0], self._paper(), expected)],
+            callbacks=[
+                TrialsTable(self.store, stage.split("_")[0], paper_recipe(self.cfg.trial), expected)
+            ],
             verbose=0,
         )
-
-    def _paper(self) -> dict:
-        return paper_recipe(self.cfg.trial)
 
     def _fit(self, stage: str, tune_config: tune.TuneConfig, param_space: dict, expected: int):
         path = f"{self.store.uri}/{stage}"
@@ -109,9 +108,6 @@ class SearchService:
             for name in self.store.list(f"results/{stage}")
             if name.endswith(".json")
         ]
-
-    def _max_concurrent(self) -> int | None:
-        return self.cfg.search.max_concurrent_trials
 
     # -- stages ----------------------------------------------------------------------------
     def pretrain(self) -> str:
@@ -164,12 +160,12 @@ class SearchService:
                 space=space,
                 metric="val_dice",
                 mode="max",
-                points_to_evaluate=[self._paper()],
+                points_to_evaluate=[paper_recipe(self.cfg.trial)],
                 sampler=optuna.samplers.TPESampler(seed=settings.seed),
                 storage=optuna.storages.RDBStorage(f"sqlite:///{study_dir / 'optuna.db'}"),
                 study_name=f"tune_{strategy}",
             )
-            limit = self._max_concurrent()
+            limit = self.cfg.search.max_concurrent_trials
             scheduler = None
             if settings.asha:
                 scheduler = ASHAScheduler(
@@ -212,13 +208,13 @@ class SearchService:
         for strategy in self.cfg.search.strategies:
             recipe = recipes.get(strategy)
             sources[strategy] = "best" if recipe else "paper"
-            recipe = {k: recipe[k] for k in RECIPE_KEYS} if recipe else self._paper()
+            recipe = {k: recipe[k] for k in RECIPE_KEYS} if recipe else paper_recipe(self.cfg.trial)
             specs += [
                 {"strategy": strategy, "seed": seed, **recipe} for seed in self.cfg.search.seeds
             ]
         # Reused worker processes skip re-importing torch for every trial (seconds on a CPU).
         tune_config = tune.TuneConfig(
-            max_concurrent_trials=self._max_concurrent(), reuse_actors=True
+            max_concurrent_trials=self.cfg.search.max_concurrent_trials, reuse_actors=True
         )
         space = self._param_space(
             "final",

@@ -124,12 +124,11 @@ def run_ray_trial(config: dict) -> None:
             run.log(scalars, step=record["epoch"])
 
     try:
-        params = {"trial_name": name}
         run = start_run(
             config["wandb"],
             config["stage"],
             name,
-            {**cfg.model_dump(mode="json"), **params, "stage": config["stage"]},
+            {**cfg.model_dump(mode="json"), "trial_name": name, "stage": config["stage"]},
         )
         metrics = run_trial(
             cfg,
