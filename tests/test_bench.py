@@ -8,12 +8,13 @@ import statistics
 
 import numpy as np
 import pytest
+import torch
 
 from trainables.bench import PAPER_GRID, main, project_grid, train_freezeframe_steps
 from trainables.config import TrialConfig
 from trainables.seed_loop import build_seed_loop, train_seed_steps
 from trainables.strategies import PAPER_STRATEGIES
-from trainables.trial import build_trial, evaluate, load_trial_data
+from trainables.trial import build_trial, evaluate, load_trial_data, train_one_epoch
 
 
 def test_bench_smoke_writes_ratio_and_per_strategy_figures(tmp_path, capsys):
@@ -106,3 +107,95 @@ def test_both_loops_reach_the_same_validation_dice(synthetic_48_dir, tmp_path):
     assert min(dice["freezeframe"] + dice["seed_loop"]) > LEARNED, dice
     difference = np.mean(dice["freezeframe"]) - np.mean(dice["seed_loop"])
     assert abs(difference) < TOLERANCE, dice
+
+
+@pytest.mark.slow
+def test_compiled_network_computes_the_same_function(synthetic_dir, tmp_path):
+    """cfg.compile wraps the network in torch.compile (CUDA graphs on a GPU with
+    'reduce-overhead'); on the CPU 'default' compiles with Inductor. Same losses, same weights,
+    same evaluation as eager, and checkpoints keep the eager module's keys."""
+    runs = {}
+    for mode in ("off", "default"):
+        cfg = TrialConfig(
+            strategy="decoder",
+            encoder_weights="none",
+            data_dir=str(synthetic_dir),
+            cache_dir=str(tmp_path),
+            image_size=64,
+            batch_size=4,
+            bn_momentum=None,
+            augment_backend="torch",
+            compile=mode,
+        )
+        data = load_trial_data(cfg)
+        trial = build_trial(cfg, data, verbose=False)
+        losses = [train_one_epoch(trial, epoch, max_steps=2)["train_loss"] for epoch in range(2)]
+        runs[mode] = (trial, losses, evaluate(trial, data.val, shape_metrics=False))
+    (eager, eager_losses, eager_val), (compiled, compiled_losses, compiled_val) = runs.values()
+    assert eager.net is eager.model
+    assert compiled.net is not compiled.model  # the batches really went through the compiler
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-3)
+    assert compiled_val["dice"] == pytest.approx(eager_val["dice"], abs=1e-3)
+    eager_state, compiled_state = eager.model.state_dict(), compiled.model.state_dict()
+    assert list(compiled_state) == list(eager_state)
+    for key, value in eager_state.items():
+        torch.testing.assert_close(compiled_state[key], value, rtol=1e-3, atol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize(
+    ("sets", "threads"),
+    [
+        (["search.resources.cpu=1"], 1),
+        (["search.resources.cpu=4"], 4),
+        (["search.resources.cpu=0.5"], 1),
+        (["search.resources.cpu=4", "num_threads=2"], 2),
+    ],
+)
+def test_search_gives_each_trial_the_threads_of_its_cpus(sets, threads, tmp_path):
+    from search.config import load_config
+    from search.service import SearchService
+    from search.storage import ExperimentStore
+
+    cfg = load_config(None, sets)
+    service = SearchService(cfg, ExperimentStore(str(tmp_path), "x"), "disabled")
+    assert service.base_trial["num_threads"] == threads
+
+
+def test_a_trial_takes_only_its_threads(sample_dir, tmp_path):
+    import cv2
+
+    torch_before, cv2_before = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        torch.set_num_threads(2)
+        cv2.setNumThreads(2)
+        cfg = TrialConfig(
+            encoder_weights="none", image_size=32, cache_dir=str(tmp_path), num_threads=1
+        )
+        build_trial(cfg, verbose=False)
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
+    finally:
+        torch.set_num_threads(torch_before)
+        cv2.setNumThreads(cv2_before)
+
+
+def test_bench_share_runs_both_layouts(tmp_path, capsys):
+    from trainables import bench_share
+
+    out = tmp_path / "share.json"
+    argv = ["--trials", "2", "--cores", "2", "--image-size", "32", "--batch-size", "4"]
+    argv += ["--steps", "1", "--warmup", "0", "--rounds", "1", "--json", str(out)]
+    argv += ["--set", f"cache_dir={tmp_path}"]
+    assert bench_share.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["threads"] == {"share": 1, "all_cores": 2}
+    assert all(v > 0 for v in report["total_images_per_s"].values())
+    assert report["ratio"] == pytest.approx(
+        report["rounds"]["share"][0] / report["rounds"]["all_cores"][0]
+    )
+
+
+def test_bench_share_refuses_fewer_cores_than_trials(capsys):
+    from trainables import bench_share
+
+    assert bench_share.main(["--trials", "3", "--cores", "2"]) == 2
+    assert "--cores 2 < --trials 3" in capsys.readouterr().err

@@ -111,6 +111,13 @@ class Trial:
     data: TrialData
     train_images: torch.Tensor = field(repr=False)  # uint8 [N,H,W] on device
     train_masks: torch.Tensor = field(repr=False)
+    # What runs the batches: `model` itself, or its torch.compile wrapper (cfg.compile). The
+    # wrapper shares the parameters; state dicts are always read from and loaded into `model`.
+    net: nn.Module = field(repr=False, default=None)
+
+    def __post_init__(self):
+        if self.net is None:
+            self.net = self.model
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -155,6 +162,9 @@ def build_trial(cfg: TrialConfig, data: TrialData | None = None, verbose: bool =
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    net = model
+    if cfg.compile != "off":
+        net = torch.compile(model, mode=None if cfg.compile == "default" else cfg.compile)
     fused = device.type == "cuda"
     optimizer = torch.optim.Adam(
         applied.param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused
@@ -170,6 +180,7 @@ def build_trial(cfg: TrialConfig, data: TrialData | None = None, verbose: bool =
         data=data,
         train_images=torch.from_numpy(data.train.images).to(device),
         train_masks=torch.from_numpy(data.train.masks).to(device),
+        net=net,
     )
 
 
@@ -208,7 +219,7 @@ def use_albumentations(cfg: TrialConfig, device: torch.device) -> bool:
 
 def train_one_epoch(trial: Trial, epoch: int, max_steps: int | None = None) -> dict:
     """One pass over the training set in a seeded order; returns loss, images and seconds."""
-    cfg, model, device = trial.cfg, trial.model, trial.device
+    cfg, model, device = trial.cfg, trial.net, trial.device
     model.train()
     # Each epoch draws from its own seed, so a resumed trial repeats the same batches.
     epoch_seed = cfg.seed * 100_003 + epoch
@@ -255,7 +266,7 @@ def evaluate(
         shape_metrics: also Hausdorff distance and HC (CPU work per image); the per-epoch
             validation that only chooses the epoch skips them.
     """
-    model = model or trial.model
+    model = trial.net if model is None else model
     model.eval()
     acc = MetricAccumulator(shape_metrics=shape_metrics)
     cfg, device = trial.cfg, trial.device
