@@ -31,22 +31,29 @@ def marker_pair() -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
+CUDA = torch.cuda.is_available()
+GPU = [pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="no CUDA device")]
+# torch_cuda: the same code on the GPU, where training uses it (its own random generator).
+BACKENDS = ["albumentations", "torch", pytest.param("torch_cuda", marks=GPU)]
+
+
 def augment_many(backend: str, images: np.ndarray, masks: np.ndarray, seed: int = 0):
     """Float [N,S,S] images in [0,1] and masks, augmented by one backend."""
     if backend == "albumentations":
         transform = albumentations_transform(ROTATE_DEG, HFLIP_P, VFLIP_P, seed=seed)
         out_images, out_masks = augment_albumentations(transform, images, masks)
         return out_images.astype(np.float64) / 255, out_masks.astype(np.float64)
-    generator = torch.Generator().manual_seed(seed)
+    device = "cuda" if backend == "torch_cuda" else "cpu"
+    generator = torch.Generator(device).manual_seed(seed)
     out_images, out_masks = augment_torch(
-        torch.from_numpy(images).unsqueeze(1).float() / 255,
-        torch.from_numpy(masks).unsqueeze(1).float(),
+        torch.from_numpy(images).to(device).unsqueeze(1).float() / 255,
+        torch.from_numpy(masks).to(device).unsqueeze(1).float(),
         ROTATE_DEG,
         HFLIP_P,
         VFLIP_P,
         generator=generator,
     )
-    return out_images[:, 0].double().numpy(), out_masks[:, 0].double().numpy()
+    return out_images[:, 0].double().cpu().numpy(), out_masks[:, 0].double().cpu().numpy()
 
 
 def centroids(weights: np.ndarray) -> np.ndarray:
@@ -75,10 +82,8 @@ def estimate_draws(backend: str) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def draws() -> dict[str, dict[str, np.ndarray]]:
-    return {backend: estimate_draws(backend) for backend in ("albumentations", "torch")}
-
-
-BACKENDS = ["albumentations", "torch"]
+    backends = ["albumentations", "torch"] + (["torch_cuda"] if CUDA else [])
+    return {backend: estimate_draws(backend) for backend in backends}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -104,8 +109,9 @@ def test_flip_rate_matches_its_probability(draws, backend, flip, p):
     assert stats.ks_2samp(angle[flips], angle[~flips]).pvalue > P_MIN
 
 
-def test_the_two_backends_draw_the_same_angles(draws):
-    result = stats.ks_2samp(draws["albumentations"]["angle"], draws["torch"]["angle"])
+@pytest.mark.parametrize("backend", BACKENDS[1:])
+def test_the_two_backends_draw_the_same_angles(draws, backend):
+    result = stats.ks_2samp(draws["albumentations"]["angle"], draws[backend]["angle"])
     assert result.pvalue > P_MIN
 
 

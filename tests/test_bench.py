@@ -69,6 +69,11 @@ def test_grid_projection_is_the_paper_grid_arithmetic():
 # above that noise, while any real difference in what is computed (image and mask misaligned by
 # the augmentation, wrong scaling, no learning) leaves Dice far below LEARNED.
 STEPS, TOLERANCE, LEARNED = 100, 0.05, 0.8
+# On a GPU both loops run in reduced precision (the seed's fp16 with a GradScaler, FreezeFrame's
+# bf16 autocast); the same tolerance applies, not yet calibrated on a GPU.
+CUDA = torch.cuda.is_available()
+GPU = [pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="no CUDA device")]
+DEVICES = ["cpu", pytest.param("cuda", marks=GPU)]
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +84,14 @@ def synthetic_48_dir(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_both_loops_reach_the_same_validation_dice(synthetic_48_dir, tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_both_loops_reach_the_same_validation_dice(synthetic_48_dir, tmp_path, device):
     dice = {"freezeframe": [], "seed_loop": []}
     for seed in (0, 1):
         cfg = TrialConfig(
             strategy="decoder",
             seed=seed,
+            device=device,
             encoder_weights="none",
             data_dir=str(synthetic_48_dir),
             cache_dir=str(tmp_path),
@@ -110,13 +117,24 @@ def test_both_loops_reach_the_same_validation_dice(synthetic_48_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_network_computes_the_same_function(synthetic_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("device", "mode", "rel"),
+    [
+        ("cpu", "default", 1e-3),
+        # CUDA graphs; fp32 (amp off) so that only the compiler differs. Tolerance not yet
+        # calibrated on a GPU: cuDNN may pick other algorithms for the compiled graph.
+        pytest.param("cuda", "reduce-overhead", 1e-2, marks=GPU),
+    ],
+)
+def test_compiled_network_computes_the_same_function(synthetic_dir, tmp_path, device, mode, rel):
     """cfg.compile wraps the network in torch.compile (CUDA graphs on a GPU with
     'reduce-overhead'); on the CPU 'default' compiles with Inductor. Same losses, same weights,
     same evaluation as eager, and checkpoints keep the eager module's keys."""
     runs = {}
-    for mode in ("off", "default"):
+    for compile_mode in ("off", mode):
         cfg = TrialConfig(
+            device=device,
+            amp=False,
             strategy="decoder",
             encoder_weights="none",
             data_dir=str(synthetic_dir),
@@ -125,21 +143,21 @@ def test_compiled_network_computes_the_same_function(synthetic_dir, tmp_path):
             batch_size=4,
             bn_momentum=None,
             augment_backend="torch",
-            compile=mode,
+            compile=compile_mode,
         )
         data = load_trial_data(cfg)
         trial = build_trial(cfg, data, verbose=False)
         losses = [train_one_epoch(trial, epoch, max_steps=2)["train_loss"] for epoch in range(2)]
-        runs[mode] = (trial, losses, evaluate(trial, data.val, shape_metrics=False))
+        runs[compile_mode] = (trial, losses, evaluate(trial, data.val, shape_metrics=False))
     (eager, eager_losses, eager_val), (compiled, compiled_losses, compiled_val) = runs.values()
     assert eager.net is eager.model
     assert compiled.net is not compiled.model  # the batches really went through the compiler
-    assert compiled_losses == pytest.approx(eager_losses, rel=1e-3)
-    assert compiled_val["dice"] == pytest.approx(eager_val["dice"], abs=1e-3)
+    assert compiled_losses == pytest.approx(eager_losses, rel=rel)
+    assert compiled_val["dice"] == pytest.approx(eager_val["dice"], abs=rel)
     eager_state, compiled_state = eager.model.state_dict(), compiled.model.state_dict()
     assert list(compiled_state) == list(eager_state)
     for key, value in eager_state.items():
-        torch.testing.assert_close(compiled_state[key], value, rtol=1e-3, atol=1e-5, msg=key)
+        torch.testing.assert_close(compiled_state[key], value, rtol=rel, atol=1e-5, msg=key)
 
 
 @pytest.mark.parametrize(
