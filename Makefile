@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint format clean gpu-kit
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ lint: install
 format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+# Wheels (.whl/) and an HC18 subset (.hc18/) for .ci/gpu_check on a lent GPU machine.
+gpu-kit: install
+	PY=$(PY) .ci/gpu_kit
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -141,6 +141,7 @@ def test_compiled_network_computes_the_same_function(synthetic_dir, tmp_path, de
             cache_dir=str(tmp_path),
             image_size=64,
             batch_size=4,
+            eval_batch_size=1,  # every evaluation batch is full: through the compiled graph
             bn_momentum=None,
             augment_backend="torch",
             compile=compile_mode,

@@ -211,6 +211,12 @@ def forward(trial: Trial, model: nn.Module, images: torch.Tensor) -> torch.Tenso
         return model(images)
 
 
+def _net_for(trial: Trial, batch: int, full_batch: int) -> nn.Module:
+    """The compiled network serves full batches; a short last batch runs eagerly on the same
+    weights rather than compiling (and, with CUDA graphs, capturing) a second graph."""
+    return trial.net if batch == full_batch else trial.model
+
+
 def use_albumentations(cfg: TrialConfig, device: torch.device) -> bool:
     if cfg.augment_backend == "auto":
         return device.type == "cpu"
@@ -219,8 +225,8 @@ def use_albumentations(cfg: TrialConfig, device: torch.device) -> bool:
 
 def train_one_epoch(trial: Trial, epoch: int, max_steps: int | None = None) -> dict:
     """One pass over the training set in a seeded order; returns loss, images and seconds."""
-    cfg, model, device = trial.cfg, trial.net, trial.device
-    model.train()
+    cfg, device = trial.cfg, trial.device
+    trial.model.train()
     # Each epoch draws from its own seed, so a resumed trial repeats the same batches.
     epoch_seed = cfg.seed * 100_003 + epoch
     rng = torch.Generator(device=device).manual_seed(epoch_seed)
@@ -239,7 +245,7 @@ def train_one_epoch(trial: Trial, epoch: int, max_steps: int | None = None) -> d
         if max_steps is not None and steps >= max_steps:
             break
         images, masks = _augmented_batch(trial, index, rng, albu)
-        logits = forward(trial, model, images)
+        logits = forward(trial, _net_for(trial, len(index), cfg.batch_size), images)
         loss = trial.loss_fn(logits.float(), masks)
         trial.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -266,14 +272,14 @@ def evaluate(
         shape_metrics: also Hausdorff distance and HC (CPU work per image); the per-epoch
             validation that only chooses the epoch skips them.
     """
-    model = trial.net if model is None else model
-    model.eval()
+    (trial.model if model is None else model).eval()
     acc = MetricAccumulator(shape_metrics=shape_metrics)
     cfg, device = trial.cfg, trial.device
     for start in range(0, len(data), cfg.eval_batch_size):
         stop = min(start + cfg.eval_batch_size, len(data))
         images = to_network_input(torch.from_numpy(data.images[start:stop]).to(device))
-        logits = forward(trial, model, images)
+        net = _net_for(trial, stop - start, cfg.eval_batch_size) if model is None else model
+        logits = forward(trial, net, images)
         reference = None if data.reference_hc_mm is None else data.reference_hc_mm[start:stop]
         acc.update(
             logits[:, 0] > 0,
