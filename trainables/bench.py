@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a trial config key (both loops)",
+        help="override a trial config key (both loops; compile, channels_last, amp and "
+        "augment_backend concern FreezeFrame's loop only)",
     )
     parser.add_argument("--json", help="write the figures to this file")
     return parser

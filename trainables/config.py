@@ -86,7 +86,7 @@ class TrialConfig(BaseModel):
         "off",
         description="torch.compile the network for training and evaluation (reduce-overhead = "
         "CUDA graphs on a GPU). Off by default: on a 2-core CPU at 128 px it took 45 s to "
-        "compile and trained no faster; see README, Performance",
+        "compile and trained 10% slower; not yet measured on a GPU (README, Performance)",
     )
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = all cores")
     eval_batch_size: int = Field(20, ge=1)
