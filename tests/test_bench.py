@@ -218,3 +218,35 @@ def test_bench_share_refuses_fewer_cores_than_trials(capsys):
 
     assert bench_share.main(["--trials", "3", "--cores", "2"]) == 2
     assert "--cores 2 < --trials 3" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="no CUDA device")
+def test_training_steps_do_not_wait_for_the_gpu(synthetic_dir, tmp_path):
+    """No host sync per step: the host syncs a fixed number of times per epoch (reading the
+    loss), however many steps run. CUDA's sync debug mode warns at every synchronising call."""
+    import warnings
+
+    cfg = TrialConfig(
+        device="cuda",
+        encoder_weights="none",
+        data_dir=str(synthetic_dir),
+        cache_dir=str(tmp_path),
+        image_size=64,
+        batch_size=2,
+    )
+    trial = build_trial(cfg, verbose=False)
+    train_one_epoch(trial, 0, max_steps=2)  # warm-up: cuDNN benchmarking, allocator growth
+    syncs = {}
+    for steps in (2, 6):
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                train_one_epoch(trial, steps, max_steps=steps)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs[steps] = sum("synchroniz" in str(w.message) for w in caught)
+    assert syncs[2] >= 1  # the loss read at the end of the epoch is seen
+    assert syncs[6] == syncs[2], syncs
