@@ -76,6 +76,18 @@ GPU = [pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="no CUDA device")]
 DEVICES = ["cpu", pytest.param("cuda", marks=GPU)]
 
 
+def decoder_64px(data_dir, cache_dir, **settings) -> TrialConfig:
+    """The whole-decoder strategy from random weights at 64 px, on a synthetic set."""
+    return TrialConfig(
+        strategy="decoder",
+        encoder_weights="none",
+        data_dir=str(data_dir),
+        cache_dir=str(cache_dir),
+        image_size=64,
+        **settings,
+    )
+
+
 @pytest.fixture(scope="module")
 def synthetic_48_dir(tmp_path_factory):
     from trainables.synthetic import generate_dataset
@@ -88,14 +100,11 @@ def synthetic_48_dir(tmp_path_factory):
 def test_both_loops_reach_the_same_validation_dice(synthetic_48_dir, tmp_path, device):
     dice = {"freezeframe": [], "seed_loop": []}
     for seed in (0, 1):
-        cfg = TrialConfig(
-            strategy="decoder",
+        cfg = decoder_64px(
+            synthetic_48_dir,
+            tmp_path,
             seed=seed,
             device=device,
-            encoder_weights="none",
-            data_dir=str(synthetic_48_dir),
-            cache_dir=str(tmp_path),
-            image_size=64,
             lr=1e-3,
             lr_schedule="none",
             val_fraction=0.3,
@@ -132,14 +141,11 @@ def test_compiled_network_computes_the_same_function(synthetic_dir, tmp_path, de
     same evaluation as eager, and checkpoints keep the eager module's keys."""
     runs = {}
     for compile_mode in ("off", mode):
-        cfg = TrialConfig(
+        cfg = decoder_64px(
+            synthetic_dir,
+            tmp_path,
             device=device,
             amp=False,
-            strategy="decoder",
-            encoder_weights="none",
-            data_dir=str(synthetic_dir),
-            cache_dir=str(tmp_path),
-            image_size=64,
             batch_size=4,
             eval_batch_size=1,  # every evaluation batch is full: through the compiled graph
             bn_momentum=None,
@@ -227,14 +233,7 @@ def test_training_steps_do_not_wait_for_the_gpu(synthetic_dir, tmp_path):
     loss), however many steps run. CUDA's sync debug mode warns at every synchronising call."""
     import warnings
 
-    cfg = TrialConfig(
-        device="cuda",
-        encoder_weights="none",
-        data_dir=str(synthetic_dir),
-        cache_dir=str(tmp_path),
-        image_size=64,
-        batch_size=2,
-    )
+    cfg = decoder_64px(synthetic_dir, tmp_path, device="cuda", batch_size=2)
     trial = build_trial(cfg, verbose=False)
     train_one_epoch(trial, 0, max_steps=2)  # warm-up: cuDNN benchmarking, allocator growth
     syncs = {}

@@ -21,22 +21,18 @@ import statistics
 import sys
 from pathlib import Path
 
-from trainables.config import ConfigError, parse_overrides, resolve_trial_config
+from trainables.bench import train_freezeframe_steps
+from trainables.config import ConfigError, TrialConfig, parse_overrides, resolve_trial_config
 from trainables.data import DataError
+from trainables.trial import build_trial, load_trial_data
 
 
 def _worker(cfg_dict: dict, steps: int, warmup: int, barrier, results) -> None:
-    # Imported here: a spawned process imports torch itself, after its environment is set.
-    from trainables.bench import train_freezeframe_steps
-    from trainables.config import TrialConfig
-    from trainables.trial import build_trial, load_trial_data
-
     cfg = TrialConfig(**cfg_dict)
-    data = load_trial_data(cfg)
-    trial = build_trial(cfg, data, verbose=False)
-    train_freezeframe_steps(trial, 0, warmup)
+    trial = build_trial(cfg, load_trial_data(cfg), verbose=False)
+    epoch = train_freezeframe_steps(trial, 0, warmup)["epoch"]
     barrier.wait()  # all trials time the same span of the machine's life
-    results.put(train_freezeframe_steps(trial, 1_000, steps)["images_per_s"])
+    results.put(train_freezeframe_steps(trial, epoch, steps)["images_per_s"])
 
 
 def run_layout(cfg_dict: dict, trials: int, steps: int, warmup: int) -> list[float]:
@@ -78,11 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--data", help="HC18-layout folder (default: the shipped 12-image sample)")
-    parser.add_argument("--max-images", type=int, default=200)
+    parser.add_argument(
+        "--max-images", type=int, default=200, help="use only the first N images (default 200)"
+    )
     parser.add_argument("--steps", type=int, default=12, help="timed steps per trial")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per trial")
     parser.add_argument("--rounds", type=int, default=2, help="alternations of the two layouts")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a trial config key (both layouts)",
+    )
     parser.add_argument("--json", help="write the figures to this file")
     return parser
 
@@ -110,8 +114,6 @@ def main(argv: list[str] | None = None) -> int:
             "all_cores": {**base, "num_threads": cores},
         }
         layouts = {k: resolve_trial_config(v, "bench_share") for k, v in layouts.items()}
-        from trainables.trial import load_trial_data
-
         load_trial_data(layouts["share"])  # validates the data and fills the cache once
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -113,11 +113,7 @@ class Trial:
     train_masks: torch.Tensor = field(repr=False)
     # What runs the batches: `model` itself, or its torch.compile wrapper (cfg.compile). The
     # wrapper shares the parameters; state dicts are always read from and loaded into `model`.
-    net: nn.Module = field(repr=False, default=None)
-
-    def __post_init__(self):
-        if self.net is None:
-            self.net = self.model
+    net: nn.Module = field(repr=False)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
