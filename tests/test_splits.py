@@ -173,3 +173,19 @@ def test_paper_split_on_the_799_real_images(real_hc18_dir):
 def test_grouped_split_of_the_real_images_keeps_exams_together(real_hc18_dir, seed):
     split = grouped_split_keeping_exams_together(real_hc18_dir, seed)
     assert abs(len(split["test"]) - 160) <= 3 and abs(len(split["val"]) - 80) <= 3
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_grouped_split_never_leaves_a_side_empty_when_one_big_exam_comes_early(seed):
+    # 3 exams, one holding 8 of the 10 images: filling test or val with the big exam must not
+    # use up the exams the other sides need (an empty val once lost a whole trial at its end).
+    names = ["000_HC.png", "001_HC.png"] + [f"002_{i}HC.png" for i in range(2, 10)]
+    split = make_split(names, "grouped", seed=seed)
+    assert all(split[side] for side in ("train", "val", "test")), split
+
+
+def test_a_split_that_would_leave_val_empty_is_refused(tmp_path):
+    csv = tmp_path / "split.csv"
+    write_split({"train": ["000_HC.png"], "test": ["001_HC.png"]}, csv)
+    with pytest.raises(SplitError, match="leaves val empty"):
+        make_split(["000_HC.png", "001_HC.png"], "file", split_file=csv)

@@ -110,13 +110,19 @@ def _grouped_split(
     exam_ids = sorted(exams)
     order = np.random.default_rng(seed).permutation(len(exam_ids))
     split: dict[str, list[str]] = {side: [] for side in SIDES}
-    targets = {"test": n_test, "val": n_val}
+    targets = {"test": n_test, "val": n_val, "train": len(names)}
     remaining = len(exam_ids)
+
+    def leaves_enough(side: str) -> bool:
+        """After `side` takes this exam, one is left for every other side still empty."""
+        empty = [s for s, n in targets.items() if n > 0 and s != side and not split[s]]
+        return remaining - 1 >= len(empty)
+
     for i in order:
         group = exams[exam_ids[i]]
-        # Keep at least one exam for train; otherwise fill test first, then val.
+        # Fill test first, then val, each to its share; never at the cost of an empty side.
         side = next(
-            (s for s in ("test", "val") if len(split[s]) < targets[s] and remaining > 1),
+            (s for s in ("test", "val") if len(split[s]) < targets[s] and leaves_enough(s)),
             "train",
         )
         split[side] += group
@@ -215,4 +221,11 @@ def make_split(
         seed=seed,
         allow_empty_test=allow_empty_test,
     )
+    asked = {"val": val_fraction > 0, "test": test_fraction > 0 and kind != "file"}
+    empty = [side for side in SIDES if not split[side] and asked.get(side, True)]
+    if empty:
+        raise SplitError(
+            f"split={kind!r} of {len(names)} image(s) leaves {' and '.join(empty)} empty; "
+            "use more images"
+        )
     return {side: sorted(split[side]) for side in SIDES}
