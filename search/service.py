@@ -8,6 +8,7 @@ per trial happens in `search.trainable`.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -150,9 +151,10 @@ class SearchService:
         )
         study_dir.mkdir(parents=True, exist_ok=True)
         space = functools.partial(optuna_space, settings=settings.model_dump())
-        for strategy in self.cfg.search.strategies:
-            done = [r for r in self._results("tune") if r["strategy"] == strategy]
-            if len(done) >= settings.trials_per_strategy:
+        strategies = self.cfg.search.strategies
+        done = collections.Counter(r["strategy"] for r in self._results("tune"))
+        for strategy in strategies:
+            if done[strategy] >= settings.trials_per_strategy:
                 continue
             import optuna
 
@@ -188,7 +190,8 @@ class SearchService:
                 f"tune_{strategy}",
                 tune_config,
                 self._param_space("tune", spec=spec),
-                settings.trials_per_strategy,
+                # The stage's progress counts the tune trials of every strategy.
+                settings.trials_per_strategy * len(strategies),
             )
         return self.write_best_recipes()
 

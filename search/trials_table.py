@@ -89,12 +89,12 @@ class TrialsTable(tune.Callback):
         """'paper' / 'optuna' for tune proposals; 'paper' / 'best' in the final stage."""
         if self.stage != "tune":
             return config.get("recipe_source", {}).get(values["strategy"], "paper")
-        paper = self.paper_recipe
-        same = values.get("lr_schedule") == paper["lr_schedule"] and math.isclose(
-            values["lr"], paper["lr"], rel_tol=1e-9
+        same = all(
+            math.isclose(values.get(key, math.nan), value, rel_tol=1e-9)
+            if isinstance(value, float)
+            else values.get(key) == value
+            for key, value in self.paper_recipe.items()
         )
-        if same and paper["lr_schedule"] in ("exponential", "step"):
-            same = math.isclose(values.get("lr_gamma", -1), paper["lr_gamma"], rel_tol=1e-9)
         return "paper" if same else "optuna"
 
     def _write(self) -> None:

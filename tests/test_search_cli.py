@@ -150,3 +150,37 @@ def test_run_py_copied_alone_runs_a_tiny_study(tmp_path):
     assert 0 <= trials.test_dice.iloc[0] <= 1
     assert (experiment / "report" / "report.md").exists()
     assert "FreezeFrame report: solo" in done.stdout
+
+
+def test_tune_progress_counts_every_strategys_trials(tmp_path, monkeypatch):
+    from search.service import SearchService
+    from search.storage import ExperimentStore
+
+    sets = ["search.strategies=[decoder,decoder_4,encoder]", "search.tune.trials_per_strategy=3"]
+    service = SearchService(
+        load_config(None, sets), ExperimentStore(str(tmp_path), "x"), "disabled"
+    )
+    expected = []
+    monkeypatch.setattr(service, "_fit", lambda stage, cfg, space, n: expected.append((stage, n)))
+    service.tune_recipes()
+    # One trials table per stage holds every strategy's rows: 3 strategies x 3 trials.
+    assert expected == [("tune_decoder", 9), ("tune_decoder_4", 9), ("tune_encoder", 9)]
+
+
+@pytest.mark.parametrize(
+    ("values", "label"),
+    [
+        ({"lr": 1e-4, "lr_schedule": "step", "lr_gamma": 0.9, "lr_step_size": 5}, "paper"),
+        ({"lr": 1e-4, "lr_schedule": "step", "lr_gamma": 0.9, "lr_step_size": 3}, "optuna"),
+        ({"lr": 1e-4, "lr_schedule": "step", "lr_gamma": 0.8, "lr_step_size": 5}, "optuna"),
+        ({"lr": 2e-4, "lr_schedule": "step", "lr_gamma": 0.9, "lr_step_size": 5}, "optuna"),
+        ({"lr": 1e-4, "lr_schedule": "exponential", "lr_gamma": 0.9}, "optuna"),
+    ],
+)
+def test_a_tune_proposal_is_labelled_paper_only_when_it_is_the_papers_recipe(values, label):
+    from search.service import paper_recipe
+    from search.trials_table import TrialsTable
+
+    trial = load_config(None, ["lr_schedule=step", "lr_gamma=0.9", "lr_step_size=5"]).trial
+    table = TrialsTable(None, "tune", paper_recipe(trial), expected=1)
+    assert table._recipe({}, {"strategy": "decoder", **values}) == label
