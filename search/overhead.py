@@ -2,9 +2,11 @@
 
     python -m search.overhead [--trials 4] [--wandb offline] [--json FILE]
 
-1. The same tiny trials (the shipped sample, 32 px, 2 epochs) run twice: in this process through
-   `run_trial`, and as a `final` stage through the search service on a local Ray cluster with
-   one CPU per trial. The difference in wall time per trial is the Ray + logging overhead.
+1. The same tiny trials (the embedded default's trial settings at 32 px, 2 epochs, on the
+   shipped sample) run twice: in this process through `run_trial`, and as a `final` stage
+   through the search service on a local Ray cluster with one CPU per trial. The difference in
+   wall time per trial (the service's includes Ray's start and the report) is the Ray + logging
+   overhead.
 2. While the service runs, every process on the machine that belongs to it is sampled
    (psutil, every 0.25 s) and its resident memory attributed to: the driver, Ray's system
    processes (GCS, raylet, ...: what a head node runs), trial workers, and W&B's processes.
@@ -74,20 +76,28 @@ class MemorySampler(threading.Thread):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m search.overhead", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m search.overhead",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--trials", type=int, default=4, help="trials per run (>= 2)")
     parser.add_argument("--wandb", choices=["offline", "disabled"], default="offline")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
+    if args.trials < 2:
+        parser.error("--trials must be at least 2 (the second run keeps 2 trials running)")
 
+    from search.cli import DEFAULT_CONFIG
     from search.cli import main as search_main
-    from trainables.config import load_trial_config
+    from search.config import load_config
     from trainables.train import run_trial
     from trainables.trial import load_trial_data
 
     sets = ["image_size=32", "epochs=2", "batch_size=4", "bn_momentum=null", "num_threads=1"]
     sets += ["encoder_weights=none"]
-    base = load_trial_config(None, sets)
+    # The trial settings the service resolves: its embedded default plus the same overrides.
+    base = load_config(DEFAULT_CONFIG, [f"trial.{s}" for s in sets]).trial
     data = load_trial_data(base)
     tmp = Path(tempfile.mkdtemp(prefix="freezeframe_overhead_"))
     started = time.perf_counter()
@@ -108,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         argv_search += ["--set", f"search.max_concurrent_trials={concurrency}"]
         argv_search += [f"--set=trial.{s}" for s in sets]
         started = time.perf_counter()
-        search_main(argv_search)
+        if search_main(argv_search) != 0:
+            raise SystemExit(f"search.overhead: the search failed ({' '.join(argv_search)})")
         seconds = (time.perf_counter() - started) / args.trials
         sampler.stop_event.set()
         sampler.join()

@@ -57,6 +57,15 @@ def test_train_head_adds_the_head():
     assert applied.trainable_params == 6_976 + 145
 
 
+@pytest.mark.parametrize("name", ["baseline", "all"])
+def test_train_head_is_a_no_op_where_everything_trains(name):
+    # A search with train_head=true runs the baseline too: it must not fail there.
+    strategy = get_strategy(name)
+    model = build_model(strategy.model, "none")
+    applied = apply_strategy(model, strategy, train_head=True, verbose=False)
+    assert applied.trainable_params == applied.total_params
+
+
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_every_strategy_runs_forward_and_backward_on_tiny_inputs(name):
     strategy = get_strategy(name)

@@ -95,7 +95,7 @@ def apply_strategy(
 
     Args:
         model: a network built for `strategy.model`.
-        train_head: also train `segmentation_head.*`.
+        train_head: also train `segmentation_head.*` (a no-op where everything trains).
         bn_update_frozen: override the strategy's BatchNorm choice (None keeps it).
 
     Returns:
@@ -104,7 +104,10 @@ def apply_strategy(
     Raises:
         ValueError: a pattern matches no parameter (a typo, or the wrong network).
     """
-    patterns = list(strategy.train) + ([HEAD] if train_head else [])
+    # A strategy that trains everything trains its head already (the baseline has none by
+    # that name): train_head adds nothing there.
+    extra = [HEAD] if train_head and strategy.train != _ALL else []
+    patterns = list(strategy.train) + extra
     matched = {p: 0 for p in patterns}
     trainable = []
     for name, param in model.named_parameters():
