@@ -33,7 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0]
         + " Stages: pretrain (optional source-domain pretraining), tune (Optuna proposes lr and "
         "decay per strategy), final (strategies x seeds with the best recipes), then the report.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--config",
@@ -51,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--storage",
         default="runs",
-        help="where experiments live: a local path, or s3://... / gs://... (Ray's storage)",
+        help="where experiments live: a local path, or s3://... / gs://... (Ray's storage; "
+        "default: runs)",
     )
     parser.add_argument(
         "--stages",
@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--wandb",
         choices=["online", "offline", "disabled"],
         default=None,
-        help="W&B mode (default: config's 'auto' = online when logged in, else offline)",
+        help="W&B mode (default: the config's search.wandb; its 'auto' = online when logged "
+        "in, else offline)",
     )
     parser.add_argument(
         "--set",

@@ -176,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         default="test_dice",
         help=f"test column to rank by, e.g. {', '.join(rs.METRICS)}",
     )
-    parser.add_argument("--out", default=None, help="output folder (default EXP/report)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default EXP/report, or ./report_<name> for a URI)",
+    )
     parser.add_argument("--wandb", choices=["online", "offline", "disabled"], default="disabled")
     parser.add_argument("--wandb-project", default=None, help="default: the config's project")
     args = parser.parse_args(argv)

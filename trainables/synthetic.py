@@ -288,7 +288,9 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m trainables.synthetic", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--out", required=True, help="output folder (HC18 layout)")
     parser.add_argument("--n", type=int, default=100, help="annotated training images")
     parser.add_argument("--seed", type=int, default=0)
