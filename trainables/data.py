@@ -89,7 +89,7 @@ def default_data_dir() -> Path:
     return Path(__file__).resolve().parent / "sample"
 
 
-def _default_cache_dir(data_dir: Path) -> Path:
+def default_cache_dir() -> Path:
     """`$FREEZEFRAME_CACHE` or `~/.cache/freezeframe`: one per node, shared by its trials.
 
     Never inside the data folder (it may be read-only, shared, or a user's pristine download)
@@ -199,8 +199,8 @@ def load_arrays(
         image_size: side S of the square arrays.
         subset: 'training_set' or 'test_set' (no masks, no reference HC).
         filenames: restrict to these files (each must be in the CSV).
-        cache_dir: where the .npz goes; None = `<data_dir>/.freezeframe_cache` if writable,
-            else `~/.cache/freezeframe`. The key hashes the resolved folder, subset, file names,
+        cache_dir: where the .npz goes; None = `default_cache_dir()` ($FREEZEFRAME_CACHE or
+            ~/.cache/freezeframe, never the data folder). The key hashes the resolved folder, subset, file names,
             sizes and mtimes, and S, so an edited file is decoded again.
         validate: run every `validate_samples` check while decoding (a cache written after
             validation is trusted as validated).
@@ -215,7 +215,7 @@ def load_arrays(
     samples, problems = scan_samples(data_dir, subset, filenames)
     if problems and not validate:
         raise DataError(problems, data_dir)
-    cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir(data_dir)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_path = _cache_path(samples, data_dir, subset, image_size, cache_dir)
     # With cheap-check problems the cache is skipped: decoding finds the rest for one error.
     cached = None if problems else _from_arrays(_read_npz(cache_path), need_validated=validate)

@@ -53,14 +53,14 @@ def load_checkpoint_model(
 
 @torch.inference_mode()
 def predict_rows(model, data, device: torch.device, batch_size: int = 16) -> list[dict]:
-    rows = []
+    rows, scale_xy = [], data.scale_xy
     for start in range(0, len(data), batch_size):
         stop = min(start + batch_size, len(data))
         images = to_network_input(torch.from_numpy(data.images[start:stop]).to(device))
         masks = (model(images)[:, 0] > 0).cpu().numpy()
         for i, mask in enumerate(masks, start=start):
             # Networks learn the HC18 masks, which reach this far beyond the ellipse.
-            fit = measure_mask(mask, data.pixel_size_mm[i], data.scale_xy[i], HC18_MASK_OUTSET_PX)
+            fit = measure_mask(mask, data.pixel_size_mm[i], scale_xy[i], HC18_MASK_OUTSET_PX)
             row = {"filename": data.filenames[i]}
             if fit is not None:
                 row |= {k: getattr(fit, k) for k in COLUMNS[1:]}
