@@ -20,6 +20,7 @@ from ray import tune
 from search.storage import ExperimentStore, is_uri
 from search.wandb_link import start_run
 from trainables.config import TrialConfig
+from trainables.data import default_cache_dir
 from trainables.train import run_trial
 from trainables.trial import load_trial_data
 
@@ -55,7 +56,7 @@ def _synthetic_source(spec: dict) -> str:
     """Generate (once per node) the synthetic source domain the pretrain stage trains on."""
     from trainables.synthetic import generate_dataset
 
-    root = Path(spec.get("cache_dir") or Path.home() / ".cache" / "freezeframe")
+    root = Path(spec.get("cache_dir") or default_cache_dir())
     target = root / f"synthetic_n{spec['n']}_seed{spec['seed']}"
     if not (target / "training_set_pixel_size_and_HC.csv").exists():
         tmp = Path(tempfile.mkdtemp(dir=root.mkdir(parents=True, exist_ok=True) or root))
@@ -112,12 +113,12 @@ def run_ray_trial(config: dict) -> None:
     run = None
     trained_epochs: list[int] = []
 
-    def on_epoch(record: dict, out_dir: Path) -> None:
+    def on_epoch(record: dict, out_dir: Path, written: list[str]) -> None:
         trained_epochs.append(record["epoch"])
-        # best.pt first: a last.pt in the store always has its best.pt beside it.
-        for file in ("best.pt", "last.pt"):
-            if (out_dir / file).exists():
-                store.upload(out_dir / file, f"{checkpoint_rel}/{file}")
+        # Only what this epoch wrote (best.pt changes when validation improves), best.pt first:
+        # a last.pt in the store always has its best.pt beside it.
+        for file in written:
+            store.upload(out_dir / file, f"{checkpoint_rel}/{file}")
         scalars = {k: v for k, v in record.items() if isinstance(v, (int, float))}
         tune.report(scalars)
         if run is not None:

@@ -66,13 +66,21 @@ def test_crash_loses_at_most_the_epoch_in_progress_and_resume_is_exact(sample_di
     data = load_trial_data(cfg)
     straight = run_trial(cfg, tmp_path / "straight", data=data, verbose=False)
 
-    def crash_after_epoch_2(record, out_dir):
+    written = {}
+
+    def crash_after_epoch_2(record, out_dir, files):
+        written[record["epoch"]] = files
         if record["epoch"] == 2:
             raise Crash
 
     with pytest.raises(Crash):
         run_trial(cfg, tmp_path / "crashed", data=data, on_epoch=crash_after_epoch_2, verbose=False)
     assert not (tmp_path / "crashed" / "metrics.json").exists()
+    # The callback learns what each epoch wrote (the trainable uploads only that): best.pt when
+    # validation Dice improved, first; last.pt every epoch (checkpoint_every=1).
+    dice = [e["val_dice"] for e in straight["history"][:2]]
+    assert written[1] == ["best.pt", "last.pt"]
+    assert written[2] == (["best.pt", "last.pt"] if dice[1] > dice[0] else ["last.pt"])
     resumed = run_trial(cfg, tmp_path / "crashed", data=data, verbose=False)
     assert [e["epoch"] for e in resumed["history"]] == [1, 2, 3]
     # CPU training is deterministic given the seed: the resumed run ends where the straight one did.

@@ -73,8 +73,8 @@ def run_trial(
         cfg: resolved trial config.
         out_dir: results folder; a `last.pt` there is resumed from.
         data: preloaded data (else loaded and validated from cfg, before anything is written).
-        on_epoch: called after each epoch's checkpoint with (epoch record, out_dir): the Ray
-            trainable reports and checkpoints there.
+        on_epoch: called after each epoch's checkpoint with (epoch record, out_dir, files
+            written this epoch): the Ray trainable reports and uploads them there.
         evaluate_test: test the best epoch (the tune stage scores on validation only).
     """
     log = print if verbose else (lambda *a, **k: None)
@@ -102,20 +102,23 @@ def run_trial(
         record["epoch_s"] = time.perf_counter() - epoch_start
         record["images_per_s"] = record["images"] / record["train_s"]
         history.append(record)
+        written = []
         if val["dice"] > best["val_dice"]:
             best = {"val_dice": val["dice"], "epoch": epoch, "val": val}
             save_atomic(
                 {"model": trial.model.state_dict(), **_meta(trial, epoch)}, out_dir / "best.pt"
             )
+            written.append("best.pt")
         if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
             save_atomic(_state(trial, epoch, history, best), out_dir / "last.pt")
+            written.append("last.pt")
         log(
             f"[{cfg.run_name}] epoch {epoch}/{cfg.epochs} loss {record['train_loss']:.4f} "
             f"val dice {val['dice']:.4f} iou {val['iou']:.4f} "
             f"({record['epoch_s']:.1f} s, {record['images_per_s']:.1f} img/s)"
         )
         if on_epoch:
-            on_epoch(record, out_dir)
+            on_epoch(record, out_dir, written)
 
     best_state = torch.load(out_dir / "best.pt", map_location=trial.device, weights_only=False)
     trial.model.load_state_dict(best_state["model"])

@@ -294,4 +294,5 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-EpochCallback = Callable[[dict, Path], None]
+EpochCallback = Callable[[dict, Path, list[str]], None]
+"""(epoch record, out_dir, the checkpoint files written this epoch: best.pt before last.pt)"""
