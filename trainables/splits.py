@@ -167,7 +167,7 @@ def _file_split(
         several_exams = len({exam_id(n) for n in split["train"]}) >= 2
         carve = _grouped_split if several_exams else _random_split
         carved = carve(split["train"], val_fraction=val_fraction, test_fraction=0.0, seed=seed)
-        split["train"], split["val"] = carved["train"] + carved["test"], carved["val"]
+        split["train"], split["val"] = carved["train"], carved["val"]  # test_fraction=0: none
     return split
 
 

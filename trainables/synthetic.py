@@ -21,7 +21,13 @@ import cv2
 import numpy as np
 
 from trainables.hc import ramanujan_perimeter
-from trainables.hc18_files import ANNOTATION_SUFFIX, SUBSET_CSV
+from trainables.hc18_files import (
+    FILENAME_COL,
+    HC_COL,
+    PIXEL_SIZE_COL,
+    SUBSET_CSV,
+    annotation_name,
+)
 
 # Realistic ranges: HC18 heads span ~25-60% of the image width; pixel sizes ~0.05-0.35 mm.
 HEAD_WIDTH_FRACTION = (0.25, 0.60)
@@ -258,7 +264,7 @@ def generate_dataset(
             if subset == "training_set":
                 thickness = 1 + exam % 2  # 1 or 2 px, fixed per exam so names stay reproducible
                 annotation = _outline(mask, thickness) if outline else mask
-                annotation_path = image_dir / (Path(filename).stem + ANNOTATION_SUFFIX)
+                annotation_path = image_dir / annotation_name(filename)
                 cv2.imwrite(str(annotation_path), annotation.astype(np.uint8) * 255)
                 rows.append([filename, repr(pixel_size), repr(hc_mm)])
             else:
@@ -267,9 +273,9 @@ def generate_dataset(
                 [filename, ellipse.center_x, ellipse.center_y, ellipse.semi_major]
                 + [ellipse.semi_minor, ellipse.angle_deg, pixel_size, hc_mm]
             )
-        header = ["filename", "pixel size(mm)"]
+        header = [FILENAME_COL, PIXEL_SIZE_COL]
         if subset == "training_set":
-            header.append("head circumference (mm)")
+            header.append(HC_COL)
         _write_csv(out_dir / SUBSET_CSV[subset], header, rows)
         _write_csv(
             out_dir / f"{subset}_ellipses.csv",
