@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from search.config import STAGES, ResolvedConfig, load_config
+from search.config import PRETRAIN_DATA, STAGES, ResolvedConfig, load_config
 from search.storage import ExperimentStore
 from search.wandb_link import local_wandb_key
 from trainables.config import ConfigError
@@ -154,8 +154,7 @@ def _check_pretrain_source(cfg: ResolvedConfig) -> None:
         raise ConfigError(f"search.pretrain.source: {source!r} is neither 'synthetic' nor a folder")
     from trainables.trial import load_trial_data
 
-    # The same data settings the pretrain trial uses (search.service.SearchService.pretrain).
-    spec = {"data_dir": source, "split": "grouped", "max_images": None}
+    spec = {"data_dir": source, **PRETRAIN_DATA}  # as the pretrain stage reads it
     try:
         load_trial_data(cfg.trial.model_copy(update=spec))
     except (DataError, SplitError) as err:

@@ -33,6 +33,11 @@ class Resources(_Strict):
     gpu: float = Field(0, ge=0, description="fractional GPUs share a card between trials")
 
 
+# How the pretrain stage reads its source folder: every image, split by exam. The start-up
+# check (search.cli) and the stage itself (search.service) both use it.
+PRETRAIN_DATA = {"split": "grouped", "max_images": None}
+
+
 class PretrainSettings(_Strict):
     """Train the full MobileNetV2 U-Net on a source domain; its encoder seeds later stages."""
 

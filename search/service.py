@@ -21,7 +21,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from search.config import ResolvedConfig, TuneSettings
+from search.config import PRETRAIN_DATA, ResolvedConfig, TuneSettings
 from search.storage import ExperimentStore, is_uri
 from search.trainable import RECIPE_KEYS, run_ray_trial
 from search.trials_table import TrialsTable
@@ -122,8 +122,7 @@ class SearchService:
                 "epochs": settings.epochs,
                 "lr": settings.lr,
                 "encoder_weights": "none",
-                "split": "grouped",
-                "max_images": None,
+                **PRETRAIN_DATA,
             }
             extra = {"spec": spec}
             if settings.source == "synthetic":
