@@ -28,9 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from trainables.config import TrialConfig
 from trainables.data import Sample, default_data_dir, scan_dataset
-from trainables.models import build_model
-from trainables.strategies import apply_strategy, get_strategy
-from trainables.trial import LOSSES, TrialData, resolve_device, seed_everything
+from trainables.trial import LOSSES, TrialData, build_network, resolve_device, seed_everything
 
 # The tutorial's NUM_WORKERS; also what a 2-core laptop would use.
 SEED_NUM_WORKERS = 2
@@ -113,20 +111,7 @@ def build_seed_loop(
     data_dir = cfg.data_dir or default_data_dir()
     samples = scan_dataset(data_dir, "training_set", data.train.filenames)
     seed_everything(cfg.seed)
-    strategy = get_strategy(cfg.strategy)
-    model = build_model(
-        strategy.model, encoder_weights=cfg.encoder_weights if strategy.pretrained else "none"
-    )
-    apply_strategy(
-        model,
-        strategy,
-        train_head=cfg.train_head,
-        bn_update_frozen=cfg.bn_update_frozen,
-        verbose=verbose,
-    )
-    for module in model.modules():  # as build_trial does (0.1, PyTorch's default, unless set)
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.momentum = cfg.bn_momentum
+    model, _ = build_network(cfg, verbose)
     model.to(device)
     loader = DataLoader(
         SeedDataset(samples, seed_transform(cfg)),

@@ -120,6 +120,30 @@ class Trial:
         return torch.bfloat16 if (self.cfg.amp and self.device.type == "cuda") else None
 
 
+def build_network(cfg: TrialConfig, verbose: bool = True) -> tuple[nn.Module, AppliedStrategy]:
+    """The strategy's network with its parameters frozen or trainable and its BatchNorm momentum
+    set, on the CPU. Both training loops call it right after `seed_everything(cfg.seed)`, so they
+    start from the same weights."""
+    strategy = get_strategy(cfg.strategy)
+    weights = cfg.encoder_weights if strategy.pretrained else "none"
+    model = build_model(strategy.model, encoder_weights=weights)
+    applied = apply_strategy(
+        model,
+        strategy,
+        train_head=cfg.train_head,
+        bn_update_frozen=cfg.bn_update_frozen,
+        verbose=verbose,
+    )
+    if cfg.bn_momentum != 0.1:
+        # With momentum 0.1 a randomly initialised network's running variance (1.0) needs
+        # ~60 steps to forget its start when the true variance is ~0.004 (0.9**60 < 0.004);
+        # a smoke run has fewer, and evaluates garbage. None = cumulative average.
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = cfg.bn_momentum
+    return model, applied
+
+
 def build_trial(cfg: TrialConfig, data: TrialData | None = None, verbose: bool = True) -> Trial:
     """Resolved config -> model, optimizer, scheduler, loss and device-resident training data.
 
@@ -138,23 +162,7 @@ def build_trial(cfg: TrialConfig, data: TrialData | None = None, verbose: bool =
         # Input shapes are fixed: cuDNN times its algorithms once per shape, keeps the fastest.
         torch.backends.cudnn.benchmark = True
     seed_everything(cfg.seed)
-    strategy = get_strategy(cfg.strategy)
-    weights = cfg.encoder_weights if strategy.pretrained else "none"
-    model = build_model(strategy.model, encoder_weights=weights)
-    applied = apply_strategy(
-        model,
-        strategy,
-        train_head=cfg.train_head,
-        bn_update_frozen=cfg.bn_update_frozen,
-        verbose=verbose,
-    )
-    if cfg.bn_momentum != 0.1:
-        # With momentum 0.1 a randomly initialised network's running variance (1.0) needs
-        # ~60 steps to forget its start when the true variance is ~0.004 (0.9**60 < 0.004);
-        # a smoke run has fewer, and evaluates garbage. None = cumulative average.
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.momentum = cfg.bn_momentum
+    model, applied = build_network(cfg, verbose)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
