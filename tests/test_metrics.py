@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from trainables.config import HC18_MASK_OUTSET_PX
 from trainables.hc import ramanujan_perimeter
 from trainables.metrics import (
     MetricAccumulator,
@@ -48,21 +49,22 @@ def test_empty_masks():
     assert batch_pooled_scores(empty, empty)["dice"] == 0
 
 
-def test_torch_numpy_and_integer_inputs_agree():
+def test_torch_and_numpy_inputs_agree():
     from_numpy = per_image_scores(PRED_4X4[None], TRUTH_4X4[None])
     from_torch = per_image_scores(
         torch.from_numpy(PRED_4X4[None]), torch.from_numpy(TRUTH_4X4[None])
     )
-    as_uint8 = per_image_scores(PRED_4X4[None, None].astype(np.uint8) * 255, TRUTH_4X4[None])
     for name in ("pixel_accuracy", "dice", "iou"):
-        assert from_numpy[name].item() == from_torch[name].item() == as_uint8[name].item()
+        assert from_numpy[name].item() == from_torch[name].item()
 
 
 def test_bad_inputs_say_what_is_wrong():
     with pytest.raises(ValueError, match=r"pred \(1, 4, 4\) and target \(1, 4, 5\) differ"):
         per_image_scores(PRED_4X4[None], np.zeros((1, 4, 5), bool))
-    with pytest.raises(TypeError, match="threshold float scores first"):
+    with pytest.raises(TypeError, match="pred must be a bool mask, got float32; threshold first"):
         per_image_scores(PRED_4X4[None].astype(np.float32), TRUTH_4X4[None])
+    with pytest.raises(TypeError, match="target must be a bool mask, got torch.uint8"):
+        per_image_scores(PRED_4X4[None], torch.from_numpy(TRUTH_4X4[None]).to(torch.uint8))
     with pytest.raises(ValueError, match=r"must be \[B,H,W\]"):
         per_image_scores(PRED_4X4, TRUTH_4X4)
 
@@ -88,9 +90,9 @@ def unit_scale(batch: int):
 
 
 def test_accumulator_means_over_images_and_pools_per_batch():
-    one_batch = MetricAccumulator()
+    one_batch = MetricAccumulator(HC18_MASK_OUTSET_PX)
     one_batch.update(np.stack([PRED_A, PRED_B]), np.stack([TRUTH_A, TRUTH_B]), *unit_scale(2))
-    two_batches = MetricAccumulator()
+    two_batches = MetricAccumulator(HC18_MASK_OUTSET_PX)
     two_batches.update(PRED_A[None], TRUTH_A[None], *unit_scale(1))
     two_batches.update(PRED_B[None], TRUTH_B[None], *unit_scale(1))
     for result in (one_batch.compute(), two_batches.compute()):
@@ -129,7 +131,7 @@ def test_empty_prediction_counts_as_the_image_diagonal_and_its_whole_hc():
     empty = np.zeros_like(truth)
     # A 64x64 mask of an 800x540 image with 0.1 mm pixels.
     scale = np.array([[800 / 64, 540 / 64]])
-    accumulator = MetricAccumulator()
+    accumulator = MetricAccumulator(HC18_MASK_OUTSET_PX)
     accumulator.update(empty[None], truth[None], [0.1], scale, [123.0], filenames=["x.png"])
     result = accumulator.compute()
     assert result["hd_mm"] == pytest.approx(math.hypot(800, 540) * 0.1)
@@ -182,23 +184,23 @@ def test_hc_difference_through_the_accumulator():
     assert rows[1]["hc_abs_diff_mm"] == pytest.approx(0, abs=1e-9)
 
 
-def test_logits_are_thresholded_at_zero():
-    logits = np.where(PRED_4X4, 2.5, -0.3).astype(np.float32)[None, None]  # [B,1,H,W]
-    from_logits = MetricAccumulator()
-    from_logits.update(torch.from_numpy(logits), TRUTH_4X4[None].astype(np.float32), *unit_scale(1))
-    from_bool = MetricAccumulator()
-    from_bool.update(PRED_4X4[None], TRUTH_4X4[None], *unit_scale(1))
-    assert from_logits.compute()["dice"] == from_bool.compute()["dice"] == pytest.approx(6 / 9)
+def test_logits_are_refused_rather_than_guessed_at():
+    logits = torch.from_numpy(np.where(PRED_4X4, 2.5, -0.3).astype(np.float32)[None])
+    with pytest.raises(TypeError, match="pred must be a bool mask, got torch.float32"):
+        MetricAccumulator(HC18_MASK_OUTSET_PX).update(logits, TRUTH_4X4[None], *unit_scale(1))
+    from_bool = MetricAccumulator(HC18_MASK_OUTSET_PX)
+    from_bool.update(logits > 0, TRUTH_4X4[None], *unit_scale(1))
+    assert from_bool.compute()["dice"] == pytest.approx(6 / 9)
 
 
 def test_accumulator_rejects_mismatched_metadata():
-    accumulator = MetricAccumulator()
+    accumulator = MetricAccumulator(HC18_MASK_OUTSET_PX)
     with pytest.raises(ValueError, match=r"scale_xy must have shape \(1, 2\)"):
         accumulator.update(PRED_4X4[None], TRUTH_4X4[None], [0.1], [1.0, 1.0])
     with pytest.raises(ValueError, match="got 2 filenames for a batch of 1"):
         accumulator.update(PRED_4X4[None], TRUTH_4X4[None], *unit_scale(1), filenames=["a", "b"])
     assert accumulator.compute()["n_images"] == 0
-    assert math.isnan(MetricAccumulator().compute()["dice"])
+    assert math.isnan(MetricAccumulator(HC18_MASK_OUTSET_PX).compute()["dice"])
 
 
 def test_overlap_only_accumulator_skips_shape_metrics_but_agrees_on_overlap():
@@ -210,7 +212,10 @@ def test_overlap_only_accumulator_skips_shape_metrics_but_agrees_on_overlap():
     target = np.zeros((2, 32, 32), bool)
     target[:, 8:24, 6:26] = True
     pred = target ^ (rng.random(target.shape) < 0.05)
-    full, quick = MetricAccumulator(), MetricAccumulator(shape_metrics=False)
+    full, quick = (
+        MetricAccumulator(HC18_MASK_OUTSET_PX),
+        MetricAccumulator(HC18_MASK_OUTSET_PX, shape_metrics=False),
+    )
     for acc in (full, quick):
         acc.update(pred, target, [0.1, 0.2], [[1.0, 1.0], [2.0, 1.5]])
     full_result, quick_result = full.compute(), quick.compute()

@@ -1,9 +1,9 @@
-"""The seed study's training augmentation, on two backends that sample the same distribution.
+"""The paper's training augmentation, on two backends that sample the same distribution.
 
 Per image: a rotation by an angle drawn uniformly from [-rotate_deg, +rotate_deg] (always applied,
 bilinear for the image, nearest for the mask, zeros outside the field of view), then a horizontal
 flip with probability hflip_p and a vertical flip with probability vflip_p. Images are scaled to
-[0, 1] (albumentations' Normalize with mean 0, std 1, as the seed code did) and the grayscale
+[0, 1] (albumentations' Normalize with mean 0, std 1, as the paper's code did) and the grayscale
 channel is replicated to the 3 channels a pretrained encoder expects.
 
 - `albumentations` on the CPU, one image at a time (the reference, as in the paper);
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 def albumentations_transform(
     rotate_deg: float, hflip_p: float, vflip_p: float, seed: int | None = None
 ) -> A.Compose:
-    """The seed's Rotate + HorizontalFlip + VerticalFlip; reproducible when seeded."""
+    """The paper's Rotate + HorizontalFlip + VerticalFlip; reproducible when seeded."""
     transform = A.Compose(
         [
             A.Rotate(
@@ -45,7 +45,7 @@ def albumentations_transform(
     if seed is not None:
         # Compose(seed=...) gives every transform its own generator seeded alike, so all draw
         # the same numbers: vflip implied hflip and the flips fixed the angle's sign. One
-        # shared stream keeps the draws independent, as in the (unseeded) seed code.
+        # shared stream keeps the draws independent, as in the (unseeded) paper's code.
         transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
     return transform
 

@@ -18,6 +18,30 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the file and key."""
 
 
+def shipped_config(name: str) -> Path:
+    """A file of the project's `configs/` folder, in a checkout or an installed package.
+
+    A checkout (or an editable install) reads `configs/` beside the packages; a built wheel
+    ships the same files as the package `freezeframe_configs` (pyproject.toml maps it).
+    """
+    checkout = Path(__file__).resolve().parents[1] / "configs" / name
+    if checkout.is_file():
+        return checkout
+    import importlib.util
+
+    spec = importlib.util.find_spec("freezeframe_configs")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    raise ConfigError(f"configs/{name} is neither in this checkout nor in the installed package")
+
+
+# Median radial gap, in original-image pixels, between the pixel-edge boundary of the HC18 filled
+# masks and the ellipse their reference HC describes (799 training masks; std 0.035 px). A
+# network trained on those masks learns the same outset; see trainables/hc.py.
+HC18_MASK_OUTSET_PX = 1.58
+
+
 class TrialConfig(BaseModel):
     """Everything one trial needs. Field docs are the reference for `--set key=value`."""
 
@@ -40,7 +64,7 @@ class TrialConfig(BaseModel):
         0.1,
         gt=0,
         le=1,
-        description="BatchNorm running-stat momentum (0.1 = PyTorch's and the seed study's); "
+        description="BatchNorm running-stat momentum (0.1 = PyTorch's and the paper's); "
         "null = cumulative average, for short runs from random weights",
     )
 
@@ -55,6 +79,13 @@ class TrialConfig(BaseModel):
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int = 0
+    hc_mask_outset_px: float = Field(
+        HC18_MASK_OUTSET_PX,
+        ge=0,
+        description="how far the data's masks reach beyond the head ellipse, in original pixels; "
+        "subtracted when HC is measured (1.58 for HC18's filled masks, 0 for exact masks such "
+        "as the synthetic generator's)",
+    )
     cache_dir: str | None = Field(
         None, description="resized-array cache; None = $FREEZEFRAME_CACHE or ~/.cache/freezeframe"
     )

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from trainables.atomic import atomic_output
 from trainables.hc18_files import (
     SUBSET_CSV,
     DataError,
@@ -118,19 +118,13 @@ def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> bool:
-    """Uncompressed (fast to load), via a tmp file + os.replace; False (with a note) on failure."""
-    tmp = None
+    """Uncompressed (fast to load), written atomically; False (with a note) on failure."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_output(path) as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
         return True
     except OSError as err:
         print(f"freezeframe: not caching to {path.parent} ({err})", file=sys.stderr)
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         return False
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -37,11 +36,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from trainables.atomic import atomic_output
+from trainables.config import HC18_MASK_OUTSET_PX
 from trainables.data import DataError, load_annotation, scan_dataset
-
-# Median radial gap, in original-image pixels, between the pixel-edge boundary of the HC18 filled
-# masks and the ellipse their reference HC describes (799 training masks; std 0.035 px).
-HC18_MASK_OUTSET_PX = 1.58
 
 
 @dataclass(frozen=True)
@@ -240,17 +237,11 @@ def summarise(rows: list[dict]) -> dict:
 
 def write_csv(rows: list[dict], path: Path) -> None:
     """Write atomically: a failed run leaves no partial file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """The HC18 layout on disk: find the samples, decode the PNGs, and check every file.
 
-Layout (the official Zenodo download, or the seed paper's copy with filled masks):
+Layout (the official Zenodo download, or the paper's copy with filled masks):
 `DIR/training_set/NNN_HC.png` + `NNN_HC_Annotation.png` + `DIR/training_set_pixel_size_and_HC.csv`,
 and for prediction `DIR/test_set/NNN_HC.png` + `DIR/test_set_pixel_size.csv`.
 Every check reports ALL offending files in one `DataError`, before anything trains or is cached.

@@ -1,7 +1,7 @@
-"""Binary segmentation metrics, per image and as the seed paper pooled them, plus HD and HC.
+"""Binary segmentation metrics, per image and as the paper pooled them, plus HD and HC.
 
 Primary metrics are per image, then averaged over images (`dice`, `iou`, `pixel_accuracy`).
-The seed code's variants are kept for comparison with the paper: Dice/IoU pooled over all pixels
+The paper code's variants are kept for comparison with the paper: Dice/IoU pooled over all pixels
 of a batch (`2*sum(p*y) / (sum(p) + sum(y) + 1e-8)`) then averaged over batches, which depends on
 the batch size, and pixel accuracy pooled over the whole set.
 
@@ -12,8 +12,8 @@ original pixels through `scale_xy` = (sx, sy), then to mm through the pixel size
 `hc.measure_mask`, by default corrected for the HC18 masks' outset (see `trainables/hc.py`); a
 prediction with no fittable ellipse counts as HC 0, so its error is the whole reference HC.
 
-Everything is computed on the CPU from bool arrays: `MetricAccumulator.update` thresholds logits
-on their device and copies one bool batch to the host.
+Everything is computed on the CPU from bool masks: the caller thresholds logits on their device
+(`logits > 0`), so one bool batch is copied to the host.
 """
 
 from __future__ import annotations
@@ -27,25 +27,27 @@ import numpy as np
 import torch
 from scipy.spatial.distance import directed_hausdorff
 
-from trainables.hc import HC18_MASK_OUTSET_PX, measure_mask, to_original_xy
+from trainables.hc import measure_mask, to_original_xy
 
-PAPER_EPS = 1e-8  # the seed code's smoothing term
+PAPER_EPS = 1e-8  # the paper code's smoothing term
 
 
 def _as_bool_batch(masks, name: str) -> np.ndarray:
-    """A [B,H,W] (or [B,1,H,W]) bool/integer tensor (any device) or array -> numpy bool."""
+    """A [B,H,W] bool mask batch (torch on any device, or numpy) -> numpy bool.
+
+    Scores are thresholded by the caller, on their device (`logits > 0`), so one bool batch
+    is copied to the host; anything else is refused rather than guessed at.
+    """
     if isinstance(masks, torch.Tensor):
-        if masks.is_floating_point():
-            raise TypeError(f"{name} must be bool or integer masks; threshold float scores first")
-        masks = masks.detach().to("cpu", torch.bool).numpy()  # the one host copy
+        if masks.dtype != torch.bool:
+            raise TypeError(f"{name} must be a bool mask, got {masks.dtype}; threshold first")
+        masks = masks.detach().cpu().numpy()  # the one host copy
     masks = np.asarray(masks)
-    if masks.dtype.kind == "f":
-        raise TypeError(f"{name} must be bool or integer masks; threshold float scores first")
-    if masks.ndim == 4 and masks.shape[1] == 1:
-        masks = masks[:, 0]
+    if masks.dtype != bool:
+        raise TypeError(f"{name} must be a bool mask, got {masks.dtype}; threshold first")
     if masks.ndim != 3:
-        raise ValueError(f"{name} must be [B,H,W] or [B,1,H,W], got shape {masks.shape}")
-    return masks if masks.dtype == bool else masks != 0
+        raise ValueError(f"{name} must be [B,H,W], got shape {masks.shape}")
+    return masks
 
 
 @dataclass(frozen=True)
@@ -113,11 +115,11 @@ def per_image_scores(pred, target) -> dict[str, torch.Tensor]:
 
 
 def batch_pooled_scores(pred, target) -> dict[str, float]:
-    """The seed paper's Dice/IoU: every pixel of the batch pooled into one score.
+    """The paper's Dice/IoU: every pixel of the batch pooled into one score.
 
     Returns:
         {'dice', 'iou', 'pixel_accuracy'} as floats; an all-empty batch scores Dice = IoU = 0,
-        as the seed code's formula gives.
+        as the paper code's formula gives.
     """
     return _pooled(_pixel_counts(pred, target))
 
@@ -165,14 +167,6 @@ def hausdorff_mm(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float, sca
     )
 
 
-def _threshold(masks, level: float):
-    """Float scores -> bool (> level, on their device); bool/integer masks pass through."""
-    if isinstance(masks, torch.Tensor):
-        return masks > level if masks.is_floating_point() else masks
-    masks = np.asarray(masks)
-    return masks > level if masks.dtype.kind == "f" else masks
-
-
 def _to_numpy(values, name: str, batch: int, width: int | None = None) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
@@ -193,7 +187,7 @@ class MetricAccumulator:
             an image at 512 px); off for the per-epoch validation that only picks the epoch.
     """
 
-    def __init__(self, hc_mask_outset_px: float = HC18_MASK_OUTSET_PX, shape_metrics: bool = True):
+    def __init__(self, hc_mask_outset_px: float, shape_metrics: bool = True):
         self.hc_mask_outset_px = hc_mask_outset_px
         self.shape_metrics = shape_metrics
         self._rows: list[dict] = []
@@ -214,17 +208,13 @@ class MetricAccumulator:
         """Add one batch.
 
         Args:
-            pred: [B,H,W] or [B,1,H,W] bool masks, or float LOGITS (foreground where > 0, i.e.
-                sigmoid > 0.5); torch (any device) or numpy.
-            target: same shape; bool/integer masks (nonzero = head) or float (> 0.5 = head).
+            pred, target: [B,H,W] bool masks (torch on any device, or numpy).
             pixel_size_mm: [B] original pixel sizes.
             scale_xy: [B,2] original pixels per mask pixel (sx, sy).
             reference_hc_mm: [B] reference HC, NaN entries or None = use HC of the target mask.
             filenames: optional [B] names, copied into the per-image rows.
         """
-        # Threshold on the device, then one bool copy to the host per batch; all below is numpy.
-        pred = _as_bool_batch(_threshold(pred, 0.0), "pred")
-        target = _as_bool_batch(_threshold(target, 0.5), "target")
+        pred, target = _as_bool_batch(pred, "pred"), _as_bool_batch(target, "target")
         counts = _pixel_counts(pred, target)
         batch = pred.shape[0]
         pixel_size_mm = _to_numpy(pixel_size_mm, "pixel_size_mm", batch)

@@ -1,6 +1,6 @@
 """The two networks of the study and how encoder weights reach them.
 
-- `unet_baseline`: Ronneberger's U-Net as the seed study trained it from scratch (features
+- `unet_baseline`: Ronneberger's U-Net as the paper trained it from scratch (features
   64-128-256-512, a 1024-channel bottleneck, BatchNorm, transposed-conv upsampling): 31,037,633
   parameters for 3 input channels and 1 output.
 - `unet_mobilenet_v2`: `smp.Unet("mobilenet_v2", classes=1)`: 6,628,945 parameters.
@@ -33,7 +33,7 @@ class DoubleConv(nn.Sequential):
 
 
 class UNetBaseline(nn.Module):
-    """The from-scratch baseline of the seed study."""
+    """The from-scratch baseline of the paper."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 1, features=(64, 128, 256, 512)):
         super().__init__()

@@ -20,7 +20,7 @@ import torch
 from trainables.augment import to_network_input
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import DataError, load_arrays
-from trainables.hc import HC18_MASK_OUTSET_PX, measure_mask
+from trainables.hc import measure_mask
 from trainables.models import build_model
 from trainables.strategies import get_strategy
 
@@ -52,15 +52,18 @@ def load_checkpoint_model(
 
 
 @torch.inference_mode()
-def predict_rows(model, data, device: torch.device, batch_size: int = 16) -> list[dict]:
+def predict_rows(
+    model, data, device: torch.device, mask_outset_px: float, batch_size: int = 16
+) -> list[dict]:
+    """One submission row per image; `mask_outset_px` is the trial's `hc_mask_outset_px`."""
     rows, scale_xy = [], data.scale_xy
     for start in range(0, len(data), batch_size):
         stop = min(start + batch_size, len(data))
         images = to_network_input(torch.from_numpy(data.images[start:stop]).to(device))
         masks = (model(images)[:, 0] > 0).cpu().numpy()
         for i, mask in enumerate(masks, start=start):
-            # Networks learn the HC18 masks, which reach this far beyond the ellipse.
-            fit = measure_mask(mask, data.pixel_size_mm[i], scale_xy[i], HC18_MASK_OUTSET_PX)
+            # A network learns its training masks' outset beyond the ellipse (HC18's: 1.58 px).
+            fit = measure_mask(mask, data.pixel_size_mm[i], scale_xy[i], mask_outset_px)
             row = {"filename": data.filenames[i]}
             if fit is not None:
                 row |= {k: getattr(fit, k) for k in COLUMNS[1:]}
@@ -94,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rows = predict_rows(model, data, device)
+    rows = predict_rows(model, data, device, cfg.hc_mask_outset_px)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame.to_csv(args.out, index=False, float_format="%.6f")
     empty = int(frame["hc_mm"].isna().sum())

@@ -1,4 +1,4 @@
-"""Train/val/test splits of HC18 file names: from a CSV (the seed paper's), random, or by exam.
+"""Train/val/test splits of HC18 file names: from a CSV (the paper's), random, or by exam.
 
 Several HC18 images come from one examination (`010_HC.png`, `010_2HC.png`); the 'grouped' split
 keeps each exam on one side so near-duplicate images cannot leak from train into test.
@@ -8,6 +8,7 @@ Every split is deterministic for a seed and independent of the order of the inpu
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,10 +16,13 @@ from typing import Literal
 
 import numpy as np
 
+from trainables.atomic import atomic_output
+from trainables.config import shipped_config
+
 SIDES = ("train", "val", "test")
 SPLIT_CSV_COLUMNS = ("filename", "split")
-# The seed paper's split (999 annotated HC18 images: 799 train, 200 test), shipped with the repo.
-PAPER_SPLIT_CSV = Path(__file__).resolve().parents[1] / "configs" / "paper_split.csv"
+# The earlier study's split (999 annotated HC18 images: 799 train, 200 test), shipped in configs/.
+PAPER_SPLIT_CSV = shipped_config("paper_split.csv")
 _EXAM_PATTERN = re.compile(r"^(\d+)_\d*HC")
 
 
@@ -56,13 +60,19 @@ def read_split_csv(path: str | Path) -> dict[str, str]:
     return labels
 
 
-def write_split(split: dict[str, list[str]], path: str | Path) -> None:
-    """Write {'train': [...], ...} as CSV `filename,split`, rows sorted by filename."""
+def split_csv(split: dict[str, list[str]]) -> str:
+    """{'train': [...], ...} as CSV text `filename,split`, rows sorted by filename."""
     rows = sorted((name, side) for side, names in split.items() for name in names)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(SPLIT_CSV_COLUMNS)
-        writer.writerows(rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SPLIT_CSV_COLUMNS)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_split(split: dict[str, list[str]], path: str | Path) -> None:
+    with atomic_output(path, "w") as f:
+        f.write(split_csv(split))
 
 
 def _side_counts(n_items: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
@@ -136,17 +146,10 @@ def _file_split(
     split_file: str | Path | None,
     val_fraction: float,
     seed: int,
-    allow_empty_test: bool,
     **_,
 ) -> dict[str, list[str]]:
     """Sides as labelled in a CSV; val carved out of train (by exam) when it has none."""
-    if split_file is None:
-        if not PAPER_SPLIT_CSV.is_file():
-            raise SplitError(
-                f"the seed paper's split is not at {PAPER_SPLIT_CSV} (not shipped with this "
-                "installation); pass split_file=<CSV filename,split> or use split='grouped'"
-            )
-        split_file = PAPER_SPLIT_CSV
+    split_file = PAPER_SPLIT_CSV if split_file is None else split_file
     labels = read_split_csv(split_file)
     absent = [n for n in names if n not in labels]
     if absent:
@@ -155,12 +158,12 @@ def _file_split(
             f"{len(absent)} file(s) are not in {split_file}: {', '.join(absent[:10])}{more}"
         )
     split = {side: [n for n in names if labels[n] == side] for side in SIDES}
-    if not split["test"] and not allow_empty_test:
+    if not split["test"]:
         raise SplitError(
             f"split='file' with {split_file} leaves the test side empty: none of these "
-            f"{len(names)} images is labelled 'test' (the seed paper's test images are not in "
-            "this data folder). Use split='grouped' (or 'random') to hold out test images "
-            "from this folder, or pass allow_empty_test=True."
+            f"{len(names)} images is labelled 'test' (the earlier study's test images are not "
+            "in this data folder). Use split='grouped' (or 'random') to hold out test images "
+            "from this folder."
         )
     if not split["val"] and split["train"]:
         # Carve val out of train by exam, so the CSV's test side stays exactly as published.
@@ -186,19 +189,17 @@ def make_split(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     seed: int = 0,
-    allow_empty_test: bool = False,
 ) -> dict[str, list[str]]:
     """Split file names into train/val/test.
 
     Args:
         filenames: the images to split (order does not matter).
-        kind: 'file' (CSV `filename,split`; default the seed paper's configs/paper_split.csv;
+        kind: 'file' (CSV `filename,split`; default the earlier study's configs/paper_split.csv;
             without val rows a seeded `val_fraction` of train, by exam, becomes val),
             'random' (by image) or 'grouped' (by exam: one exam never spans two sides).
         val_fraction, test_fraction: shares of the images ('grouped': approximately; at least
             one image each when there are 3+ images). 'file' uses only val_fraction.
         seed: the same seed gives the same split.
-        allow_empty_test: for 'file', accept a split whose test side is empty.
 
     Returns:
         {'train': [...], 'val': [...], 'test': [...]}: sorted, disjoint, covering `filenames`.
@@ -219,7 +220,6 @@ def make_split(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
-        allow_empty_test=allow_empty_test,
     )
     asked = {"val": val_fraction > 0, "test": test_fraction > 0 and kind != "file"}
     empty = [side for side in SIDES if not split[side] and asked.get(side, True)]

@@ -5,7 +5,7 @@ start of smp's stable module names: `encoder.`, `decoder.blocks.N.`, `segmentati
 Everything else is frozen. Adding a strategy is adding a row.
 
 Frozen BatchNorm layers: `bn_update_frozen=True` lets them keep updating their running
-statistics in training mode (what the seed study's code did, since it only set
+statistics in training mode (what the paper's code did, since it only set
 `requires_grad=False`); `False` pins them in eval mode, surviving `model.train()`. Every row
 keeps the paper's behaviour (True) by default; the trial config key `bn_update_frozen`
 overrides it.
@@ -32,8 +32,7 @@ class Strategy:
     model: str  # a key of trainables.models.MODELS
     train: tuple[str, ...]  # regexes, re.match-ed against parameter names
     pretrained: bool = True  # does encoder_weights apply (the baseline starts from scratch)
-    bn_update_frozen: bool = True  # the seed study's behaviour; see the module docstring
-    description: str = ""
+    bn_update_frozen: bool = True  # the paper's behaviour; see the module docstring
 
 
 _ALL = (r".*",)
@@ -42,15 +41,15 @@ HEAD = r"segmentation_head\."
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in [
-        Strategy("baseline", "unet_baseline", _ALL, False, description="U-Net from scratch"),
-        Strategy("decoder", "unet_mobilenet_v2", (r"decoder\.",), description="whole decoder"),
-        Strategy("encoder", "unet_mobilenet_v2", (r"encoder\.",), description="encoder only"),
+        Strategy("baseline", "unet_baseline", _ALL, pretrained=False),  # U-Net from scratch
+        Strategy("decoder", "unet_mobilenet_v2", (r"decoder\.",)),
+        Strategy("encoder", "unet_mobilenet_v2", (r"encoder\.",)),
         Strategy("decoder_0", "unet_mobilenet_v2", (r"decoder\.blocks\.0\.",)),
         Strategy("decoder_0_1", "unet_mobilenet_v2", (r"decoder\.blocks\.[01]\.",)),
         Strategy("decoder_0_1_2", "unet_mobilenet_v2", (r"decoder\.blocks\.[012]\.",)),
         Strategy("decoder_2_3_4", "unet_mobilenet_v2", (r"decoder\.blocks\.[234]\.",)),
         Strategy("decoder_4", "unet_mobilenet_v2", (r"decoder\.blocks\.4\.",)),
-        Strategy("all", "unet_mobilenet_v2", _ALL, description="everything trains (not in paper)"),
+        Strategy("all", "unet_mobilenet_v2", _ALL),  # everything trains (not in the paper)
     ]
 }
 PAPER_STRATEGIES = [
