@@ -1,5 +1,5 @@
 """The speed benchmark: its CLI in smoke mode, its grid arithmetic, and the claim it rests on,
-that FreezeFrame's loop and the seed's loop learn the same thing."""
+that FreezeFrame's loop and the paper's loop (the reference loop) learn the same thing."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.bench import PAPER_GRID, main, project_grid, train_freezeframe_steps
+from trainables.bench.loops import PAPER_GRID, main, project_grid, train_freezeframe_steps
+from trainables.bench.reference_loop import build_reference_loop, train_reference_steps
 from trainables.config import TrialConfig
-from trainables.seed_loop import build_seed_loop, train_seed_steps
 from trainables.strategies import PAPER_STRATEGIES
-from trainables.trial import build_trial, evaluate, load_trial_data, train_one_epoch
+from trainables.trial import build_training, evaluate, load_trial_data, train_one_epoch
 
 
 def test_bench_smoke_writes_ratio_and_per_strategy_figures(tmp_path, capsys):
@@ -24,7 +24,7 @@ def test_bench_smoke_writes_ratio_and_per_strategy_figures(tmp_path, capsys):
     assert main(argv) == 0
     report = json.loads(out.read_text())
     figures = report["strategies"]["decoder_4"]
-    for loop in ("seed_loop", "freezeframe"):
+    for loop in ("reference_loop", "freezeframe"):
         assert len(figures[loop]["rounds"]) == 2
         assert figures[loop]["images_per_s"] > 0
         assert figures[loop]["peak_memory_mb"] > 0
@@ -62,14 +62,14 @@ def test_grid_projection_is_the_paper_grid_arithmetic():
 
 
 # Both loops train the same network from the same weights for the same number of steps; they
-# differ in batch order, augmentation draws and resizing (the seed resizes 800 px PNGs bilinearly
-# on the fly, FreezeFrame caches an area-resized copy). At 64 px, 100 steps from random weights,
-# three seeds gave FreezeFrame 0.909-0.938 and the seed loop 0.900-0.920 validation Dice
+# differ in batch order, augmentation draws and resizing (the reference resizes 800 px PNGs
+# bilinearly on the fly, FreezeFrame caches an area-resized copy). At 64 px, 100 steps from random weights,
+# three seeds gave FreezeFrame 0.909-0.938 and the reference loop 0.900-0.920 validation Dice
 # (14 images), per-seed differences up to 0.038. So TOLERANCE = 0.05 on the mean of two seeds is
 # above that noise, while any real difference in what is computed (image and mask misaligned by
 # the augmentation, wrong scaling, no learning) leaves Dice far below LEARNED.
 STEPS, TOLERANCE, LEARNED = 100, 0.05, 0.8
-# On a GPU both loops run in reduced precision (the seed's fp16 with a GradScaler, FreezeFrame's
+# On a GPU both loops run in reduced precision (the paper's fp16 with a GradScaler, FreezeFrame's
 # bf16 autocast); the same tolerance applies, not yet calibrated on a GPU.
 CUDA = torch.cuda.is_available()
 GPU = [pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="no CUDA device")]
@@ -98,7 +98,7 @@ def synthetic_48_dir(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_both_loops_reach_the_same_validation_dice(synthetic_48_dir, tmp_path, device):
-    dice = {"freezeframe": [], "seed_loop": []}
+    dice = {"freezeframe": [], "reference_loop": []}
     for seed in (0, 1):
         cfg = decoder_64px(
             synthetic_48_dir,
@@ -113,15 +113,15 @@ def test_both_loops_reach_the_same_validation_dice(synthetic_48_dir, tmp_path, d
             augment_backend="torch",
         )
         data = load_trial_data(cfg)
-        trial = build_trial(cfg, data, verbose=False)
+        trial = build_training(cfg, data, verbose=False)
         train_freezeframe_steps(trial, epoch=0, steps=STEPS)
         dice["freezeframe"].append(evaluate(trial, data.val)["dice"])
-        # Workers change where the seed loop's data is prepared, not what it is.
-        seed_loop = build_seed_loop(cfg, data, num_workers=0)
-        train_seed_steps(seed_loop, STEPS)
-        dice["seed_loop"].append(evaluate(trial, data.val, model=seed_loop.model)["dice"])
-    assert min(dice["freezeframe"] + dice["seed_loop"]) > LEARNED, dice
-    difference = np.mean(dice["freezeframe"]) - np.mean(dice["seed_loop"])
+        # Workers change where the reference loop's data is prepared, not what it is.
+        reference = build_reference_loop(cfg, data, num_workers=0)
+        train_reference_steps(reference, STEPS)
+        dice["reference_loop"].append(evaluate(trial, data.val, model=reference.model)["dice"])
+    assert min(dice["freezeframe"] + dice["reference_loop"]) > LEARNED, dice
+    difference = np.mean(dice["freezeframe"]) - np.mean(dice["reference_loop"])
     assert abs(difference) < TOLERANCE, dice
 
 
@@ -153,7 +153,7 @@ def test_compiled_network_computes_the_same_function(synthetic_dir, tmp_path, de
             compile=compile_mode,
         )
         data = load_trial_data(cfg)
-        trial = build_trial(cfg, data, verbose=False)
+        trial = build_training(cfg, data, verbose=False)
         losses = [train_one_epoch(trial, epoch, max_steps=2)["train_loss"] for epoch in range(2)]
         runs[compile_mode] = (trial, losses, evaluate(trial, data.val, shape_metrics=False))
     (eager, eager_losses, eager_val), (compiled, compiled_losses, compiled_val) = runs.values()
@@ -178,12 +178,12 @@ def test_compiled_network_computes_the_same_function(synthetic_dir, tmp_path, de
 )
 def test_search_gives_each_trial_the_threads_of_its_cpus(sets, threads, tmp_path):
     from search.config import load_config
-    from search.service import SearchService
-    from search.storage import ExperimentStore
+    from search.experiment import Experiment
+    from search.stages.common import StageRunner
 
     cfg = load_config(None, sets)
-    service = SearchService(cfg, ExperimentStore(str(tmp_path), "x"), "disabled")
-    assert service.base_trial["num_threads"] == threads
+    runner = StageRunner(cfg, Experiment(str(tmp_path), "x"), "disabled")
+    assert runner.spec("final").trial.num_threads == threads
 
 
 def test_a_trial_takes_only_its_threads(sample_dir, tmp_path):
@@ -196,7 +196,7 @@ def test_a_trial_takes_only_its_threads(sample_dir, tmp_path):
         cfg = TrialConfig(
             encoder_weights="none", image_size=32, cache_dir=str(tmp_path), num_threads=1
         )
-        build_trial(cfg, verbose=False)
+        build_training(cfg, verbose=False)
         assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
     finally:
         torch.set_num_threads(torch_before)
@@ -204,13 +204,13 @@ def test_a_trial_takes_only_its_threads(sample_dir, tmp_path):
 
 
 def test_bench_share_runs_both_layouts(tmp_path, capsys):
-    from trainables import bench_share
+    from trainables.bench import share
 
     out = tmp_path / "share.json"
     argv = ["--trials", "2", "--cores", "2", "--image-size", "32", "--batch-size", "4"]
     argv += ["--steps", "1", "--warmup", "0", "--rounds", "1", "--json", str(out)]
     argv += ["--set", f"cache_dir={tmp_path}"]
-    assert bench_share.main(argv) == 0
+    assert share.main(argv) == 0
     report = json.loads(out.read_text())
     assert report["threads"] == {"share": 1, "all_cores": 2}
     assert all(v > 0 for v in report["total_images_per_s"].values())
@@ -220,9 +220,9 @@ def test_bench_share_runs_both_layouts(tmp_path, capsys):
 
 
 def test_bench_share_refuses_fewer_cores_than_trials(capsys):
-    from trainables import bench_share
+    from trainables.bench import share
 
-    assert bench_share.main(["--trials", "3", "--cores", "2"]) == 2
+    assert share.main(["--trials", "3", "--cores", "2"]) == 2
     assert "--cores 2 < --trials 3" in capsys.readouterr().err
 
 
@@ -234,7 +234,7 @@ def test_training_steps_do_not_wait_for_the_gpu(synthetic_dir, tmp_path):
     import warnings
 
     cfg = decoder_64px(synthetic_dir, tmp_path, device="cuda", batch_size=2)
-    trial = build_trial(cfg, verbose=False)
+    trial = build_training(cfg, verbose=False)
     train_one_epoch(trial, 0, max_steps=2)  # warm-up: cuDNN benchmarking, allocator growth
     syncs = {}
     for steps in (2, 6):

@@ -25,17 +25,22 @@ from trainables.models import WeightsError
 from trainables.splits import SplitError, write_split
 from trainables.trial import (
     EpochCallback,
-    Trial,
+    Training,
     TrialData,
-    build_trial,
+    build_training,
     evaluate,
     load_trial_data,
     save_atomic,
     train_one_epoch,
 )
 
+# The files a trial writes into its folder each epoch: the best epoch's model, and everything a
+# retry needs to continue after the last finished epoch.
+BEST, LAST = "best.pt", "last.pt"
+CHECKPOINT_FILES = (LAST, BEST)
 
-def _state(trial: Trial, epoch: int, history: list, best: dict) -> dict:
+
+def _state(trial: Training, epoch: int, history: list, best: dict) -> dict:
     return {
         "epoch": epoch,
         "model": trial.model.state_dict(),
@@ -47,7 +52,7 @@ def _state(trial: Trial, epoch: int, history: list, best: dict) -> dict:
     }
 
 
-def _restore(trial: Trial, path: Path) -> tuple[int, list, dict]:
+def _restore(trial: Training, path: Path) -> tuple[int, list, dict]:
     state = torch.load(path, map_location=trial.device, weights_only=False)
     if state["config"] != trial.cfg.model_dump(mode="json"):
         raise ConfigError(f"{path} was written by a different config; use a new --out")
@@ -79,15 +84,15 @@ def run_trial(
     """
     log = print if verbose else (lambda *a, **k: None)
     data = data or load_trial_data(cfg)
-    trial = build_trial(cfg, data, verbose=verbose)
+    trial = build_training(cfg, data, verbose=verbose)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out_dir / "config.yaml")
     write_split(data.split, out_dir / "split.csv")
 
     start_epoch, history, best = 0, [], {"val_dice": -1.0, "epoch": None}
-    if (out_dir / "last.pt").exists():
-        start_epoch, history, best = _restore(trial, out_dir / "last.pt")
+    if (out_dir / LAST).exists():
+        start_epoch, history, best = _restore(trial, out_dir / LAST)
         log(f"resuming {cfg.run_name} after epoch {start_epoch}/{cfg.epochs}")
 
     started = time.perf_counter()
@@ -105,13 +110,11 @@ def run_trial(
         written = []
         if val["dice"] > best["val_dice"]:
             best = {"val_dice": val["dice"], "epoch": epoch, "val": val}
-            save_atomic(
-                {"model": trial.model.state_dict(), **_meta(trial, epoch)}, out_dir / "best.pt"
-            )
-            written.append("best.pt")
+            save_atomic({"model": trial.model.state_dict(), **_meta(trial, epoch)}, out_dir / BEST)
+            written.append(BEST)
         if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-            save_atomic(_state(trial, epoch, history, best), out_dir / "last.pt")
-            written.append("last.pt")
+            save_atomic(_state(trial, epoch, history, best), out_dir / LAST)
+            written.append(LAST)
         log(
             f"[{cfg.run_name}] epoch {epoch}/{cfg.epochs} loss {record['train_loss']:.4f} "
             f"val dice {val['dice']:.4f} iou {val['iou']:.4f} "
@@ -120,7 +123,7 @@ def run_trial(
         if on_epoch:
             on_epoch(record, out_dir, written)
 
-    best_state = torch.load(out_dir / "best.pt", map_location=trial.device, weights_only=False)
+    best_state = torch.load(out_dir / BEST, map_location=trial.device, weights_only=False)
     trial.model.load_state_dict(best_state["model"])
     val = evaluate(trial, data.val)  # the chosen epoch, with Hausdorff distance and HC
     test = evaluate(trial, data.test) if evaluate_test and len(data.test) else {}
@@ -132,6 +135,9 @@ def run_trial(
         "total_params": trial.applied.total_params,
         "epochs": len(history),
         "best_epoch": best["epoch"],
+        # 0 for an uninterrupted trial; k when it continued from the checkpoint of epoch k
+        # (the history still lists every epoch, restored from last.pt).
+        "resumed_after_epoch": start_epoch,
         "device": str(trial.device),
         "split_sizes": {side: len(files) for side, files in data.split.items()},
         "wall_s": time.perf_counter() - started,
@@ -150,7 +156,7 @@ def run_trial(
     return metrics
 
 
-def _meta(trial: Trial, epoch: int) -> dict:
+def _meta(trial: Training, epoch: int) -> dict:
     strategy = trial.cfg.strategy
     return {"epoch": epoch, "strategy": strategy, "config": trial.cfg.model_dump(mode="json")}
 

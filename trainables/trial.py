@@ -7,7 +7,6 @@ there, the loss is accumulated as a tensor and read once per epoch (no host sync
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from trainables.atomic import atomic_output
 from trainables.augment import (
     albumentations_transform,
     augment_albumentations,
@@ -100,7 +100,9 @@ LOSSES = {"bce": nn.BCEWithLogitsLoss, "dice_bce": DiceBCELoss}
 
 
 @dataclass
-class Trial:
+class Training:
+    """What the training loop works on: one trial's network, optimizer, data and device."""
+
     cfg: TrialConfig
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -144,7 +146,9 @@ def build_network(cfg: TrialConfig, verbose: bool = True) -> tuple[nn.Module, Ap
     return model, applied
 
 
-def build_trial(cfg: TrialConfig, data: TrialData | None = None, verbose: bool = True) -> Trial:
+def build_training(
+    cfg: TrialConfig, data: TrialData | None = None, verbose: bool = True
+) -> Training:
     """Resolved config -> model, optimizer, scheduler, loss and device-resident training data.
 
     Args:
@@ -173,7 +177,7 @@ def build_trial(cfg: TrialConfig, data: TrialData | None = None, verbose: bool =
     optimizer = torch.optim.Adam(
         applied.param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused
     )
-    return Trial(
+    return Training(
         cfg=cfg,
         model=model,
         optimizer=optimizer,
@@ -188,7 +192,7 @@ def build_trial(cfg: TrialConfig, data: TrialData | None = None, verbose: bool =
     )
 
 
-def _augmented_batch(trial: Trial, index: torch.Tensor, rng: torch.Generator, albu):
+def _augmented_batch(trial: Training, index: torch.Tensor, rng: torch.Generator, albu):
     cfg = trial.cfg
     if albu is not None:  # the CPU reference path: albumentations image by image
         idx = index.cpu().numpy()
@@ -206,7 +210,7 @@ def _augmented_batch(trial: Trial, index: torch.Tensor, rng: torch.Generator, al
     return to_network_input(images), masks
 
 
-def forward(trial: Trial, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+def forward(trial: Training, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The network on a batch, in the trial's memory format and autocast precision."""
     if trial.cfg.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
@@ -215,7 +219,7 @@ def forward(trial: Trial, model: nn.Module, images: torch.Tensor) -> torch.Tenso
         return model(images)
 
 
-def _net_for(trial: Trial, batch: int, full_batch: int) -> nn.Module:
+def _net_for(trial: Training, batch: int, full_batch: int) -> nn.Module:
     """The compiled network serves full batches; a short last batch runs eagerly on the same
     weights rather than compiling (and, with CUDA graphs, capturing) a second graph."""
     return trial.net if batch == full_batch else trial.model
@@ -227,7 +231,7 @@ def use_albumentations(cfg: TrialConfig, device: torch.device) -> bool:
     return cfg.augment_backend == "albumentations"
 
 
-def train_one_epoch(trial: Trial, epoch: int, max_steps: int | None = None) -> dict:
+def train_one_epoch(trial: Training, epoch: int, max_steps: int | None = None) -> dict:
     """One pass over the training set in a seeded order; returns loss, images and seconds."""
     cfg, device = trial.cfg, trial.device
     trial.model.train()
@@ -268,7 +272,7 @@ def train_one_epoch(trial: Trial, epoch: int, max_steps: int | None = None) -> d
 
 @torch.inference_mode()
 def evaluate(
-    trial: Trial, data: ArrayDataset, model: nn.Module | None = None, shape_metrics: bool = True
+    trial: Training, data: ArrayDataset, model: nn.Module | None = None, shape_metrics: bool = True
 ) -> dict:
     """Batched evaluation: per-image metrics averaged over images (plus the paper's variants).
 
@@ -277,7 +281,7 @@ def evaluate(
             validation that only chooses the epoch skips them.
     """
     (trial.model if model is None else model).eval()
-    acc = MetricAccumulator(shape_metrics=shape_metrics)
+    acc = MetricAccumulator(trial.cfg.hc_mask_outset_px, shape_metrics=shape_metrics)
     cfg, device = trial.cfg, trial.device
     for start in range(0, len(data), cfg.eval_batch_size):
         stop = min(start + cfg.eval_batch_size, len(data))
@@ -297,9 +301,8 @@ def evaluate(
 
 
 def save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as f:
+        torch.save(obj, f)
 
 
 EpochCallback = Callable[[dict, Path, list[str]], None]

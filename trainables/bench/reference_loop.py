@@ -1,10 +1,12 @@
-"""The seed study's training loop, re-implemented faithfully as the benchmark's reference.
+"""The paper's training loop, re-implemented faithfully as the benchmark's reference.
 
-The seed code follows the well-known U-Net tutorial (aladdinpersson): a Dataset that reads the
-PNG image (as RGB) and mask from disk on every `__getitem__`, an albumentations pipeline that
-resizes, rotates, flips, normalises and converts to a tensor on CPU DataLoader workers, fp16
-autocast with a GradScaler on CUDA, and a `loss.item()` for the progress bar after every step.
-Same networks, strategies, initial weights and loss as FreezeFrame's loop, so only the loop differs.
+FreezeFrame generalises the study of Wang, Silvestre & Curran (2023), which fine-tuned U-Nets on
+HC18 with one hand-written loop; "the paper's loop" below is that loop. It follows the well-known
+U-Net tutorial (aladdinpersson): a Dataset that reads the PNG image (as RGB) and mask from disk on
+every `__getitem__`, an albumentations pipeline that resizes, rotates, flips, normalises and
+converts to a tensor on CPU DataLoader workers, fp16 autocast with a GradScaler on CUDA, and a
+`loss.item()` for the progress bar after every step. Same networks, strategies, initial weights
+and loss as FreezeFrame's loop, so only the loop differs.
 
 Not used for training results: `trainables.trial` is the loop of record; this one exists so
 `python -m trainables.bench` can measure both side by side.
@@ -30,12 +32,12 @@ from trainables.config import TrialConfig
 from trainables.data import Sample, default_data_dir, scan_dataset
 from trainables.trial import LOSSES, TrialData, build_network, resolve_device, seed_everything
 
-# The tutorial's NUM_WORKERS; also what a 2-core laptop would use.
-SEED_NUM_WORKERS = 2
+# The tutorial's NUM_WORKERS, as the paper's loop used it; also what a 2-core laptop would use.
+REFERENCE_NUM_WORKERS = 2
 
 
-def seed_transform(cfg: TrialConfig) -> A.Compose:
-    """The seed's train_transform: Resize, Rotate, flips, Normalize(0, 1), ToTensorV2."""
+def reference_transform(cfg: TrialConfig) -> A.Compose:
+    """The paper's train_transform: Resize, Rotate, flips, Normalize(0, 1), ToTensorV2."""
     return A.Compose(
         [
             A.Resize(height=cfg.image_size, width=cfg.image_size),
@@ -54,8 +56,8 @@ def seed_transform(cfg: TrialConfig) -> A.Compose:
     )
 
 
-class SeedDataset(Dataset):
-    """Decodes the PNGs on every access, as the seed code did (no cache)."""
+class ReferenceDataset(Dataset):
+    """Decodes the PNGs on every access, as the paper's loop did (no cache)."""
 
     def __init__(self, samples: list[Sample], transform: A.Compose):
         self.samples, self.transform = samples, transform
@@ -72,20 +74,22 @@ class SeedDataset(Dataset):
         return out["image"], out["mask"]
 
 
-def _seed_worker(worker_id: int) -> None:
-    # Not in the seed code: makes each worker's augmentation draws reproducible (same cost).
+def _init_worker_rng(worker_id: int) -> None:
+    # Not in the paper's loop: makes each worker's augmentation draws reproducible (same cost).
     info = torch.utils.data.get_worker_info()
-    _seed_transform_draws(info.dataset.transform, info.seed % 2**32)
+    _set_transform_rng(info.dataset.transform, info.seed % 2**32)
 
 
-def _seed_transform_draws(transform: A.Compose, seed: int) -> None:
+def _set_transform_rng(transform: A.Compose, seed: int) -> None:
     # One stream shared by all transforms (Compose.set_random_seed would give each its own
     # identically seeded one: correlated draws; see trainables.augment).
     transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
 @dataclass
-class SeedLoop:
+class ReferenceLoop:
+    """The paper's model, optimizer, scaler, loss and DataLoader, and where its epoch is."""
+
     cfg: TrialConfig
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -97,12 +101,15 @@ class SeedLoop:
     last_loss: float = float("nan")
 
 
-def build_seed_loop(
-    cfg: TrialConfig, data: TrialData, num_workers: int = SEED_NUM_WORKERS, verbose: bool = False
-) -> SeedLoop:
-    """The seed's model, optimizer, scaler and DataLoader over `data.train`'s PNG files.
+def build_reference_loop(
+    cfg: TrialConfig,
+    data: TrialData,
+    num_workers: int = REFERENCE_NUM_WORKERS,
+    verbose: bool = False,
+) -> ReferenceLoop:
+    """The paper's model, optimizer, scaler and DataLoader over `data.train`'s PNG files.
 
-    The model is built after `seed_everything(cfg.seed)`, exactly as in `build_trial`, so both
+    The model is built after `seed_everything(cfg.seed)`, exactly as in `build_training`, so both
     loops start from the same weights.
     """
     if cfg.num_threads:
@@ -114,28 +121,28 @@ def build_seed_loop(
     model, _ = build_network(cfg, verbose)
     model.to(device)
     loader = DataLoader(
-        SeedDataset(samples, seed_transform(cfg)),
+        ReferenceDataset(samples, reference_transform(cfg)),
         batch_size=cfg.batch_size,
         shuffle=True,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
-        worker_init_fn=_seed_worker if num_workers else None,
+        worker_init_fn=_init_worker_rng if num_workers else None,
         generator=torch.Generator().manual_seed(cfg.seed),
     )
     if num_workers == 0:
-        _seed_transform_draws(loader.dataset.transform, cfg.seed)
-    return SeedLoop(
+        _set_transform_rng(loader.dataset.transform, cfg.seed)
+    return ReferenceLoop(
         cfg=cfg,
         model=model,
         optimizer=torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
         scaler=torch.amp.GradScaler(device.type, enabled=device.type == "cuda"),
-        loss_fn=LOSSES[cfg.loss](),  # 'bce' (the default): the seed's BCEWithLogitsLoss
+        loss_fn=LOSSES[cfg.loss](),  # 'bce' (the default): the paper's BCEWithLogitsLoss
         loader=loader,
         device=device,
     )
 
 
-def _next_batch(loop: SeedLoop):
+def _next_batch(loop: ReferenceLoop):
     """The next batch; a new epoch (new iterator, workers restarted) when one runs out."""
     try:
         return next(loop.batches)
@@ -144,8 +151,8 @@ def _next_batch(loop: SeedLoop):
         return next(loop.batches)
 
 
-def seed_train_step(loop: SeedLoop) -> int:
-    """One step of the seed's train_fn; returns the number of images."""
+def reference_train_step(loop: ReferenceLoop) -> int:
+    """One step of the paper's train_fn; returns the number of images."""
     data, targets = _next_batch(loop)
     data = data.to(device=loop.device)
     targets = targets.float().unsqueeze(1).to(device=loop.device)
@@ -160,7 +167,7 @@ def seed_train_step(loop: SeedLoop) -> int:
     return len(data)
 
 
-def train_seed_steps(loop: SeedLoop, steps: int, warmup: int = 0) -> dict:
+def train_reference_steps(loop: ReferenceLoop, steps: int, warmup: int = 0) -> dict:
     """`warmup` untimed steps, then `steps` timed ones, from a fresh epoch; img/s of the latter.
 
     The iterator is closed afterwards, so idle workers do not prefetch (and take CPU) while
@@ -169,11 +176,11 @@ def train_seed_steps(loop: SeedLoop, steps: int, warmup: int = 0) -> dict:
     loop.model.train()
     loop.batches = None
     for _ in range(warmup):
-        seed_train_step(loop)
+        reference_train_step(loop)
     _synchronize(loop.device)
     start, images = time.perf_counter(), 0
     for _ in range(steps):
-        images += seed_train_step(loop)
+        images += reference_train_step(loop)
     _synchronize(loop.device)
     seconds = time.perf_counter() - start
     loop.batches = None  # shuts the workers down

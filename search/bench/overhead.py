@@ -1,6 +1,6 @@
 """Measure what Ray Tune and W&B logging cost per trial, on this machine, in one run.
 
-    python -m search.overhead [--trials 4] [--wandb offline] [--json FILE]
+    python -m search.bench.overhead [--trials 4] [--wandb offline] [--json FILE]
 
 1. The same tiny trials (the embedded default's trial settings at 32 px, 2 epochs, on the
    shipped sample) run twice: in this process through `run_trial`, and as a `final` stage
@@ -77,7 +77,7 @@ class MemorySampler(threading.Thread):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m search.overhead",
+        prog="python -m search.bench.overhead",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -88,9 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.trials < 2:
         parser.error("--trials must be at least 2 (the second run keeps 2 trials running)")
 
-    from search.cli import DEFAULT_CONFIG
     from search.cli import main as search_main
-    from search.config import load_config
+    from search.config import DEFAULT_CONFIG, load_config
     from trainables.train import run_trial
     from trainables.trial import load_trial_data
 
@@ -119,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         argv_search += [f"--set=trial.{s}" for s in sets]
         started = time.perf_counter()
         if search_main(argv_search) != 0:
-            raise SystemExit(f"search.overhead: the search failed ({' '.join(argv_search)})")
+            raise SystemExit(f"search.bench.overhead: the search failed ({' '.join(argv_search)})")
         seconds = (time.perf_counter() - started) / args.trials
         sampler.stop_event.set()
         sampler.join()

@@ -1,11 +1,13 @@
-"""Side-by-side speed of the seed study's training loop and FreezeFrame's, in one process.
+"""Side-by-side speed of the paper's training loop and FreezeFrame's, in one process.
 
     python -m trainables.bench --device cpu --image-size 128 --data ../shared/data/hc18 \
         [--strategies decoder,baseline | paper] [--batch-size 10] [--json bench.json]
 
-For each strategy, both loops train the same network from the same weights on the same files
-with the same batch size for the same number of steps. They alternate round by round (seed,
-FreezeFrame, then FreezeFrame, seed, ...) so that a shared, noisy machine slows both alike;
+The paper's loop is the reference loop (`trainables.bench.reference_loop`: the loop of
+Wang, Silvestre & Curran 2023, the study FreezeFrame generalises). For each strategy, both
+loops train the same network from the same weights on the same files
+with the same batch size for the same number of steps. They alternate round by round (reference,
+FreezeFrame, then FreezeFrame, reference, ...) so that a shared, noisy machine slows both alike;
 warm-up steps at the start of each round are not timed, and CUDA is synchronised around each
 timed span. Reported: img/s of each (median over rounds), the ratio (median of the per-round
 ratios), peak memory, evaluation img/s, and the projected wall time of the paper's grid.
@@ -27,14 +29,18 @@ from pathlib import Path
 
 import torch
 
+from trainables.bench.reference_loop import (
+    REFERENCE_NUM_WORKERS,
+    build_reference_loop,
+    train_reference_steps,
+)
 from trainables.config import ConfigError, parse_overrides, resolve_trial_config
 from trainables.data import DataError
-from trainables.seed_loop import SEED_NUM_WORKERS, build_seed_loop, train_seed_steps
 from trainables.strategies import PAPER_STRATEGIES, STRATEGIES
-from trainables.trial import Trial, build_trial, evaluate, load_trial_data, train_one_epoch
+from trainables.trial import Training, build_training, evaluate, load_trial_data, train_one_epoch
 
-# The seed paper's grid: 8 strategies x 4 seeds x 20 epochs over its 799 training images, each
-# epoch followed by a validation pass over the 200 held-out images (the seed code's
+# The paper's grid: 8 strategies x 4 seeds x 20 epochs over its 799 training images, each
+# epoch followed by a validation pass over the 200 held-out images (the paper's
 # check_accuracy), plus one test pass of the best epoch: 21 x 200 evaluated images per trial.
 PAPER_GRID = {"seeds": 4, "epochs": 20, "train_images": 799, "eval_images": 21 * 200}
 DEFAULT_STRATEGIES = "decoder,baseline"
@@ -70,7 +76,7 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_freezeframe_steps(trial: Trial, epoch: int, steps: int, warmup: int = 0) -> dict:
+def train_freezeframe_steps(trial: Training, epoch: int, steps: int, warmup: int = 0) -> dict:
     """FreezeFrame's own `train_one_epoch`: `warmup` untimed steps, then `steps` timed ones.
 
     Args:
@@ -99,7 +105,7 @@ def train_freezeframe_steps(trial: Trial, epoch: int, steps: int, warmup: int = 
     return {"images": images, "seconds": seconds, "images_per_s": images / seconds, "epoch": epoch}
 
 
-def measure_evaluation(trial: Trial, data) -> float:
+def measure_evaluation(trial: Training, data) -> float:
     """Evaluation img/s of FreezeFrame's batched `evaluate` (one untimed warm-up batch)."""
     evaluate(trial, data.subset(data.filenames[: trial.cfg.eval_batch_size]))
     _synchronize(trial.device)
@@ -109,20 +115,20 @@ def measure_evaluation(trial: Trial, data) -> float:
     return len(data) / (time.perf_counter() - start)
 
 
-def bench_strategy(cfg, data, steps: int, warmup: int, rounds: int, seed_workers: int) -> dict:
+def bench_strategy(cfg, data, steps: int, warmup: int, rounds: int, reference_workers: int) -> dict:
     """Both loops on one strategy, alternating; per-round figures and their medians."""
-    trial = build_trial(cfg, data, verbose=False)
-    seed = build_seed_loop(cfg, data, num_workers=seed_workers)
+    trial = build_training(cfg, data, verbose=False)
+    reference = build_reference_loop(cfg, data, num_workers=reference_workers)
     device, epoch = trial.device, 0
-    runs = {"seed_loop": [], "freezeframe": []}
-    peak = {"seed_loop": 0.0, "freezeframe": 0.0}
+    runs = {"reference_loop": [], "freezeframe": []}
+    peak = {"reference_loop": 0.0, "freezeframe": 0.0}
     for round_index in range(rounds):
-        order = ["seed_loop", "freezeframe"][:: 1 if round_index % 2 == 0 else -1]
+        order = ["reference_loop", "freezeframe"][:: 1 if round_index % 2 == 0 else -1]
         for name in order:
             gc.collect()
             _reset_peak_memory(device)
-            if name == "seed_loop":
-                result = train_seed_steps(seed, steps, warmup)
+            if name == "reference_loop":
+                result = train_reference_steps(reference, steps, warmup)
             else:
                 result = train_freezeframe_steps(trial, epoch, steps, warmup)
                 epoch = result.pop("epoch")
@@ -142,11 +148,11 @@ def bench_strategy(cfg, data, steps: int, warmup: int, rounds: int, seed_workers
         }
         for name, values in runs.items()
     }
-    round_ratios = [f / s for f, s in zip(runs["freezeframe"], runs["seed_loop"], strict=True)]
+    round_ratios = [f / r for f, r in zip(runs["freezeframe"], runs["reference_loop"], strict=True)]
     out["ratio"] = statistics.median(round_ratios)
     out["round_ratios"] = round_ratios
     out["eval_images_per_s"] = measure_evaluation(trial, eval_data)
-    del trial, seed
+    del trial, reference
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -201,7 +207,7 @@ def describe_device(device: torch.device, threads: int) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainables.bench",
-        description="Train the seed's loop and FreezeFrame's loop side by side; print img/s, "
+        description="Train the paper's loop (the reference) and FreezeFrame's loop side by side; print img/s, "
         "their ratio, peak memory and the projected paper-grid wall time.",
     )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -221,10 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the two loops")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     parser.add_argument(
-        "--seed-workers",
+        "--reference-workers",
         type=int,
-        default=SEED_NUM_WORKERS,
-        help=f"DataLoader workers of the seed loop (default {SEED_NUM_WORKERS}, as the seed code)",
+        default=REFERENCE_NUM_WORKERS,
+        help="DataLoader workers of the reference loop "
+        f"(default {REFERENCE_NUM_WORKERS}, as the paper's loop)",
     )
     parser.add_argument(
         "--set",
@@ -274,15 +281,15 @@ def main(argv: list[str] | None = None) -> int:
         f"bench: {describe_device(torch.device(device), torch.get_num_threads())}; "
         f"{cfg0.image_size} px, batch {cfg0.batch_size}, {len(data.train)} training images; "
         f"{args.rounds} rounds x ({warmup} warm-up + {steps} timed steps) per loop; "
-        f"seed loop with {args.seed_workers} DataLoader workers",
+        f"reference loop with {args.reference_workers} DataLoader workers",
         flush=True,
     )
     results = {}
     for cfg in configs:
         results[cfg.strategy] = bench_strategy(
-            cfg, data, steps, warmup, args.rounds, args.seed_workers
+            cfg, data, steps, warmup, args.rounds, args.reference_workers
         )
-    grid = {loop: project_grid(results, loop) for loop in ("freezeframe", "seed_loop")}
+    grid = {loop: project_grid(results, loop) for loop in ("freezeframe", "reference_loop")}
     headline = "decoder" if "decoder" in results else names[0]
     report = {
         "command": "python -m trainables.bench " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -294,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": steps,
         "warmup": warmup,
         "rounds": args.rounds,
-        "seed_loop_workers": args.seed_workers,
+        "reference_loop_workers": args.reference_workers,
         "peak_memory": "CUDA: peak allocated tensor memory; CPU: the process's peak resident set "
         "size (both loops' models and the data included; DataLoader workers not)",
         "strategy": headline,
@@ -316,14 +323,14 @@ def _minutes(seconds: float | None) -> str:
 def print_report(report: dict) -> None:
     print(f"\n{report['device']}, {report['image_size']} px, batch {report['batch_size']}")
     print(
-        f"{'strategy':<15}{'seed img/s':>11}{'FF img/s':>10}{'ratio':>7}"
-        f"{'seed peak MB':>14}{'FF peak MB':>12}{'eval img/s':>12}"
+        f"{'strategy':<15}{'ref img/s':>11}{'FF img/s':>10}{'ratio':>7}"
+        f"{'ref peak MB':>14}{'FF peak MB':>12}{'eval img/s':>12}"
     )
     for name, r in report["strategies"].items():
-        seed, ff = r["seed_loop"], r["freezeframe"]
+        ref, ff = r["reference_loop"], r["freezeframe"]
         print(
-            f"{name:<15}{seed['images_per_s']:>11.1f}{ff['images_per_s']:>10.1f}"
-            f"{r['ratio']:>7.2f}{seed['peak_memory_mb']:>14.0f}{ff['peak_memory_mb']:>12.0f}"
+            f"{name:<15}{ref['images_per_s']:>11.1f}{ff['images_per_s']:>10.1f}"
+            f"{r['ratio']:>7.2f}{ref['peak_memory_mb']:>14.0f}{ff['peak_memory_mb']:>12.0f}"
             f"{r['eval_images_per_s']:>12.1f}"
         )
     for loop, grid in report["projected_grid"].items():
@@ -334,7 +341,3 @@ def print_report(report: dict) -> None:
             note = f" (not measured: {', '.join(grid['missing'])})"
         print(f"projected paper grid, {loop}: {_minutes(grid['seconds'])}{note}")
     print(f"ratio ({report['strategy']}): {report['ratio']:.2f}")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

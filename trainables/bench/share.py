@@ -1,6 +1,6 @@
 """Trials sharing one CPU machine: each with its share of the cores, or each with all of them.
 
-    python -m trainables.bench_share [--trials 2] [--image-size 128] [--data DIR] [--json FILE]
+    python -m trainables.bench.share [--trials 2] [--image-size 128] [--data DIR] [--json FILE]
 
 A search runs several trials per node at once. PyTorch (and OpenCV) start one thread per core in
 every process, so N trials on C cores run N x C threads and spend their time waiting for each
@@ -21,15 +21,15 @@ import statistics
 import sys
 from pathlib import Path
 
-from trainables.bench import train_freezeframe_steps
+from trainables.bench.loops import train_freezeframe_steps
 from trainables.config import ConfigError, TrialConfig, parse_overrides, resolve_trial_config
 from trainables.data import DataError
-from trainables.trial import build_trial, load_trial_data
+from trainables.trial import build_training, load_trial_data
 
 
 def _worker(cfg_dict: dict, steps: int, warmup: int, barrier, results) -> None:
     cfg = TrialConfig(**cfg_dict)
-    trial = build_trial(cfg, load_trial_data(cfg), verbose=False)
+    trial = build_training(cfg, load_trial_data(cfg), verbose=False)
     epoch = train_freezeframe_steps(trial, 0, warmup)["epoch"]
     barrier.wait()  # all trials time the same span of the machine's life
     results.put(train_freezeframe_steps(trial, epoch, steps)["images_per_s"])
@@ -64,7 +64,7 @@ def run_layout(cfg_dict: dict, trials: int, steps: int, warmup: int) -> list[flo
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m trainables.bench_share",
+        prog="python -m trainables.bench.share",
         description="Several FreezeFrame trials training at once on this CPU: each with its "
         "share of the cores vs each with all cores. Prints the summed img/s and the ratio.",
     )
@@ -113,13 +113,13 @@ def main(argv: list[str] | None = None) -> int:
             "share": {**base, "num_threads": cores // args.trials},
             "all_cores": {**base, "num_threads": cores},
         }
-        layouts = {k: resolve_trial_config(v, "bench_share") for k, v in layouts.items()}
+        layouts = {k: resolve_trial_config(v, "bench.share") for k, v in layouts.items()}
         load_trial_data(layouts["share"])  # validates the data and fills the cache once
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(
-        f"bench_share: {args.trials} trials on {cores} cores, {args.strategy}, "
+        f"bench.share: {args.trials} trials on {cores} cores, {args.strategy}, "
         f"{args.image_size} px, batch {args.batch_size}; 'share' = {cores // args.trials} "
         f"threads each, 'all_cores' = {cores} threads each",
         flush=True,
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  round {round_index + 1} {name}: {sum(rates):.1f} img/s ({per_trial})")
     ratios = [s / a for s, a in zip(totals["share"], totals["all_cores"], strict=True)]
     report = {
-        "command": "python -m trainables.bench_share "
+        "command": "python -m trainables.bench.share "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "trials": args.trials,
         "cores": cores,
