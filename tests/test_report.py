@@ -17,18 +17,27 @@ dominated by decoder, encoder by decoder_2_3_4 (decoder_4 also dominates it, but
 
 from __future__ import annotations
 
+import base64
 import math
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from search import report, report_plots, report_stats
+from search.report import build_report
+from search.report import plots as report_plots
+from search.report import stats as report_stats
+from search.report import text as report_text
+from search.report.__main__ import main as report_main
+from search.report.build import FILES
+from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
 
 EXP = Path(__file__).parent / "data" / "report" / "exp_small"
 PLANNED = ["baseline", "decoder", "encoder", "decoder_0", "decoder_2_3_4", "decoder_4", "all"]
@@ -55,7 +64,7 @@ def dice_table(trials) -> pd.DataFrame:
 def built(tmp_path_factory):
     """The whole report of the fixture experiment, built once through the CLI."""
     out = tmp_path_factory.mktemp("report")
-    assert report.main([str(EXP), "--out", str(out)]) == 0
+    assert report_main([str(EXP), "--out", str(out)]) == 0
     return out
 
 
@@ -136,7 +145,7 @@ def test_reduction_against_baseline_gives_the_papers_85_8_percent(dice_table, tr
     metric = report_stats.get_metric("test_dice")
     table = report_stats.strategy_stats(no_baseline, metric)
     assert table["trainable_reduction_pct"].isna().all()
-    shown = report.rt.display_table(table, metric)
+    shown = report_text.display_table(table, metric)
     assert set(shown["Reduction"]) == {"n/a"}
 
 
@@ -163,7 +172,7 @@ def test_shared_exams_between_test_and_train():
 
 
 def test_cli_writes_every_file_with_the_numbers(built):
-    for name in report.FILES:
+    for name in FILES:
         assert (built / name).stat().st_size > 0, name
     csv = pd.read_csv(built / "strategies.csv")
     assert csv["strategy"].tolist()[:5] == [
@@ -209,7 +218,7 @@ def test_png_is_paper_sized_and_labels_do_not_overlap(built, trials):
 
 def test_file_uri_and_default_out_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = report.build_report(EXP.resolve().as_uri())
+    result = build_report(EXP.resolve().as_uri())
     assert result.out_dir == Path("report_exp_small")
     assert (tmp_path / "report_exp_small" / "strategies.csv").is_file()
     assert "decoder" in result.text and "Rank" in result.text
@@ -218,7 +227,7 @@ def test_file_uri_and_default_out_dir(tmp_path, monkeypatch):
 def test_local_default_out_dir_is_inside_the_experiment(tmp_path):
     exp = shutil.copytree(EXP, tmp_path / "exp")
     (exp / "config.yaml").unlink()
-    result = report.build_report(str(exp), metric="test_iou")
+    result = build_report(str(exp), metric="test_iou")
     assert result.out_dir == exp / "report" and (exp / "report" / "report.html").is_file()
     assert any("config.yaml not found" in n for n in result.notes)
 
@@ -231,7 +240,7 @@ def test_clean_experiment_gets_no_honesty_warnings(tmp_path):
     config = config.replace("encoder_weights: none", "encoder_weights: imagenet")
     (exp / "config.yaml").write_text(config.replace("[pretrain, tune, final]", "[tune, final]"))
     (exp / "split.csv").write_text("filename,split\n010_HC.png,train\n011_HC.png,test\n")
-    notes = " ".join(report.build_report(str(exp), out_dir=str(tmp_path / "out")).notes)
+    notes = " ".join(build_report(str(exp), out_dir=str(tmp_path / "out")).notes)
     assert "ImageNet" not in notes and "shares exams" not in notes
 
 
@@ -241,7 +250,7 @@ def test_running_experiment_without_a_finished_seed_still_reports(tmp_path):
     trials = pd.read_csv(EXP / "trials.csv")
     running = trials[trials["stage"] == "final"].assign(status="running", test_dice=math.nan)
     running.to_csv(exp / "trials.csv", index=False)
-    result = report.build_report(str(exp))
+    result = build_report(str(exp))
     assert result.table["rank"].isna().all()
     assert result.table.set_index("strategy").loc["decoder", "seed_status"] == "ok 0/4, running 4"
     assert (exp / "report" / "pareto.png").is_file()
@@ -253,7 +262,7 @@ def test_ok_seed_without_a_value_is_said_not_hidden(tmp_path):
     trials = pd.read_csv(exp / "trials.csv")
     trials.loc[trials["trial_name"] == "decoder__seed3", "test_hd_mm"] = math.nan  # empty mask
     trials.to_csv(exp / "trials.csv", index=False)
-    result = report.build_report(str(exp), metric="test_hd_mm")
+    result = build_report(str(exp), metric="test_hd_mm")
     decoder = result.table.set_index("strategy").loc["decoder"]
     assert decoder["test_hd_mm_n"] == 3 and decoder["seeds_ok"] == 4
     assert decoder["test_hd_mm_mean"] == pytest.approx((2.1 + 1.9 + 2.2) / 3)
@@ -261,10 +270,10 @@ def test_ok_seed_without_a_value_is_said_not_hidden(tmp_path):
 
 
 def test_unknown_metric_and_missing_trials_fail_with_a_message(tmp_path, capsys):
-    assert report.main([str(EXP), "--metric", "test_speed", "--out", str(tmp_path)]) == 2
+    assert report_main([str(EXP), "--metric", "test_speed", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "unknown metric 'test_speed'" in err and "test_hd_mm" in err
-    assert report.main([str(tmp_path / "nowhere")]) == 2
+    assert report_main([str(tmp_path / "nowhere")]) == 2
     assert "no trials.csv" in capsys.readouterr().err
 
 
@@ -273,11 +282,57 @@ def test_wandb_offline_writes_a_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     (tmp_path / "wandb_root").mkdir()
     out = tmp_path / "out"
-    assert report.main([str(EXP), "--out", str(out), "--wandb", "offline"]) == 0
+    assert report_main([str(EXP), "--out", str(out), "--wandb", "offline"]) == 0
     runs = list((tmp_path / "wandb_root" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert list(runs[0].glob("run-*.wandb"))
     assert not list(out.glob("wandb"))  # WANDB_DIR wins over the report folder
+
+
+def test_one_page_renders_the_same_content_as_markdown_and_html(tmp_path):
+    png = tmp_path / "seeds.png"
+    matplotlib.image.imsave(png, np.zeros((4, 4, 3)))
+    frame = pd.DataFrame({"Strategy": ["decoder", "a|b"], "Dice (%)": ["96.00 ± 0.82", "-"]})
+    page = Page(
+        "Report <1>",
+        "Intro & scope.",
+        [
+            Section("Strategies", [Table(frame, "strategies")]),
+            Section("Notes", [Bullets(["decoder_4 -> decoder", "`ok` rows only"])]),
+            Section("Seeds", [Figure("Seeds per strategy", png)]),
+            Section("Tune stage", [Table(frame[:0], "tune", empty="No tune stage.")]),
+            Section(None, [Paragraph("The end.")]),
+        ],
+    )
+    md, page_html = page.to_markdown(), page.to_html()
+    shown = _html_parts(page_html)
+    assert _markdown_headings(md) == shown["headings"]
+    assert shown["headings"] == ["Report <1>", "Strategies", "Notes", "Seeds", "Tune stage"]
+    cells = [["Strategy", "Dice (%)"], ["decoder", "96.00 ± 0.82"], ["a|b", "-"]]
+    assert _markdown_tables(md) == [_table_rows(page_html, "strategies")] == [cells]
+    assert _markdown_bullets(md) == shown["items"] == ["decoder_4 -> decoder", "`ok` rows only"]
+    assert shown["paragraphs"] == ["Intro & scope.", "No tune stage.", "The end."]
+    assert all(text in md for text in shown["paragraphs"])
+    assert "![Seeds per strategy](seeds.png)" in md
+    assert base64.b64encode(png.read_bytes()).decode() in page_html
+
+
+def test_report_md_and_html_show_the_same_sections_tables_and_notes(built):
+    md = (built / "report.md").read_text(encoding="utf-8")
+    page_html = (built / "report.html").read_text(encoding="utf-8")
+    shown = _html_parts(page_html)
+    assert _markdown_headings(md) == shown["headings"]
+    assert shown["headings"][1:] == [
+        "Strategies (final stage)",
+        "Notes",
+        "Pareto front",
+        "Seeds per strategy",
+        "Tune stage",
+    ]
+    tables = [_table_rows(page_html, "strategies"), _table_rows(page_html, "tune")]
+    assert _markdown_tables(md) == tables
+    assert len(tables[0]) == 1 + len(PLANNED)  # header + one row per strategy
+    assert _markdown_bullets(md) == shown["items"] and len(shown["items"]) > 5
 
 
 def _chromium() -> str | None:
@@ -350,3 +405,52 @@ def _table_rows(page: str, table_id: str) -> list[list[str]]:
     parser = Rows()
     parser.feed(page)
     return parser.rows
+
+
+def _markdown_headings(md: str) -> list[str]:
+    return re.findall(r"^#+ (.+)$", md, flags=re.M)
+
+
+def _markdown_bullets(md: str) -> list[str]:
+    return [line[2:] for line in md.splitlines() if line.startswith("- ")]
+
+
+def _markdown_tables(md: str) -> list[list[list[str]]]:
+    """Every Markdown table's cells, row by row, without the |---| rule; '\\|' read as '|'."""
+    tables, previous = [], ""
+    for line in md.splitlines():
+        if line.startswith("|") and not re.fullmatch(r"\|(---\|)+", line):
+            if not previous.startswith("|"):
+                tables.append([])
+            cells = re.split(r"(?<!\\)\|", line)[1:-1]
+            tables[-1].append([cell.strip().replace("\\|", "|") for cell in cells])
+        previous = line
+    return tables
+
+
+def _html_parts(page: str) -> dict[str, list[str]]:
+    """The texts of a page's h1/h2 headings, list items and paragraphs (stdlib parser)."""
+    kinds = {"h1": "headings", "h2": "headings", "li": "items", "p": "paragraphs"}
+
+    class Parts(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.parts = {kind: [] for kind in kinds.values()}
+            self.open, self.text = None, ""
+
+        def handle_starttag(self, tag, attrs):
+            if tag in kinds:
+                self.open, self.text = tag, ""
+
+        def handle_endtag(self, tag):
+            if tag == self.open:
+                self.parts[kinds[tag]].append(self.text.strip())
+                self.open = None
+
+        def handle_data(self, data):
+            if self.open:
+                self.text += data
+
+    parser = Parts()
+    parser.feed(page)
+    return parser.parts

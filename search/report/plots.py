@@ -1,7 +1,7 @@
 """The report's figures: the Pareto plot (matplotlib PNG/SVG and an interactive plotly one) and
 the per-strategy box plot of seeds.
 
-All take the table of `search.report_stats.strategy_stats`; sizes are for a paper column pair
+All take the table of `search.report.stats.strategy_stats`; sizes are for a paper column pair
 (7 in wide, 9-10 pt text at 300 dpi), so the files can be pasted as they are.
 """
 
@@ -18,21 +18,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
-from matplotlib.transforms import Bbox  # noqa: E402
 
-from search.report_stats import Metric  # noqa: E402
+from search.report.labels import LABEL_SIZE, label_spots, obstacles  # noqa: E402
+from search.report.stats import Metric  # noqa: E402
 
 FRONT_COLOR = "#1f5fa8"
 DOMINATED_COLOR = "#8c8c8c"
 PAPER_SIZE_IN = (7.0, 4.5)
 DPI = 300
-# Label spots tried around each point: 10 directions (beside, above/below, diagonal) x 4
-# distances in points; far ones get a leader line. 42 pt is about the width of "decoder_2_3_4"
-# at 8.5 pt, enough to step out of a cluster of points.
-_DIRECTIONS = [(sx, sy) for sy in (0.4, -0.4) for sx in (1, -1)] + [(0, 1), (0, -1)]
-_DIRECTIONS += [(sx, sy) for sy in (1, -1) for sx in (1, -1)]
-_DISTANCES = (6, 16, 28, 42)
-LABEL_SIZE = 8.5
 
 
 def _scale(metric: Metric) -> float:
@@ -74,57 +67,10 @@ def front_steps(points: pd.DataFrame) -> pd.DataFrame:
     return points[points["optimal"]].sort_values("params")
 
 
-def _overlap(a, b) -> float:
-    width = min(a.x1, b.x1) - max(a.x0, b.x0)
-    height = min(a.y1, b.y1) - max(a.y0, b.y0)
-    return max(width, 0.0) * max(height, 0.0)
-
-
-def _label_box(anchor, size, offset, dpi: float):
-    """Display-space box of a label of `size` (w, h px) placed `offset` points from `anchor`."""
-    (x, y), (w, h), (dx, dy) = anchor, size, offset
-    x, y = x + dx * dpi / 72, y + dy * dpi / 72
-    x0 = x if dx > 0 else x - w if dx < 0 else x - w / 2
-    y0 = y if dy > 0 else y - h if dy < 0 else y - h / 2
-    return Bbox.from_bounds(x0, y0, w, h).expanded(1.06, 1.2)
-
-
-def _distance(box, x: float, y: float) -> float:
-    return math.hypot(max(box.x0 - x, 0, x - box.x1), max(box.y0 - y, 0, y - box.y1))
-
-
-def _place_labels(ax, points: pd.DataFrame, obstacles: list) -> None:
-    """Put each strategy's name near its point where it hits no other label, point, error bar
-    or front segment, stays inside the axes, and is nearer its own point than any other
-    (greedy over candidate spots, like adjustText but deterministic)."""
-    fig = ax.figure
-    renderer, dpi = fig.canvas.get_renderer(), fig.dpi
-    frame = ax.get_window_extent(renderer)
-    anchors = ax.transData.transform(points[["params", "mean"]].to_numpy(float))
-    placed: list = []
-    for i in points.sort_values(["optimal", "rank"], ascending=[False, True]).index:
+def _draw_labels(ax, points: pd.DataFrame, avoid: list) -> None:
+    """Each strategy's name at the spot `label_spots` chose; far ones get a leader line."""
+    for i, text, (dx, dy) in label_spots(ax, points, avoid):
         point = points.loc[i]
-        text = point["strategy"] + (" (n=1)" if point["n"] == 1 else "")
-        probe = ax.text(0, 0, text, fontsize=LABEL_SIZE)
-        extent = probe.get_window_extent(renderer)
-        probe.remove()
-        best, best_cost = None, math.inf
-        for distance in _DISTANCES:
-            for ux, uy in _DIRECTIONS:
-                offset = (ux * distance, uy * distance)
-                box = _label_box(anchors[i], (extent.width, extent.height), offset, dpi)
-                inside = Bbox.intersection(box, frame)
-                outside = box.width * box.height - (
-                    inside.width * inside.height if inside is not None else 0.0
-                )
-                cost = sum(_overlap(box, other) for other in placed + obstacles) + 4 * outside
-                own = _distance(box, *anchors[i])
-                if any(_distance(box, *anchors[j]) < own for j in points.index if j != i):
-                    cost += 400  # the label would read as another point's
-                cost += distance  # prefer the closest free spot
-                if cost < best_cost:
-                    best, best_cost = (offset, box), cost
-        (dx, dy), box = best
         ax.annotate(
             text,
             (point["params"], point["mean"]),
@@ -140,29 +86,6 @@ def _place_labels(ax, points: pd.DataFrame, obstacles: list) -> None:
                 else None
             ),
         )
-        placed.append(box)
-
-
-def _obstacles(ax, points: pd.DataFrame, front: pd.DataFrame) -> list:
-    """Display-space boxes of markers, error bars and the front's segments."""
-    to_display = ax.transData.transform
-    boxes = []
-    for _, p in points.iterrows():
-        x, y = to_display((p["params"], p["mean"]))
-        boxes.append(Bbox.from_extents(x - 9, y - 9, x + 9, y + 9))
-        if not math.isnan(p["low"]):
-            (_, y0), (_, y1) = to_display([(p["params"], p["low"]), (p["params"], p["high"])])
-            boxes.append(Bbox.from_extents(x - 5, min(y0, y1), x + 5, max(y0, y1)))
-    corners = list(zip(front["params"], front["mean"], strict=True))
-    for (x0, y0), (x1, y1) in zip(corners, corners[1:], strict=False):
-        for a, b in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1))):  # horizontal, then vertical
-            (ax0, ay0), (bx0, by0) = to_display([a, b])
-            boxes.append(
-                Bbox.from_extents(
-                    min(ax0, bx0) - 2, min(ay0, by0) - 2, max(ax0, bx0) + 2, max(ay0, by0) + 2
-                )
-            )
-    return boxes
 
 
 def pareto_figure(table: pd.DataFrame, metric: Metric):
@@ -234,7 +157,7 @@ def pareto_figure(table: pd.DataFrame, metric: Metric):
     fig.canvas.draw()  # fixes the layout, so label boxes are measured where they will be drawn
     fig.set_layout_engine("none")
     legend_box = ax.get_legend().get_window_extent(fig.canvas.get_renderer())
-    _place_labels(ax, points, [*_obstacles(ax, points, front), legend_box])
+    _draw_labels(ax, points, [*obstacles(ax, points, front), legend_box])
     return fig
 
 

@@ -1,19 +1,16 @@
-"""The report's words: the strategies and tune tables as text, the notes, the HTML page.
+"""The report's words: the strategies and tune tables as text, and the notes.
 
-Turns `search.report_stats` tables into what a reader sees - Markdown, the terminal, one
-self-contained HTML page - and states the caveats (failed seeds, one-seed strategies, the
+Turns `search.report.stats` tables into the strings a reader sees (in the terminal, report.md
+and report.html alike) and states the caveats (failed seeds, one-seed strategies, the
 separation rule, exams shared by train and test, encoder weights other than ImageNet).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-from pathlib import Path
-
 import pandas as pd
 
-from search import report_stats as rs
+from search.experiment import CONFIG, SPLIT
+from search.report import stats as rs
 
 
 def _stat(row, metric: rs.Metric, detail: bool = True) -> str:
@@ -75,16 +72,6 @@ def display_table(table: pd.DataFrame, metric: rs.Metric, compact: bool = False)
     return pd.DataFrame(rows)
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    def cell(value) -> str:
-        return str(value).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(map(cell, frame.columns)) + " |"]
-    lines.append("|" + "|".join("---" for _ in frame.columns) + "|")
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 def build_notes(
     table: pd.DataFrame,
     metric: rs.Metric,
@@ -95,9 +82,10 @@ def build_notes(
     """The statements a reader needs to trust (or distrust) the table.
 
     Args:
-        table: `report_stats.strategy_stats` output.
+        table: `stats.strategy_stats` output.
         metric: the ranking metric.
-        trials, config, split: trials.csv, config.yaml and split.csv (None when absent).
+        trials, config, split: the experiment's trials table, config and split (the split is
+            None when the experiment has none).
     """
     notes = [
         "Only `ok` final-stage trials enter a statistic; failed, stopped-early, running and "
@@ -169,7 +157,7 @@ def honest_notes(trials: pd.DataFrame, config: dict, split: pd.DataFrame | None)
     """Test-train exam sharing, and encoder weights other than ImageNet."""
     notes = []
     if split is None:
-        notes.append("split.csv not found: cannot check whether test exams also appear in train.")
+        notes.append(f"{SPLIT} not found: cannot check whether test exams also appear in train.")
     else:
         shared = rs.shared_exams(split)
         if shared["train"]:
@@ -184,7 +172,7 @@ def honest_notes(trials: pd.DataFrame, config: dict, split: pd.DataFrame | None)
             notes.append(text)
     if not config:
         notes.append(
-            "config.yaml not found: the planned strategies and seeds (so missing seeds) and the "
+            f"{CONFIG} not found: the planned strategies and seeds (so missing seeds) and the "
             "encoder weights are unknown."
         )
     trial, search = config.get("trial", {}), config.get("search", {})
@@ -228,71 +216,3 @@ def tune_display(tune: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-# -- files -------------------------------------------------------------------------------------
-def markdown_page(
-    title: str, intro: str, shown: pd.DataFrame, notes: list[str], tune_shown: pd.DataFrame
-) -> str:
-    """report.md: the tables, the notes and links to the PNGs beside it."""
-    tune = markdown_table(tune_shown) if len(tune_shown) else "No tune stage in this experiment."
-    parts = [
-        f"# {title}",
-        intro,
-        "## Strategies (final stage)",
-        markdown_table(shown),
-        "## Notes",
-        "\n".join(f"- {n}" for n in notes),
-        "## Pareto front",
-        "![Pareto front](pareto.png)",
-        "## Seeds per strategy",
-        "![Seeds per strategy](boxplot.png)",
-        "## Tune stage",
-        tune,
-        "strategies.csv holds the same numbers unrounded (accuracy metrics as fractions).",
-    ]
-    return "\n\n".join(parts) + "\n"
-
-
-def _png_data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-
-
-def write_html(
-    path: Path,
-    title: str,
-    intro: str,
-    shown: pd.DataFrame,
-    notes: list[str],
-    plotly_fig,
-    box_png: Path,
-    tune_shown: pd.DataFrame,
-) -> None:
-    """One self-contained page: plotly's JS inline, the box plot as base64; no network needed."""
-    style = (
-        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-        "padding:3px 6px;text-align:left}th{background:#f2f2f2}li{margin:.3em 0}"
-    )
-    tune_html = (
-        tune_shown.to_html(index=False, table_id="tune", border=0)
-        if len(tune_shown)
-        else "<p>No tune stage in this experiment.</p>"
-    )
-    body = [
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>",
-        "<h2>Strategies (final stage)</h2>",
-        shown.to_html(index=False, table_id="strategies", border=0),
-        "<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>",
-        "<h2>Pareto front</h2>",
-        plotly_fig.to_html(full_html=False, include_plotlyjs=True, div_id="pareto"),
-        "<h2>Seeds per strategy</h2>",
-        f'<img alt="box plot of seeds" style="width:100%;max-width:820px" src="{_png_data_uri(box_png)}">',
-        "<h2>Tune stage</h2>",
-        tune_html,
-    ]
-    page = (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}'
-        f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
-    )
-    path.write_text(page, encoding="utf-8")

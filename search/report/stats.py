@@ -1,7 +1,7 @@
 """The report's numbers: per-strategy statistics, ranking, Pareto front, paired tests, tune gains.
 
-Pure pandas/scipy over `trials.csv` rows; nothing here reads files or draws. Only `ok` final-stage
-rows enter a statistic; every other status is counted and shown, never averaged in.
+Pure pandas/scipy over the rows of the trials table; nothing here reads files or draws. Only `ok`
+final-stage rows enter a statistic; every other status is counted and shown, never averaged in.
 
 Conventions (the report states them too):
 - 95% CI = mean +- t(0.975, n-1) * sd / sqrt(n), sd with n-1; n=1 gets no interval.
@@ -28,7 +28,7 @@ STATUSES = ("ok", "failed", "stopped_early", "running")
 
 @dataclass(frozen=True)
 class Metric:
-    """A test metric column of trials.csv and how to read it."""
+    """A test metric column of the trials table and how to read it."""
 
     column: str
     label: str
@@ -110,7 +110,7 @@ def strategy_stats(
     Pareto flag and the paired comparison with the best strategy.
 
     Args:
-        trials: all rows of trials.csv.
+        trials: all rows of the trials table (`Experiment.read_trials`).
         metric: the metric that ranks (and defines the front).
         strategies: the planned strategies (config order); ones without rows show as missing.
         seeds: the planned seeds; seeds without a row count as 'missing'.
