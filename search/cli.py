@@ -1,7 +1,7 @@
 """`python search/run.py`: run a FreezeFrame study on the connected (or a local) Ray cluster.
 
 Everything is validated - config keys, strategies, data path, the data set itself - before Ray
-starts. With no arguments it runs the embedded default (search/default.yaml): the shipped HC18
+starts. With no arguments it runs the embedded default (configs/demo.yaml): the shipped HC18
 sample, a synthetic pretraining domain, a small tune budget, 8 strategies x 4 seeds at 64 px,
 W&B offline, then the ranked report.
 """
@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-from search.config import PRETRAIN_DATA, STAGES, ResolvedConfig, load_config
-from search.storage import ExperimentStore
+from search.config import DEFAULT_CONFIG, PRETRAIN_DATA, STAGES, ResolvedConfig, load_config
+from search.experiment import Experiment
 from search.wandb_link import local_wandb_key
 from trainables.config import ConfigError
 from trainables.data import DataError
 from trainables.models import WeightsError
 from trainables.splits import SplitError
-
-DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         default=None,
-        help="YAML with 'trial:' and 'search:' sections (default: the embedded search/default.yaml)",
+        help="YAML with 'trial:' and 'search:' sections (default: the embedded configs/demo.yaml)",
     )
     parser.add_argument(
         "--data", default=None, help="HC18-layout folder (default: config's, else shipped sample)"
@@ -81,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, ExperimentStore, str]:
+def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, Experiment, str]:
     """Validate everything the study needs; raises ConfigError/DataError before Ray starts."""
     config_path = args.config or DEFAULT_CONFIG
     sets = list(args.set)
@@ -94,19 +89,19 @@ def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, ExperimentStore, 
     if args.resume and not args.name:
         raise ConfigError("--resume needs --name (the experiment to continue)")
     name = args.name or f"{cfg.search.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    store = ExperimentStore(args.storage, name)
-    if store.exists("config.yaml") and not args.resume:
-        raise ConfigError(f"experiment {store.uri} exists; pass --resume or another --name")
-    if args.resume and not store.exists("config.yaml"):
-        raise ConfigError(f"--resume: no experiment at {store.uri}")
+    experiment = Experiment(args.storage, name)
+    if experiment.exists() and not args.resume:
+        raise ConfigError(f"experiment {experiment.uri} exists; pass --resume or another --name")
+    if args.resume and not experiment.exists():
+        raise ConfigError(f"--resume: no experiment at {experiment.uri}")
     if args.resume:
-        _check_same_config(cfg, yaml.safe_load(store.read_text("config.yaml")), store.uri)
+        _check_same_config(cfg, experiment.read_config(), experiment.uri)
     _check_report_metric(cfg)
     _check_pretrain_source(cfg)
     mode = args.wandb or cfg.search.wandb
     if mode == "auto":
         mode = "online" if local_wandb_key() else "offline"
-    return cfg, store, mode
+    return cfg, experiment, mode
 
 
 def _check_same_config(cfg: ResolvedConfig, saved: dict, uri: str) -> None:
@@ -119,8 +114,8 @@ def _check_same_config(cfg: ResolvedConfig, saved: dict, uri: str) -> None:
     ]
     if changed:
         raise ConfigError(
-            f"--resume: {', '.join(changed)} differ from {uri}/config.yaml; repeat the first "
-            "run's --config/--set/--data (only --stages may change)"
+            f"--resume: {', '.join(changed)} differ from the config stored in {uri}; repeat the "
+            "first run's --config/--set/--data (only --stages may change)"
         )
 
 
@@ -137,7 +132,7 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 def _check_report_metric(cfg: ResolvedConfig) -> None:
     """The report ranks by a trials.csv column; a typo would only surface after the study."""
-    from search.report_stats import get_metric
+    from search.report.stats import get_metric
 
     try:
         get_metric(cfg.search.report_metric)
@@ -164,7 +159,7 @@ def _check_pretrain_source(cfg: ResolvedConfig) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg, store, wandb_mode = resolve(args)
+        cfg, experiment, wandb_mode = resolve(args)
         from trainables.trial import load_trial_data
 
         data = load_trial_data(cfg.trial)  # validates (and caches) the data on this node
@@ -178,19 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    from search.service import SearchService, connect_ray
+    from search.study import connect_ray, run_study
     from search.wandb_link import share_key
-    from trainables.splits import write_split
 
     if not args.resume:
-        store.write_text(
-            "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            write_split(data.split, Path(tmp) / "split.csv")
-            store.upload(Path(tmp) / "split.csv", "split.csv")
+        experiment.write_config(cfg.model_dump(mode="json"))
+        experiment.write_split(data.split)
     print(
-        f"FreezeFrame: experiment {store.uri} | stages {','.join(cfg.search.stages)} | "
+        f"FreezeFrame: experiment {experiment.uri} | stages {','.join(cfg.search.stages)} | "
         f"{len(cfg.search.strategies)} strategies x {len(cfg.search.seeds)} seeds | "
         f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)} images | W&B {wandb_mode}",
         flush=True,
@@ -199,31 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     connect_ray(args.num_cpus)
     if wandb_mode == "online":
         share_key(local_wandb_key())
-    service = SearchService(cfg, store, wandb_mode)
-    stages = cfg.search.stages
-    if "pretrain" in stages:
-        weights = service.pretrain()
-        service.base_trial["encoder_weights"] = weights
-        print(f"[pretrain] encoder weights: {weights}", flush=True)
-    elif store.exists("pretrain/encoder.pt") and args.resume:
-        service.base_trial["encoder_weights"] = store.location("pretrain/encoder.pt")
-    recipes = service.tune_recipes() if "tune" in stages else _saved_recipes(store)
-    if "final" in stages:
-        service.final(recipes)
-        from search.report import build_report
-
-        report = build_report(
-            store.uri,
-            metric=cfg.search.report_metric,
-            wandb_mode=wandb_mode,
-            wandb_project=cfg.search.wandb_project,
-        )
+    report = run_study(cfg, experiment, wandb_mode, args.resume)
+    if report is not None:
         print(report.text)
-    print(f"FreezeFrame: done in {time.monotonic() - started:.0f} s -> {store.uri}", flush=True)
+    print(
+        f"FreezeFrame: done in {time.monotonic() - started:.0f} s -> {experiment.uri}", flush=True
+    )
     return 0
-
-
-def _saved_recipes(store: ExperimentStore) -> dict:
-    if store.exists("best_recipes.yaml"):
-        return yaml.safe_load(store.read_text("best_recipes.yaml")) or {}
-    return {}

@@ -18,10 +18,13 @@ from trainables.config import (
     parse_overrides,
     read_config_file,
     resolve_trial_config,
+    shipped_config,
 )
 from trainables.strategies import PAPER_STRATEGIES, STRATEGIES
 
 STAGES = ("pretrain", "tune", "final")
+# The embedded default study (`python search/run.py` with no --config): configs/demo.yaml.
+DEFAULT_CONFIG = shipped_config("demo.yaml")
 
 
 class _Strict(BaseModel):
@@ -34,7 +37,7 @@ class Resources(_Strict):
 
 
 # How the pretrain stage reads its source folder: every image, split by exam. The start-up
-# check (search.cli) and the stage itself (search.service) both use it.
+# check (search.cli) and the stage itself (search.stages.pretrain) both use it.
 PRETRAIN_DATA = {"split": "grouped", "max_images": None}
 
 

@@ -7,21 +7,14 @@ progress line per finished trial.
 
 from __future__ import annotations
 
-import io
-import math
 import time
 
 import pandas as pd
 from ray import tune
 
-from search.storage import ExperimentStore
-from search.trainable import (
-    CHECKPOINT_FILES,
-    FINISHED,
-    RECIPE_KEYS,
-    resolve_trial_values,
-    trial_name,
-)
+from search.experiment import Experiment
+from search.spec import FINISHED, RECIPE_KEYS, TrialSpec
+from search.worker import drop_checkpoints
 
 COLUMNS = [
     "stage",
@@ -46,63 +39,41 @@ COLUMNS = [
 ]
 
 
-def read_trials(store: ExperimentStore) -> pd.DataFrame:
-    if not store.exists("trials.csv"):
-        return pd.DataFrame(columns=COLUMNS)
-    return pd.read_csv(io.StringIO(store.read_text("trials.csv")))
-
-
 class TrialsTable(tune.Callback):
-    """Keeps `<experiment>/trials.csv` current for one stage.
+    """Keeps the experiment's trials table current for one stage.
 
     Args:
-        store: the experiment folder.
+        experiment: the experiment folder.
         stage: pretrain, tune or final.
-        paper_recipe: the paper's recipe, to mark the tune proposal that replays it.
         expected: how many trials the stage will run (for the progress count).
     """
 
-    def __init__(self, store: ExperimentStore, stage: str, paper_recipe: dict, expected: int):
-        self.store, self.stage = store, stage
-        self.paper_recipe, self.expected = paper_recipe, expected
+    def __init__(self, experiment: Experiment, stage: str, expected: int):
+        self.experiment, self.stage, self.expected = experiment, stage, expected
         self.rows: dict[str, dict] = {}
         self.started = time.monotonic()
 
     def setup(self, **info) -> None:
         # Rows of other stages (and of this one, on resume) come from the file on disk.
-        self.others = read_trials(self.store)
+        self.others = self.experiment.read_trials(COLUMNS)
         mine = self.others["stage"] == self.stage
         self.rows = {r["trial_name"]: dict(r) for r in self.others[mine].to_dict("records")}
         self.others = self.others[~mine]
         self.started = time.monotonic()
 
     def _row(self, trial) -> dict:
-        values = resolve_trial_values(trial.config)
-        name = trial_name(self.stage, values["strategy"], values["seed"], trial.trial_id)
+        spec = TrialSpec.from_tune_config(trial.config)
+        name = spec.name(trial.trial_id)
         row = self.rows.setdefault(name, {c: None for c in COLUMNS})
-        row.update(stage=self.stage, strategy=values["strategy"], seed=values["seed"])
-        row.update(trial_name=name, **{k: values.get(k) for k in RECIPE_KEYS})
-        row["recipe"] = self._recipe(trial.config, values)
+        row.update(stage=self.stage, strategy=spec.trial.strategy, seed=spec.trial.seed)
+        row.update(trial_name=name, recipe=spec.recipe)
+        row.update({k: getattr(spec.trial, k) for k in RECIPE_KEYS})
         return row
-
-    def _recipe(self, config: dict, values: dict) -> str:
-        """'paper' / 'optuna' for tune proposals; 'paper' / 'best' in the final stage."""
-        if self.stage != "tune":
-            return config.get("recipe_source", {}).get(values["strategy"], "paper")
-        same = all(
-            math.isclose(values.get(key, math.nan), value, rel_tol=1e-9)
-            if isinstance(value, float)
-            else values.get(key) == value
-            for key, value in self.paper_recipe.items()
-        )
-        return "paper" if same else "optuna"
 
     def _write(self) -> None:
         frame = pd.DataFrame(list(self.rows.values()), columns=COLUMNS)
         frame = pd.concat([self.others, frame], ignore_index=True) if len(self.others) else frame
-        buffer = io.StringIO()
-        frame.to_csv(buffer, index=False)
-        self.store.write_text("trials.csv", buffer.getvalue())
+        self.experiment.write_trials(frame)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         row = self._row(trial)
@@ -134,8 +105,7 @@ class TrialsTable(tune.Callback):
         if finished:
             row["error"] = None
         else:  # a trial ASHA stopped will not resume: its checkpoints are dead weight
-            for file in CHECKPOINT_FILES:
-                self.store.delete(f"checkpoints/{self.stage}/{row['trial_name']}/{file}")
+            drop_checkpoints(self.experiment, self.stage, row["trial_name"])
         self._write()
         self._progress(row)
 

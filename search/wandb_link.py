@@ -15,6 +15,8 @@ import os
 
 import ray
 
+from search.spec import WandbSettings
+
 SECRET_ACTOR = "freezeframe_wandb_key"
 
 
@@ -60,34 +62,34 @@ def fetch_key() -> str | None:
         return None
 
 
-def start_run(settings: dict, stage: str, name: str, config: dict):
+def start_run(settings: WandbSettings, stage: str, name: str, config: dict):
     """One W&B run for one trial (None when disabled).
 
     Args:
-        settings: mode, project, group, dir (from the search service).
+        settings: mode, project, group, dir (from the trial's spec).
         stage: the W&B job type.
         name: the trial name.
         config: the resolved trial config plus trainable parameters.
     """
-    if settings["mode"] == "disabled":
+    if settings.mode == "disabled":
         return None
     import wandb
 
-    if settings["mode"] == "online" and "WANDB_API_KEY" not in os.environ:
+    if settings.mode == "online" and "WANDB_API_KEY" not in os.environ:
         key = fetch_key()
         if key:
             os.environ["WANDB_API_KEY"] = key  # this process only; never written to disk
     # A retried or resumed trial continues its own run instead of starting a second one.
-    run_id = hashlib.sha1(f"{settings['group']}/{name}".encode()).hexdigest()[:16]
+    run_id = hashlib.sha1(f"{settings.group}/{name}".encode()).hexdigest()[:16]
     return wandb.init(
         id=run_id,
         resume="allow",
-        project=settings["project"],
-        group=settings["group"],
+        project=settings.project,
+        group=settings.group,
         job_type=stage,
         name=name,
-        dir=settings["dir"],
-        mode=settings["mode"],
+        dir=settings.dir,
+        mode=settings.mode,
         config=config,
         reinit="create_new",
         settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -50,3 +51,49 @@ def sample_dir() -> Path:
     from trainables.data import default_data_dir
 
     return default_data_dir()
+
+
+@pytest.fixture
+def ray_cluster(monkeypatch):
+    """Start a private Ray cluster: `start(head_cpus, **head_args)`; shut down after the test.
+
+    RAY_TMPDIR keeps its session files and its address file out of /tmp/ray, so a plain
+    `ray.init()` elsewhere on this machine does not join it; TMPDIR sends what its trials leave
+    in the temp folder (work folders of killed trials, downloaded weights) to the same place,
+    removed afterwards. The folder is short because Ray's socket paths have a length limit.
+    """
+    from ray.cluster_utils import Cluster
+
+    temp_dir = tempfile.mkdtemp(prefix="ffray", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", temp_dir)
+    monkeypatch.setenv("TMPDIR", temp_dir)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    clusters = []
+
+    def start(head_cpus: int, **head_args) -> Cluster:
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, **head_args})
+        clusters.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in clusters:
+        cluster.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def studies(tmp_path):
+    """`start(address, args, log_name)` -> a `helpers.Study` (search/run.py in its own process
+    group); any still running are killed after the test."""
+    from helpers import Study
+
+    started: list[Study] = []
+
+    def start(address: str, args: list[str], log_name: str = "study.log") -> Study:
+        started.append(Study(address, tmp_path, args, log_name))
+        return started[-1]
+
+    yield start
+    for study in started:
+        study.kill()

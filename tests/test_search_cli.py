@@ -12,13 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers import RUN_PY, TINY
 
-import search.service
+import search.study
 from search import cli
-from search.config import load_config
-
-RUN_PY = Path(__file__).resolve().parents[1] / "search" / "run.py"
-TINY = ["--wandb", "disabled", "--set", "trial.image_size=32", "--set", "trial.batch_size=4"]
+from search.config import DEFAULT_CONFIG, load_config
 
 
 @pytest.fixture
@@ -28,7 +26,7 @@ def no_ray(monkeypatch):
     def connect_ray(*args, **kwargs):
         raise AssertionError("Ray was started although the config is bad")
 
-    monkeypatch.setattr(search.service, "connect_ray", connect_ray)
+    monkeypatch.setattr(search.study, "connect_ray", connect_ray)
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
@@ -79,7 +77,7 @@ def test_resume_checks_the_experiment_and_its_settings(tmp_path, capsys, no_ray)
 
     # An experiment that exists: a new run may not reuse its name...
     overrides = ["trial.epochs=2", "search.seeds=[0,1]"]
-    cfg = load_config(cli.DEFAULT_CONFIG, overrides)
+    cfg = load_config(DEFAULT_CONFIG, overrides)
     exp = tmp_path / "runs" / "exp"
     exp.mkdir(parents=True)
     (exp / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
@@ -153,16 +151,15 @@ def test_run_py_copied_alone_runs_a_tiny_study(tmp_path):
 
 
 def test_tune_progress_counts_every_strategys_trials(tmp_path, monkeypatch):
-    from search.service import SearchService
-    from search.storage import ExperimentStore
+    from search.experiment import Experiment
+    from search.stages import tune as tune_stage
+    from search.stages.common import StageRunner
 
     sets = ["search.strategies=[decoder,decoder_4,encoder]", "search.tune.trials_per_strategy=3"]
-    service = SearchService(
-        load_config(None, sets), ExperimentStore(str(tmp_path), "x"), "disabled"
-    )
+    runner = StageRunner(load_config(None, sets), Experiment(str(tmp_path), "x"), "disabled")
     expected = []
-    monkeypatch.setattr(service, "_fit", lambda stage, cfg, space, n: expected.append((stage, n)))
-    service.tune_recipes()
+    monkeypatch.setattr(runner, "fit", lambda run, stage, space, n, **kw: expected.append((run, n)))
+    tune_stage.run(runner, "none")
     # One trials table per stage holds every strategy's rows: 3 strategies x 3 trials.
     assert expected == [("tune_decoder", 9), ("tune_decoder_4", 9), ("tune_encoder", 9)]
 
@@ -177,10 +174,15 @@ def test_tune_progress_counts_every_strategys_trials(tmp_path, monkeypatch):
         ({"lr": 1e-4, "lr_schedule": "exponential", "lr_gamma": 0.9}, "optuna"),
     ],
 )
-def test_a_tune_proposal_is_labelled_paper_only_when_it_is_the_papers_recipe(values, label):
-    from search.service import paper_recipe
-    from search.trials_table import TrialsTable
+def test_a_tune_proposal_is_labelled_paper_only_when_it_is_the_papers_recipe(
+    values, label, tmp_path
+):
+    from search.experiment import Experiment
+    from search.spec import TrialSpec
+    from search.stages.common import StageRunner
 
-    trial = load_config(None, ["lr_schedule=step", "lr_gamma=0.9", "lr_step_size=5"]).trial
-    table = TrialsTable(None, "tune", paper_recipe(trial), expected=1)
-    assert table._recipe({}, {"strategy": "decoder", **values}) == label
+    cfg = load_config(None, ["lr_schedule=step", "lr_gamma=0.9", "lr_step_size=5"])
+    spec = StageRunner(cfg, Experiment(str(tmp_path), "x"), "disabled").spec("tune")
+    proposed = TrialSpec.from_tune_config({"spec": spec.to_param(), **values})
+    assert proposed.recipe == label
+    assert proposed.trial.lr == values["lr"]

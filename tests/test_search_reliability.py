@@ -10,123 +10,12 @@ propose a learning rate whose first Adam step overflows the weights (a NaN loss)
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-
-RUN_PY = Path(__file__).resolve().parents[1] / "search" / "run.py"
-TINY = ["--wandb", "disabled", "--set", "trial.image_size=32", "--set", "trial.batch_size=4"]
-
-
-class Study:
-    """`python search/run.py ARGS` in its own process group, joined to one Ray cluster."""
-
-    def __init__(self, address: str, workdir: Path, args: list[str], log_name: str):
-        env = {
-            **os.environ,
-            "RAY_ADDRESS": address,  # never any other Ray instance on this machine
-            "RAY_AUTH_MODE": "disabled",
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.log_path = workdir / log_name
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(RUN_PY), *args],
-                cwd=workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: kill() reaches only it
-            )
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"study still running after {timeout} s:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-@pytest.fixture
-def ray_cluster(monkeypatch):
-    """Start a private Ray cluster: `start(head_cpus, **head_args)`; shut down after the test.
-
-    RAY_TMPDIR keeps its session files and its address file out of /tmp/ray, so a plain
-    `ray.init()` elsewhere on this machine does not join it; TMPDIR sends what its trials leave
-    in the temp folder (work folders of killed trials, downloaded weights) to the same place,
-    removed afterwards. The folder is short because Ray's socket paths have a length limit.
-    """
-    from ray.cluster_utils import Cluster
-
-    temp_dir = tempfile.mkdtemp(prefix="ffray", dir="/tmp")
-    monkeypatch.setenv("RAY_TMPDIR", temp_dir)
-    monkeypatch.setenv("TMPDIR", temp_dir)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    clusters = []
-
-    def start(head_cpus: int, **head_args) -> Cluster:
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, **head_args})
-        clusters.append(cluster)
-        return cluster
-
-    yield start
-    for cluster in clusters:
-        cluster.shutdown()
-    shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-@pytest.fixture
-def studies(tmp_path):
-    """`start(address, args, log_name)` -> Study; any still running are killed after the test."""
-    started: list[Study] = []
-
-    def start(address: str, args: list[str], log_name: str = "study.log") -> Study:
-        started.append(Study(address, tmp_path, args, log_name))
-        return started[-1]
-
-    yield start
-    for study in started:
-        study.kill()
-
-
-def wait_for_trials(study: Study, experiment: Path, condition, timeout: float) -> pd.DataFrame:
-    """Poll `trials.csv` (rewritten atomically) until `condition(trials)`; return that table."""
-    csv = experiment / "trials.csv"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if study.proc.poll() is not None:
-            pytest.fail(f"study exited ({study.proc.returncode}) too early:\n{study.log_tail()}")
-        if csv.exists():
-            trials = pd.read_csv(csv)
-            if len(trials) and condition(trials):
-                return trials
-        time.sleep(0.1)
-    study.kill()
-    pytest.fail(f"trials.csv never reached the awaited state in {timeout} s:\n{study.log_tail()}")
-
-
-def read_result(experiment: Path, stage: str, trial_name: str) -> dict:
-    return json.loads((experiment / "results" / stage / f"{trial_name}.json").read_text())
+from helpers import TINY, read_result, wait_for_trials
 
 
 @pytest.mark.slow

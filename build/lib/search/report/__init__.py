@@ -1,0 +1,10 @@
+"""The report of one experiment: `python -m search.report EXPERIMENT_DIR`, or `build_report`.
+
+Modules: `load` reads the saved results, `stats` computes, `plots` (with `labels`) draws,
+`text` words the tables and notes, `page` renders one page as Markdown and HTML, `build` puts
+them together and writes the files.
+"""
+
+from search.report.build import ReportResult, build_report
+
+__all__ = ["ReportResult", "build_report"]

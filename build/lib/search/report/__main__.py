@@ -1,0 +1,52 @@
+"""`python -m search.report EXPERIMENT_DIR`: the ranked, honest summary of one experiment.
+
+Reads only saved results (the experiment's trials table, config and split), so it works on a
+finished, a running or a copied experiment, at a local path or a storage URI (s3://, gs://,
+file://). Writes report.md, report.html (self-contained), strategies.csv, pareto.png/.svg and
+boxplot.png to --out (default: the experiment's report folder, or ./report_<name>/ for a URI),
+prints the table and the notes, and with --wandb logs the table and plots to the experiment's
+W&B group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from search.experiment import REPORT_DIR
+from search.report.build import build_report
+from search.report.stats import METRICS
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the report CLI. Returns 0, or 2 (with `error: ...` on stderr) on a bad input."""
+    parser = argparse.ArgumentParser(
+        prog="python -m search.report", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("experiment", help="experiment folder: a path, or s3:// gs:// file:// URI")
+    parser.add_argument(
+        "--metric",
+        default="test_dice",
+        help=f"test column to rank by, e.g. {', '.join(METRICS)}",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help=f"output folder (default EXP/{REPORT_DIR}, or ./report_<name> for a URI)",
+    )
+    parser.add_argument("--wandb", choices=["online", "offline", "disabled"], default="disabled")
+    parser.add_argument("--wandb-project", default=None, help="default: the config's project")
+    args = parser.parse_args(argv)
+    try:
+        result = build_report(
+            args.experiment, args.metric, args.out, args.wandb, args.wandb_project
+        )
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    print(result.text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

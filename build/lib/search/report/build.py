@@ -1,0 +1,169 @@
+"""Build one experiment's report: compute, draw, write the files, and copy them to W&B.
+
+Files written to the output folder (the experiment's report folder by default):
+report.md, report.html (self-contained), strategies.csv, pareto.png/.svg and boxplot.png.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from search.experiment import TRIALS
+from search.report import plots, stats
+from search.report.load import Results, load_results
+from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
+from search.report.text import build_notes, display_table, tune_display
+
+REPORT_MD, REPORT_HTML = "report.md", "report.html"
+STRATEGIES_CSV = "strategies.csv"
+PARETO_PNG, PARETO_SVG, BOXPLOT_PNG = "pareto.png", "pareto.svg", "boxplot.png"
+FILES = (REPORT_MD, REPORT_HTML, STRATEGIES_CSV, PARETO_PNG, PARETO_SVG, BOXPLOT_PNG)
+# W&B's job type of a report run is this package's name ("search.report" -> its last part).
+WANDB_JOB_TYPE = __package__.rpartition(".")[2]
+
+
+@dataclass
+class ReportResult:
+    table: pd.DataFrame  # strategies.csv: one row per strategy, in rank order
+    text: str  # what the terminal shows
+    out_dir: Path
+    notes: list[str] = field(default_factory=list)
+    tune: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def report_page(
+    results: Results,
+    metric: stats.Metric,
+    table: pd.DataFrame,
+    notes: Sequence[str],
+    tune: pd.DataFrame,
+    out_dir: Path,
+    pareto_plotly,
+) -> Page:
+    """The one page report.md and report.html both show, section by section.
+
+    Args:
+        results: the experiment's saved results.
+        metric: the ranking metric.
+        table: `stats.strategy_stats` output; tune: `stats.tune_gains` output.
+        notes: `text.build_notes` output.
+        out_dir: the folder holding the PNGs (the page is written beside them).
+        pareto_plotly: the interactive Pareto plot the HTML shows instead of its PNG.
+    """
+    direction = "higher" if metric.higher_is_better else "lower"
+    intro = (
+        f"Experiment {results.location}; ranked by test {metric.label} ({direction} is better). "
+        "Cells: mean ± sd [95% CI] over seeds."
+    )
+    tune_table = Table(tune_display(tune, table), "tune", empty="No tune stage in this experiment.")
+    csv_note = f"{STRATEGIES_CSV} holds the same numbers unrounded (accuracy metrics as fractions)."
+    return Page(
+        title=f"FreezeFrame report: {results.name}",
+        intro=intro,
+        sections=[
+            Section(
+                "Strategies (final stage)", [Table(display_table(table, metric), "strategies")]
+            ),
+            Section("Notes", [Bullets(notes)]),
+            Section("Pareto front", [Figure("Pareto front", out_dir / PARETO_PNG, pareto_plotly)]),
+            Section("Seeds per strategy", [Figure("Seeds per strategy", out_dir / BOXPLOT_PNG)]),
+            Section("Tune stage", [tune_table]),
+            Section(None, [Paragraph(csv_note)]),
+        ],
+    )
+
+
+def log_to_wandb(
+    results: Results,
+    table: pd.DataFrame,
+    out_dir: Path,
+    plotly_fig,
+    metric: str,
+    mode: str,
+    project: str,
+) -> None:
+    """A report run in the experiment's group: the table, the plots. No key is written."""
+    import wandb
+
+    run = wandb.init(
+        project=project,
+        group=results.name,
+        job_type=WANDB_JOB_TYPE,
+        name=f"{WANDB_JOB_TYPE}-{metric}",
+        mode=mode,
+        dir=None if os.environ.get("WANDB_DIR") else str(out_dir),
+        config={"experiment": results.location, "metric": metric},
+        reinit="create_new",
+        settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),
+    )
+    plain = table.astype(object).where(table.notna(), None)
+    run.log(
+        {
+            "strategies": wandb.Table(dataframe=plain),
+            "pareto": wandb.Image(str(out_dir / PARETO_PNG)),
+            "boxplot": wandb.Image(str(out_dir / BOXPLOT_PNG)),
+            "pareto_interactive": wandb.Plotly(plotly_fig),
+        }
+    )
+    run.finish()
+
+
+def build_report(
+    exp_dir: str,
+    metric: str = "test_dice",
+    out_dir: str | None = None,
+    wandb_mode: str = "disabled",
+    wandb_project: str | None = None,
+) -> ReportResult:
+    """Compute, draw and write the report of one experiment.
+
+    Args:
+        exp_dir: the experiment folder: a local path or a URI (s3://, gs://, file://).
+        metric: the test_* column that ranks the strategies and defines the Pareto front.
+        out_dir: where the files go (default: the experiment's report folder, or
+            ./report_<name> for a URI).
+        wandb_mode: online, offline or disabled.
+        wandb_project: the W&B project (default: the config's search.wandb_project).
+
+    Returns:
+        The strategies table, the terminal text and the output folder.
+    """
+    results = load_results(exp_dir)
+    info = stats.get_metric(metric, results.trials)
+    search = results.config.get("search", {})
+    planned = search.get("strategies")
+    table = stats.strategy_stats(results.trials, info, planned, search.get("seeds"))
+    if table.empty:
+        raise ValueError(f"{results.location}: {TRIALS} has no final-stage rows yet")
+    out = Path(out_dir) if out_dir else results.default_out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    notes = build_notes(table, info, results.trials, results.config, results.split)
+    tune = stats.tune_gains(results.trials, planned)
+    table.to_csv(out / STRATEGIES_CSV, index=False)
+
+    plots.save(plots.pareto_figure(table, info), out / PARETO_PNG, out / PARETO_SVG)
+    final = stats.final_trials(results.trials)
+    plots.save(plots.box_figure(table, final, info), out / BOXPLOT_PNG)
+    plotly_fig = plots.plotly_pareto(table, info)
+
+    page = report_page(results, info, table, notes, tune, out, plotly_fig)
+    (out / REPORT_MD).write_text(page.to_markdown(), encoding="utf-8")
+    (out / REPORT_HTML).write_text(page.to_html(), encoding="utf-8")
+    compact = display_table(table, info, compact=True).to_string(index=False)
+    text = "\n".join(
+        [page.title, page.intro, compact, "", *[f"- {n}" for n in notes], f"Files: {out}"]
+    )
+    if wandb_mode != "disabled":
+        project = wandb_project or search.get("wandb_project") or "freezeframe"
+        try:
+            log_to_wandb(results, table, out, plotly_fig, metric, wandb_mode, project)
+        except Exception as err:  # the files are written; W&B only holds a copy of them
+            text += (
+                f"\nW&B logging failed ({type(err).__name__}: {err}); the files above are complete."
+            )
+    return ReportResult(table, text, out, notes, tune)

@@ -1,0 +1,46 @@
+"""What the report reads of one experiment: its saved results, through `search.experiment`.
+
+Only saved files, nothing live, so a finished, a running or a copied experiment reads the same,
+at a local path or a storage URI (s3://, gs://, file://).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from search.experiment import TRIALS, Experiment
+
+
+@dataclass(frozen=True)
+class Results:
+    """One experiment's saved results, as the report uses them."""
+
+    name: str  # the folder's name, not search.name: trial runs use it as their W&B group too
+    location: str  # the folder's URI, as the report shows it
+    trials: pd.DataFrame
+    config: dict  # {} when the experiment has no config
+    split: pd.DataFrame | None  # None when the experiment has no split
+    default_out_dir: Path  # the experiment's report folder, or ./report_<name> for a URI
+
+
+def load_results(location: str) -> Results:
+    """Read the experiment at `location` (a path or a URI).
+
+    Raises:
+        FileNotFoundError: the experiment has no trials table (the search has not started).
+    """
+    experiment = Experiment.at(location)
+    if not experiment.has_trials():
+        shown = str(location).rstrip("/")
+        raise FileNotFoundError(f"no {TRIALS} in {shown} - has the search started there?")
+    return Results(
+        name=experiment.name,
+        location=experiment.uri,
+        trials=experiment.read_trials(),
+        config=experiment.read_config(),
+        split=experiment.read_split(),
+        default_out_dir=experiment.default_report_dir(),
+    )

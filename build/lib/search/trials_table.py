@@ -1,0 +1,141 @@
+"""`trials.csv`: one row per trial, rewritten as trials report, start, fail and finish.
+
+A Ray Tune callback on the driver keeps the rows; each change rewrites the CSV atomically, so
+the file is usable (by the report, by a person) while a search runs. It also prints one
+progress line per finished trial.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+from ray import tune
+
+from search.experiment import Experiment
+from search.spec import FINISHED, RECIPE_KEYS, TrialSpec
+from search.worker import drop_checkpoints
+
+COLUMNS = [
+    "stage",
+    "strategy",
+    "seed",
+    "trial_name",
+    "status",
+    "trainable_params",
+    "total_params",
+    "epochs",
+    "wall_s",
+    "val_dice",
+    "test_dice",
+    "test_iou",
+    "test_pixel_accuracy",
+    "test_hd_mm",
+    "test_hc_abs_diff_mm",
+    *RECIPE_KEYS,
+    "recipe",
+    "retries",
+    "error",
+]
+
+
+class TrialsTable(tune.Callback):
+    """Keeps the experiment's trials table current for one stage.
+
+    Args:
+        experiment: the experiment folder.
+        stage: pretrain, tune or final.
+        expected: how many trials the stage will run (for the progress count).
+    """
+
+    def __init__(self, experiment: Experiment, stage: str, expected: int):
+        self.experiment, self.stage, self.expected = experiment, stage, expected
+        self.rows: dict[str, dict] = {}
+        self.started = time.monotonic()
+
+    def setup(self, **info) -> None:
+        # Rows of other stages (and of this one, on resume) come from the file on disk.
+        self.others = self.experiment.read_trials(COLUMNS)
+        mine = self.others["stage"] == self.stage
+        self.rows = {r["trial_name"]: dict(r) for r in self.others[mine].to_dict("records")}
+        self.others = self.others[~mine]
+        self.started = time.monotonic()
+
+    def _row(self, trial) -> dict:
+        spec = TrialSpec.from_tune_config(trial.config)
+        name = spec.name(trial.trial_id)
+        row = self.rows.setdefault(name, {c: None for c in COLUMNS})
+        row.update(stage=self.stage, strategy=spec.trial.strategy, seed=spec.trial.seed)
+        row.update(trial_name=name, recipe=spec.recipe)
+        row.update({k: getattr(spec.trial, k) for k in RECIPE_KEYS})
+        return row
+
+    def _write(self) -> None:
+        frame = pd.DataFrame(list(self.rows.values()), columns=COLUMNS)
+        frame = pd.concat([self.others, frame], ignore_index=True) if len(self.others) else frame
+        self.experiment.write_trials(frame)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        row = self._row(trial)
+        row["status"] = "running"
+        self._write()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        row = self._row(trial)
+        row["status"] = "running"
+        row["epochs"] = result.get("epoch", row.get("epochs"))
+        if "val_dice" in result:
+            row["val_dice"] = result["val_dice"]
+        if result.get(FINISHED):
+            for key in COLUMNS:
+                if key in result:
+                    row[key] = result[key]
+        self._write()
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        row = self._row(trial)
+        row["retries"] = (row.get("retries") or 0) + 1
+        row["error"] = _error_text(trial)
+        self._write()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        row = self._row(trial)
+        finished = trial.last_result.get(FINISHED, False)
+        row["status"] = "ok" if finished else "stopped_early"
+        if finished:
+            row["error"] = None
+        else:  # a trial ASHA stopped will not resume: its checkpoints are dead weight
+            drop_checkpoints(self.experiment, self.stage, row["trial_name"])
+        self._write()
+        self._progress(row)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        row = self._row(trial)
+        row["status"] = "failed"
+        row["error"] = _error_text(trial)
+        self._write()
+        self._progress(row)
+
+    def _progress(self, row: dict) -> None:
+        done = sum(r["status"] in ("ok", "failed", "stopped_early") for r in self.rows.values())
+        metric = "test_dice" if self.stage == "final" else "val_dice"
+        value = row.get(metric)
+        shown = f"{metric} {value:.4f}" if isinstance(value, float) and value == value else ""
+        elapsed = time.monotonic() - self.started
+        print(
+            f"[{self.stage} {done}/{self.expected} {elapsed:5.0f}s] {row['trial_name']}: "
+            f"{row['status']} {shown}",
+            flush=True,
+        )
+
+
+def _error_text(trial) -> str | None:
+    path = getattr(trial, "error_file", None)
+    try:
+        if path:
+            with open(path) as f:
+                lines = [line for line in f.read().strip().splitlines() if line.strip()]
+            return lines[-1][:500] if lines else None
+    except OSError:
+        pass
+    return "trial failed (see Ray's error file)"

@@ -1,0 +1,96 @@
+"""W&B without leaking the API key: one run per trial, started inside the trial's own process.
+
+Why not Ray's `WandbLoggerCallback`: it pickles `api_key` into the experiment state
+(`tuner.pkl`), and starts logging actors on the head node for every running trial. Why not a
+`runtime_env` env var: Ray's runtime-env agent writes it into its log. Here the driver keeps the
+key in the memory of one named actor; a trial asks that actor for it, sets it in its own
+process environment only, and W&B runs in that process (on the trial's node).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import netrc
+import os
+
+import ray
+
+from search.spec import WandbSettings
+
+SECRET_ACTOR = "freezeframe_wandb_key"
+
+
+def local_wandb_key() -> str | None:
+    """The key this machine is logged in with: WANDB_API_KEY, else `wandb login`'s netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return os.environ["WANDB_API_KEY"]
+    try:
+        auth = netrc.netrc().authenticators("api.wandb.ai")
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return None
+    return auth[2] if auth else None
+
+
+@ray.remote(num_cpus=0)
+class _KeyHolder:
+    def __init__(self):
+        self._key = None
+
+    def set(self, value: str) -> None:
+        self._key = value
+
+    def get(self) -> str | None:
+        return self._key
+
+
+_holder = None  # the driver keeps a handle so the actor lives as long as the driver
+
+
+def share_key(key: str | None) -> None:
+    """Driver side: hold the key in a named actor's memory for the trials to fetch."""
+    global _holder
+    if key:
+        _holder = _KeyHolder.options(name=SECRET_ACTOR, get_if_exists=True).remote()
+        ray.get(_holder.set.remote(key))
+
+
+def fetch_key() -> str | None:
+    """Trial side: the key the driver shared, or None."""
+    try:
+        return ray.get(ray.get_actor(SECRET_ACTOR).get.remote())
+    except ValueError:  # no such actor: nothing was shared
+        return None
+
+
+def start_run(settings: WandbSettings, stage: str, name: str, config: dict):
+    """One W&B run for one trial (None when disabled).
+
+    Args:
+        settings: mode, project, group, dir (from the trial's spec).
+        stage: the W&B job type.
+        name: the trial name.
+        config: the resolved trial config plus trainable parameters.
+    """
+    if settings.mode == "disabled":
+        return None
+    import wandb
+
+    if settings.mode == "online" and "WANDB_API_KEY" not in os.environ:
+        key = fetch_key()
+        if key:
+            os.environ["WANDB_API_KEY"] = key  # this process only; never written to disk
+    # A retried or resumed trial continues its own run instead of starting a second one.
+    run_id = hashlib.sha1(f"{settings.group}/{name}".encode()).hexdigest()[:16]
+    return wandb.init(
+        id=run_id,
+        resume="allow",
+        project=settings.project,
+        group=settings.group,
+        job_type=stage,
+        name=name,
+        dir=settings.dir,
+        mode=settings.mode,
+        config=config,
+        reinit="create_new",
+        settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),
+    )

@@ -1,0 +1,38 @@
+"""One way to write a file so that readers see the whole old file or the whole new one.
+
+Used for every file a reader may open while it is being written: checkpoints (torch.save), the
+array cache (.npz), CSVs, the experiment folder's small files on a local path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+
+@contextmanager
+def atomic_output(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a private temporary file beside `path`; rename it into place when the block ends.
+
+    Concurrent writers (trials sharing a node) each get their own temporary file, and the last
+    rename wins with a complete file. On an exception the temporary file is removed and `path`
+    is left as it was.
+
+    Args:
+        path: the file to (re)write; its folder is created.
+        mode: 'wb' or 'w' (text, newline='' so the csv module controls line endings).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,219 @@
+"""The one typed model of a trial's settings, and how YAML files and `--set` overrides reach it.
+
+Defaults live here; `configs/*.yaml` list only what differs. A config file has up to two
+sections: `trial:` (validated here) and `search:` (validated by the search service, which
+`trainables` never imports). Unknown keys and wrong types fail with the key's name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the file and key."""
+
+
+def shipped_config(name: str) -> Path:
+    """A file of the project's `configs/` folder, in a checkout or an installed package.
+
+    A checkout (or an editable install) reads `configs/` beside the packages; a built wheel
+    ships the same files as the package `freezeframe_configs` (pyproject.toml maps it).
+    """
+    checkout = Path(__file__).resolve().parents[1] / "configs" / name
+    if checkout.is_file():
+        return checkout
+    import importlib.util
+
+    spec = importlib.util.find_spec("freezeframe_configs")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    raise ConfigError(f"configs/{name} is neither in this checkout nor in the installed package")
+
+
+# Median radial gap, in original-image pixels, between the pixel-edge boundary of the HC18 filled
+# masks and the ellipse their reference HC describes (799 training masks; std 0.035 px). A
+# network trained on those masks learns the same outset; see trainables/hc.py.
+HC18_MASK_OUTSET_PX = 1.58
+
+
+class TrialConfig(BaseModel):
+    """Everything one trial needs. Field docs are the reference for `--set key=value`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # What trains. The strategy table (trainables/strategies.py) picks the network.
+    strategy: str = Field("decoder", description="fine-tuning strategy (see strategies --json)")
+    seed: int = Field(0, description="seeds torch/numpy once at trial start; also the run name")
+    encoder_weights: str = Field(
+        "imagenet",
+        description="'imagenet' (smp download), 'none', or a checkpoint path (U-Net or encoder)",
+    )
+    train_head: bool = Field(False, description="also train the segmentation head")
+    bn_update_frozen: bool | None = Field(
+        None,
+        description="frozen BatchNorm layers keep updating running stats; None = strategy's choice",
+    )
+
+    bn_momentum: float | None = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="BatchNorm running-stat momentum (0.1 = PyTorch's and the paper's); "
+        "null = cumulative average, for short runs from random weights",
+    )
+
+    # Data.
+    data_dir: str | None = Field(None, description="HC18-layout folder; None = shipped sample")
+    image_size: int = Field(512, ge=32, description="square side the images are resized to")
+    max_images: int | None = Field(None, ge=3, description="use only the first N images")
+    split: Literal["file", "random", "grouped"] = Field(
+        "grouped", description="grouped by exam prefix; 'file' reads split_file (paper's split)"
+    )
+    split_file: str | None = Field(None, description="CSV filename,split for split='file'")
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int = 0
+    hc_mask_outset_px: float = Field(
+        HC18_MASK_OUTSET_PX,
+        ge=0,
+        description="how far the data's masks reach beyond the head ellipse, in original pixels; "
+        "subtracted when HC is measured (1.58 for HC18's filled masks, 0 for exact masks such "
+        "as the synthetic generator's)",
+    )
+    cache_dir: str | None = Field(
+        None, description="resized-array cache; None = $FREEZEFRAME_CACHE or ~/.cache/freezeframe"
+    )
+
+    # Augmentation (the paper's): rotation, flips. Applied to training batches only.
+    rotate_deg: float = Field(25.0, ge=0, le=180)
+    hflip_p: float = Field(0.5, ge=0, le=1)
+    vflip_p: float = Field(0.1, ge=0, le=1)
+    augment_backend: Literal["auto", "albumentations", "torch"] = Field(
+        "auto", description="auto = torch on the GPU, albumentations on the CPU"
+    )
+
+    # Optimisation: Adam with a per-epoch decay schedule.
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(10, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    lr_schedule: Literal["none", "exponential", "step", "cosine"] = "exponential"
+    lr_gamma: float = Field(0.9, gt=0, le=1, description="exponential/step decay factor")
+    lr_step_size: int = Field(5, ge=1, description="epochs per step for lr_schedule='step'")
+    lr_min: float = Field(0.0, ge=0, description="cosine floor")
+    loss: Literal["bce", "dice_bce"] = "bce"
+    weight_decay: float = Field(0.0, ge=0)
+
+    # Execution.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on the CPU")
+    channels_last: bool = True
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        "off",
+        description="torch.compile the network for training and evaluation (reduce-overhead = "
+        "CUDA graphs on a GPU). Off by default: on a 2-core CPU at 128 px it took 45 s to "
+        "compile and trained 10% slower; not yet measured on a GPU (README, Performance)",
+    )
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = all cores")
+    eval_batch_size: int = Field(20, ge=1)
+    checkpoint_every: int = Field(1, ge=1, description="epochs between resumable checkpoints")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrialConfig:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must be < 1")
+        return self
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.strategy}__seed{self.seed}"
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """Turn ['lr=3e-4', 'epochs=2'] into a dict, values parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        # YAML scalars, plus Python's spelling of null that users type by habit.
+        out[key.strip()] = None if raw in ("", "None") else yaml.safe_load(raw)
+    return out
+
+
+def read_config_file(path: str | Path | None) -> dict[str, Any]:
+    """Read a YAML config file into {'trial': {...}, 'search': {...}}; empty dict for None."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'trial:' and/or 'search:' sections")
+    unknown = set(data) - {"trial", "search"}
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown top-level key(s) {sorted(unknown)}; valid: ['search', 'trial']"
+        )
+    for section in ("trial", "search"):
+        if data.get(section) is None:
+            data[section] = {}
+        elif not isinstance(data[section], dict):
+            raise ConfigError(f"{path}: '{section}' must be a mapping")
+    return data
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(config)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def resolve_trial_config(
+    values: dict[str, Any], source: str = "config", **overrides: Any
+) -> TrialConfig:
+    """Validate trial settings; errors name the source and each bad key."""
+    merged = {**values, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        cfg = TrialConfig(**merged)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+    from trainables.strategies import STRATEGIES  # local: strategies imports torch
+
+    if cfg.strategy not in STRATEGIES:
+        raise ConfigError(
+            f"{source}: strategy: unknown strategy {cfg.strategy!r}; valid: {sorted(STRATEGIES)}"
+        )
+    if cfg.encoder_weights not in ("imagenet", "none") and not Path(cfg.encoder_weights).is_file():
+        raise ConfigError(
+            f"{source}: encoder_weights: {cfg.encoder_weights!r} is neither 'imagenet', 'none' "
+            "nor an existing checkpoint file"
+        )
+    if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
+        raise ConfigError(f"{source}: data_dir: {cfg.data_dir!r} is not a folder")
+    return cfg
+
+
+def load_trial_config(
+    path: str | Path | None, sets: list[str] | None = None, **overrides: Any
+) -> TrialConfig:
+    """Config file's `trial:` section, then `--set` pairs, then explicit CLI overrides."""
+    section = read_config_file(path).get("trial", {})
+    source = str(path) if path else "defaults"
+    return resolve_trial_config({**section, **parse_overrides(sets)}, source, **overrides)
+
+
+def dump_config(cfg: BaseModel, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,77 @@
+"""Helpers several test modules share: tiny study settings, a study run as its own process,
+waiting on its trials table. (Fixtures live in conftest.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+RUN_PY = Path(__file__).resolve().parents[1] / "search" / "run.py"
+# A study small enough for a test: no W&B, 32 px images, batches of 4 (the shipped sample).
+TINY = ["--wandb", "disabled", "--set", "trial.image_size=32", "--set", "trial.batch_size=4"]
+
+
+class Study:
+    """`python search/run.py ARGS` in its own process group, joined to one Ray cluster."""
+
+    def __init__(self, address: str, workdir: Path, args: list[str], log_name: str):
+        env = {
+            **os.environ,
+            "RAY_ADDRESS": address,  # never any other Ray instance on this machine
+            "RAY_AUTH_MODE": "disabled",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.log_path = workdir / log_name
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(RUN_PY), *args],
+                cwd=workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: kill() reaches only it
+            )
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"study still running after {timeout} s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_for_trials(study: Study, experiment: Path, condition, timeout: float) -> pd.DataFrame:
+    """Poll `trials.csv` (rewritten atomically) until `condition(trials)`; return that table."""
+    csv = experiment / "trials.csv"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if study.proc.poll() is not None:
+            pytest.fail(f"study exited ({study.proc.returncode}) too early:\n{study.log_tail()}")
+        if csv.exists():
+            trials = pd.read_csv(csv)
+            if len(trials) and condition(trials):
+                return trials
+        time.sleep(0.1)
+    study.kill()
+    pytest.fail(f"trials.csv never reached the awaited state in {timeout} s:\n{study.log_tail()}")
+
+
+def read_result(experiment: Path, stage: str, trial_name: str) -> dict:
+    return json.loads((experiment / "results" / stage / f"{trial_name}.json").read_text())

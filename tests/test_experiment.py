@@ -1,0 +1,125 @@
+"""The driver-trial contract and the experiment folder's layout: one typed spec, validated on
+both sides; every path of the experiment folder spelled in one module."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from search.config import load_config
+from search.experiment import Experiment
+from search.spec import TrialSpec
+from search.stages.common import StageRunner
+
+REPO = Path(__file__).resolve().parents[1]
+# Fragments of the experiment folder's paths (search/experiment.py names them all).
+LAYOUT_FRAGMENTS = (
+    "config.yaml",
+    "split.csv",
+    "trials.csv",
+    "best_recipes",
+    "results/",
+    "checkpoints/",
+    "pretrain/encoder",
+    "optuna.db",
+)
+
+
+@pytest.fixture
+def runner(tmp_path) -> StageRunner:
+    cfg = load_config(None, ["search.strategies=[decoder]", "search.seeds=[0]"])
+    return StageRunner(cfg, Experiment(str(tmp_path), "x"), "disabled")
+
+
+def test_a_spec_survives_the_trip_to_the_trial(runner):
+    spec = runner.spec("final", strategy="decoder_4", seed=3, recipe="best", lr=0.003)
+    received = TrialSpec.from_tune_config({"spec": spec.to_param()})
+    assert received == spec
+    assert received.name("abc") == "decoder_4__seed3"  # final trials: no trial id
+    assert received.trial.lr == 0.003 and received.recipe == "best"
+
+
+def test_a_tune_proposal_completes_the_spec(runner):
+    spec = runner.spec("tune", strategy="decoder")
+    proposed = TrialSpec.from_tune_config(
+        {"spec": spec.to_param(), "lr": 0.01, "lr_schedule": "cosine"}
+    )
+    assert (proposed.trial.lr, proposed.trial.lr_schedule) == (0.01, "cosine")
+    assert proposed.recipe == "optuna" and proposed.name("t1") == "decoder__seed0__t1"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda p: p.update(stagee="tune"), "stagee"),
+        (lambda p: p["trial"].update(epochs="two"), "trial.epochs"),
+        (lambda p: p["wandb"].pop("mode"), "wandb.mode"),
+        (lambda p: p.update(recipe="guess"), "recipe"),
+    ],
+)
+def test_a_wrong_field_fails_on_the_trial_side_with_its_name(runner, change, field):
+    param = runner.spec("final").to_param()
+    change(param)
+    with pytest.raises(ValidationError) as caught:
+        TrialSpec.from_tune_config({"spec": param})
+    assert field in str(caught.value)
+
+
+def test_a_wrong_field_fails_on_the_driver_side_with_its_name(runner):
+    with pytest.raises(ValidationError, match="lr_schedule"):
+        runner.spec("final", lr_schedule="linear")
+    with pytest.raises(ValidationError, match="learning_rate"):
+        runner.spec("final", learning_rate=0.1)
+
+
+def _string_literals(path: Path) -> list[tuple[int, str]]:
+    """String constants of a module that are not docstrings (f-string parts included)."""
+    tree = ast.parse(path.read_text())
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+def test_no_module_but_the_layout_spells_a_path_of_the_experiment_folder():
+    offenders = []
+    for path in sorted((REPO / "search").rglob("*.py")):
+        if path.name == "experiment.py":
+            continue
+        for line, text in _string_literals(path):
+            offenders += [
+                f"{path.relative_to(REPO)}:{line}: {text!r}"
+                for fragment in LAYOUT_FRAGMENTS
+                if fragment in text
+            ]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_layout_check_would_catch_a_literal(tmp_path):
+    sample = tmp_path / "m.py"
+    sample.write_text('"""Docs may say trials.csv."""\nX = f"results/{1}/x.json"\n')
+    assert [text for _, text in _string_literals(sample)] == ["results/", "/x.json"]
+
+
+def test_experiment_paths_are_named_once(tmp_path):
+    experiment = Experiment(str(tmp_path), "exp")
+    assert experiment.result("final", "decoder__seed0") == "results/final/decoder__seed0.json"
+    assert experiment.checkpoint("tune", "t", "best.pt") == "checkpoints/tune/t/best.pt"
+    with pytest.raises(ValueError, match="unknown checkpoint file 'model.pt'"):
+        experiment.checkpoint("tune", "t", "model.pt")
+    experiment.write_result("final", "a", {"x": 1})
+    assert experiment.results("final") == [{"x": 1}]
+    assert Experiment.at(tmp_path / "exp").uri == experiment.uri
+    assert Experiment.at(f"file://{tmp_path}/exp/").uri == f"file://{tmp_path}/exp"

@@ -1,0 +1,103 @@
+"""An installation without the checkout: every package is in the wheel, and the embedded default
+config and the paper's split ship inside it (configs/ as the package `freezeframe_configs`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import tomllib
+from helpers import RUN_PY, TINY
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_folder_of_the_checkout_is_listed_for_the_wheel():
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for top in ("search", "trainables")
+        for init in (REPO / top).rglob("__init__.py")
+    }
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+    assert "freezeframe_configs" in listed
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A fresh venv with FreezeFrame installed from a built wheel (not editable). Its other
+    dependencies come from this test's environment through a .pth line, so nothing is
+    downloaded; that path comes after the venv's own site-packages, so the wheel's copy wins."""
+    root = tmp_path_factory.mktemp("installed")
+    wheels = root / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+        + ["-w", str(wheels), str(REPO)],
+        check=True,
+        capture_output=True,
+        cwd=root,
+    )
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    outer = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+    (site / "outer_environment.pth").write_text(outer + "\n")
+    wheel = next(wheels.glob("freezeframe-*.whl"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
+        + ["-q", "--no-deps", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    return venv
+
+
+def run_installed(venv: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env |= {"RAY_ADDRESS": "local", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    return subprocess.run(
+        [str(venv / "bin" / "python"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_a_wheel_install_finds_the_default_config_and_the_paper_split(installed, tmp_path):
+    probe = run_installed(
+        installed,
+        [
+            "-c",
+            "import search.config as c, trainables.splits as s; "
+            "print(c.DEFAULT_CONFIG); print(s.PAPER_SPLIT_CSV); "
+            "print(len(s.read_split_csv(s.PAPER_SPLIT_CSV)))",
+        ],
+        tmp_path,
+    )
+    assert probe.returncode == 0, probe.stderr
+    default, split, count = probe.stdout.split()
+    assert Path(default).is_relative_to(installed) and Path(default).name == "demo.yaml"
+    assert Path(split).is_relative_to(installed) and count == "999"
+
+    shutil.copy(RUN_PY, tmp_path / "run.py")  # as `ray submit` ships it: the script alone
+    shown = run_installed(installed, ["run.py", "--help"], tmp_path)
+    assert shown.returncode == 0 and "configs/demo.yaml" in shown.stdout, shown.stderr
+
+    args = ["run.py", "--storage", "runs", "--name", "wheel", "--stages", "final"]
+    args += ["--set", "search.strategies=[decoder]", "--set", "search.seeds=[0]"]
+    args += ["--set", "trial.epochs=1", *TINY]
+    done = run_installed(installed, args, tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    trials = pd.read_csv(tmp_path / "runs" / "wheel" / "trials.csv")
+    assert list(trials.status) == ["ok"]
+    assert "FreezeFrame report: wheel" in done.stdout
