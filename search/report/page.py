@@ -4,12 +4,14 @@ A `Page` is a title, an intro and an ordered list of sections; a section is an o
 heading and its blocks: a `Table`, `Bullets`, a `Figure` or a `Paragraph`. Both renderers walk
 the same sections, so the two files cannot drift apart. The HTML needs no network: plotly's JS
 is inline and PNGs are embedded as base64; the Markdown links the PNGs written beside it.
+Text (the intro, bullets, paragraphs) is Markdown: its code spans and bold become HTML.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,32 @@ _STYLE = (
     "body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
     "padding:3px 6px;text-align:left}th{background:#f2f2f2}li{margin:.3em 0}"
+    "code{background:#f2f2f2;padding:0 3px;border-radius:3px}"
 )
+
+
+# A code span: a run of backticks, then anything up to the same run (CommonMark); or **bold**.
+_INLINE = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)|\*\*(?=\S)(.+?)(?<=\S)\*\*", re.S)
+
+
+def inline_html(text: str) -> str:
+    """Markdown inline text as HTML: code spans -> <code>, **bold** -> <strong>; the rest escaped.
+
+    The notes and paragraphs use no other Markdown; anything else shows as written.
+    """
+    parts, end = [], 0
+    for match in _INLINE.finditer(text):
+        parts.append(html.escape(text[end : match.start()]))
+        code, strong = match.group(2), match.group(3)
+        if code is not None:
+            if code.startswith(" ") and code.endswith(" ") and code.strip():
+                code = code[1:-1]  # CommonMark strips one space each side: `` `x` `` -> `x`
+            parts.append(f"<code>{html.escape(code)}</code>")
+        else:
+            parts.append(f"<strong>{inline_html(strong)}</strong>")
+        end = match.end()
+    parts.append(html.escape(text[end:]))
+    return "".join(parts)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -61,7 +88,7 @@ class Bullets:
         return "\n".join(f"- {item}" for item in self.items)
 
     def to_html(self) -> str:
-        return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in self.items) + "</ul>"
+        return "<ul>" + "".join(f"<li>{inline_html(item)}</li>" for item in self.items) + "</ul>"
 
 
 @dataclass(frozen=True)
@@ -94,7 +121,7 @@ class Paragraph:
         return self.text
 
     def to_html(self) -> str:
-        return f"<p>{html.escape(self.text)}</p>"
+        return f"<p>{inline_html(self.text)}</p>"
 
 
 Block = Table | Bullets | Figure | Paragraph
@@ -121,7 +148,7 @@ class Page:
         return "\n\n".join(parts) + "\n"
 
     def to_html(self) -> str:
-        body = [f"<h1>{html.escape(self.title)}</h1><p>{html.escape(self.intro)}</p>"]
+        body = [f"<h1>{html.escape(self.title)}</h1><p>{inline_html(self.intro)}</p>"]
         for section in self.sections:
             if section.heading is not None:
                 body.append(f"<h2>{html.escape(section.heading)}</h2>")

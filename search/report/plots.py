@@ -1,5 +1,5 @@
-"""The report's figures: the Pareto plot (matplotlib PNG/SVG and an interactive plotly one) and
-the per-strategy box plot of seeds.
+"""The report's figures: the Pareto plot (matplotlib PNG/SVG; `interactive` draws the plotly one)
+and the per-strategy box plot of seeds.
 
 All take the table of `search.report.stats.strategy_stats`; sizes are for a paper column pair
 (7 in wide, 9-10 pt text at 300 dpi), so the files can be pasted as they are.
@@ -7,7 +7,6 @@ All take the table of `search.report.stats.strategy_stats`; sizes are for a pape
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
-from search.report.labels import LABEL_SIZE, label_spots, obstacles  # noqa: E402
+from search.report.labels import LABEL_SIZE, LEADER_MIN_PT, label_spots, obstacles  # noqa: E402
 from search.report.stats import Metric  # noqa: E402
 
 FRONT_COLOR = "#1f5fa8"
@@ -67,9 +66,18 @@ def front_steps(points: pd.DataFrame) -> pd.DataFrame:
     return points[points["optimal"]].sort_values("params")
 
 
+def limits(points: pd.DataFrame) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(x, y) axis limits of a Pareto plot, y as (low, high) before any reversal."""
+    low, high = points["params"].min(), points["params"].max()
+    y_low = np.nanmin([points["low"].min(), points["mean"].min()])
+    y_high = np.nanmax([points["high"].max(), points["mean"].max()])
+    pad = max(y_high - y_low, abs(points["mean"].mean()) * 0.01, 1e-3) * 0.15
+    return (low / 2.5, high * 2.5), (y_low - pad, y_high + pad)
+
+
 def _draw_labels(ax, points: pd.DataFrame, avoid: list) -> None:
     """Each strategy's name at the spot `label_spots` chose; far ones get a leader line."""
-    for i, text, (dx, dy) in label_spots(ax, points, avoid):
+    for i, text, (dx, dy), _, _ in label_spots(ax, points, avoid):
         point = points.loc[i]
         ax.annotate(
             text,
@@ -82,7 +90,7 @@ def _draw_labels(ax, points: pd.DataFrame, avoid: list) -> None:
             color=FRONT_COLOR if point["optimal"] else "#333333",
             arrowprops=(
                 {"arrowstyle": "-", "color": "#999999", "lw": 0.6, "shrinkA": 0, "shrinkB": 4}
-                if max(abs(dx), abs(dy)) > 10
+                if max(abs(dx), abs(dy)) > LEADER_MIN_PT
                 else None
             ),
         )
@@ -131,16 +139,9 @@ def pareto_figure(table: pd.DataFrame, metric: Metric):
     if (points["n"] == 1).any():
         ax.plot([], [], "o", mfc="white", mec="#555555", label="one seed: no interval")
     ax.set_xscale("log")
-    low, high = points["params"].min(), points["params"].max()
-    ax.set_xlim(low / 2.5, high * 2.5)
-    spread = np.nanmax([points["high"].max(), points["mean"].max()]) - np.nanmin(
-        [points["low"].min(), points["mean"].min()]
-    )
-    pad = max(spread, abs(points["mean"].mean()) * 0.01, 1e-3) * 0.15
-    ax.set_ylim(
-        np.nanmin([points["low"].min(), points["mean"].min()]) - pad,
-        np.nanmax([points["high"].max(), points["mean"].max()]) + pad,
-    )
+    x_lim, y_lim = limits(points)
+    ax.set_xlim(*x_lim)
+    ax.set_ylim(*y_lim)
     if not metric.higher_is_better:
         ax.invert_yaxis()  # "better" stays up, so the front reads the same way for every metric
     ax.xaxis.set_major_locator(LogLocator(base=10))
@@ -232,58 +233,3 @@ def save(fig, *paths: Path) -> None:
     for path in paths:
         fig.savefig(path, dpi=DPI)
     plt.close(fig)
-
-
-def plotly_pareto(table: pd.DataFrame, metric: Metric):
-    """The interactive Pareto plot for the HTML report and W&B (hover shows n and the CI)."""
-    import plotly.graph_objects as go
-
-    points = plotted(table, metric)
-    fig = go.Figure()
-    front = front_steps(points)
-    fig.add_trace(
-        go.Scatter(
-            x=front["params"],
-            y=front["mean"],
-            mode="lines",
-            line={"shape": "hv", "dash": "dash", "color": FRONT_COLOR},
-            name="Pareto front (on means)",
-            hoverinfo="skip",
-        )
-    )
-    for optimal, group in points.groupby("optimal"):
-        ci = [
-            "n=1, no interval" if math.isnan(lo) else f"[{lo:.2f}, {hi:.2f}]"
-            for lo, hi in zip(group["low"], group["high"], strict=True)
-        ]
-        fig.add_trace(
-            go.Scatter(
-                x=group["params"],
-                y=group["mean"],
-                mode="markers+text",
-                text=group["strategy"],
-                textposition="top center",
-                customdata=np.column_stack([group["n"], ci]),
-                hovertemplate="<b>%{text}</b><br>trainable %{x:,}<br>mean %{y:.3f}"
-                "<br>95% CI %{customdata[1]}<br>n=%{customdata[0]}<extra></extra>",
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": (group["high"] - group["mean"]).fillna(0),
-                    "arrayminus": (group["mean"] - group["low"]).fillna(0),
-                },
-                marker={
-                    "size": 10,
-                    "color": FRONT_COLOR if optimal else DOMINATED_COLOR,
-                    # hollow = one seed, no interval (as in the PNG)
-                    "symbol": ["circle-open" if n == 1 else "circle" for n in group["n"]],
-                },
-                name="Pareto-optimal" if optimal else "dominated",
-            )
-        )
-    fig.update_xaxes(type="log", title="Trainable parameters (log scale; fewer is better)")
-    fig.update_yaxes(
-        title=axis_label(metric), autorange="reversed" if not metric.higher_is_better else True
-    )
-    fig.update_layout(template="plotly_white", height=480, margin={"t": 30})
-    return fig
