@@ -1,5 +1,6 @@
 """Segmentation metrics against hand-computed masks, the seed paper's pooled variants,
-Hausdorff distances in mm (with non-uniform resizes), and HC through the accumulator."""
+Hausdorff distances and their 95th percentile in mm (with non-uniform resizes), HC through the
+accumulator, raw and post-processed scores of one evaluation, and the HC failure rate."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import pytest
 import torch
 
 from trainables.config import HC18_MASK_OUTSET_PX
+from trainables.distances import boundary_distances_mm, hausdorff_mm
 from trainables.hc import ramanujan_perimeter
 from trainables.metrics import (
     MetricAccumulator,
     batch_pooled_scores,
-    hausdorff_mm,
+    hc_error_summary,
+    hc_failed,
     per_image_scores,
 )
 
@@ -222,3 +225,77 @@ def test_overlap_only_accumulator_skips_shape_metrics_but_agrees_on_overlap():
     assert "hd_mm" in full_result and "hd_mm" not in quick_result
     for key in ("dice", "iou", "pixel_accuracy", "paper_dice", "n_images"):
         assert quick_result[key] == full_result[key]
+
+
+def test_hd95_ignores_the_few_far_pixels_that_set_the_hausdorff_distance():
+    truth = square(40, 10, 10)  # 36 boundary pixels
+    pred = truth.copy()
+    pred[35, 35] = True  # one stray pixel: 36 + 1 pred boundary points, 1 of 73 distances > 0
+    distances = boundary_distances_mm(pred, truth, 0.5, (1.0, 1.0))
+    assert distances["hd_mm"] == pytest.approx(math.hypot(16, 16) * 0.5)  # to corner (19, 19)
+    assert distances["hd95_mm"] == 0
+    empty = np.zeros_like(truth)
+    diagonal = math.hypot(40, 40) * 0.5
+    assert boundary_distances_mm(empty, truth, 0.5, (1.0, 1.0)) == {
+        "hd_mm": pytest.approx(diagonal),
+        "hd95_mm": pytest.approx(diagonal),
+    }
+
+
+def test_raw_and_postprocessed_scores_come_from_one_evaluation():
+    truth = square(40, 10, 10)
+    pred = truth.copy()
+    pred[30:34, 30:34] = True  # a 4x4 blob apart from the head: 116 predicted pixels
+    scale = np.ones((1, 2))
+    accumulator = MetricAccumulator(hc_mask_outset_px=0.0, postprocess="largest")
+    accumulator.update(pred[None], truth[None], [0.5], scale, filenames=["a.png"])
+    result = accumulator.compute()
+    assert result["raw_dice"] == pytest.approx(2 * 100 / (116 + 100))
+    assert result["dice"] == pytest.approx(1.0)  # the blob is gone
+    # Raw: the blob's far corner (33, 33) is 14 px from the square's corner (19, 19).
+    assert result["raw_hd_mm"] == pytest.approx(math.hypot(14, 14) * 0.5)
+    assert result["hd_mm"] == 0 and result["hd95_mm"] == 0
+    row = accumulator.per_image_rows()[0]
+    assert {"raw_dice", "raw_hd95_mm", "raw_hc_abs_diff_mm", "ref_semi_axes_a_mm"} <= set(row)
+    assert row["center_x_mm"] == pytest.approx(row["ref_center_x_mm"])  # same mask, same fit
+    unchanged = MetricAccumulator(hc_mask_outset_px=0.0)  # postprocess none: raw == output
+    unchanged.update(pred[None], truth[None], [0.5], scale)
+    same = unchanged.compute()
+    assert same["raw_dice"] == same["dice"] == result["raw_dice"]
+    with pytest.raises(ValueError, match="unknown postprocess 'convex'"):
+        MetricAccumulator(0.0, postprocess="convex")
+
+
+def test_failure_rate_counts_empty_predictions_whatever_the_threshold():
+    truth = exact_ellipse(100, 100, 50, 50, 30, 20, 0)
+    larger = exact_ellipse(100, 100, 50, 50, 36, 20, 0)  # ~17 % longer perimeter
+    empty = np.zeros_like(truth)
+    pred, target = np.stack([truth, larger, empty]), np.stack([truth, truth, truth])
+    scale = np.ones((3, 2))
+    for hc_fail_mm, failures in ((10.0, 2), (1e6, 1)):  # an empty mask fails at any threshold
+        accumulator = MetricAccumulator(0.0, hc_fail_mm=hc_fail_mm)
+        accumulator.update(pred, target, [1.0] * 3, scale)
+        result = accumulator.compute()
+        assert result["hc_fail_rate"] == pytest.approx(failures / 3)
+        assert result["raw_hc_fail_rate"] == result["hc_fail_rate"]
+        assert result["hc_fail_mm"] == hc_fail_mm
+    rows = accumulator.per_image_rows()
+    # The bias is over measured heads only; the empty prediction has no signed error.
+    assert math.isnan(rows[2]["hc_signed_diff_mm"])
+    assert result["hc_signed_diff_mm"] == pytest.approx(rows[1]["hc_signed_diff_mm"] / 2)
+    assert rows[1]["hc_signed_diff_mm"] > 10
+
+
+def test_hc_error_summary_by_hand():
+    # Errors 1, 2, 3, 4 and 30 mm plus an empty prediction (error = its reference HC, 180 mm).
+    abs_diff = [1.0, 2.0, 3.0, 4.0, 30.0, 180.0]
+    signed = [1.0, -2.0, 3.0, -4.0, 30.0, math.nan]
+    pred = [181.0, 178.0, 183.0, 176.0, 210.0, math.nan]
+    summary = hc_error_summary(abs_diff, signed, pred, hc_fail_mm=10.0)
+    assert summary["hc_abs_diff_mm"] == pytest.approx(220 / 6)
+    assert summary["hc_abs_diff_mm_median"] == pytest.approx(3.5)
+    # P90 of 6 values, linear interpolation: position 0.9 * 5 = 4.5, between 30 and 180.
+    assert summary["hc_abs_diff_mm_p90"] == pytest.approx(105.0)
+    assert summary["hc_signed_diff_mm"] == pytest.approx(28 / 5)
+    assert summary["hc_fail_rate"] == pytest.approx(2 / 6)
+    assert hc_failed(abs_diff, pred, 1e9).tolist() == [False] * 5 + [True]

@@ -125,6 +125,38 @@ def to_original_xy(points_xy: np.ndarray, scale_xy: Sequence[float]) -> np.ndarr
     return (points_xy + 0.5) * scale - 0.5
 
 
+def fit_ellipse_px(
+    mask: np.ndarray, scale_xy: Sequence[float] = (1.0, 1.0)
+) -> tuple[float, float, float, float, float] | None:
+    """Largest connected component -> its outer pixel-edge boundary -> cv2.fitEllipse.
+
+    Args:
+        mask: HxW bool (or 0/nonzero) head mask, possibly a resized version of the image.
+        scale_xy: (sx, sy) original pixels per mask pixel; (1, 1) fits in the mask's own frame.
+    Returns:
+        (centre x, centre y, semi-major a, semi-minor b, angle of a in [0, pi)) in pixels of
+        the frame `scale_xy` maps to, or None when the mask is empty, the component has fewer
+        than 5 contour points or the fit degenerates.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be HxW, got shape {mask.shape}")
+    found = _largest_component_filled(mask != 0)
+    if found is None:
+        return None
+    filled, x_offset, y_offset = found
+    points = boundary_edge_points(filled) + (x_offset, y_offset)
+    points = to_original_xy(points, scale_xy)
+    (cx, cy), (width, height), angle_deg = cv2.fitEllipse(points.astype(np.float32))
+    # cv2's `width` axis lies along `angle`; make a the semi-major axis along angle_rad.
+    semi_a, semi_b, angle = width / 2, height / 2, math.radians(angle_deg)
+    if semi_a < semi_b:
+        semi_a, semi_b, angle = semi_b, semi_a, angle + math.pi / 2
+    if not all(map(math.isfinite, (cx, cy, semi_a, semi_b))) or semi_b <= 0:
+        return None
+    return float(cx), float(cy), float(semi_a), float(semi_b), angle % math.pi
+
+
 def measure_mask(
     mask: np.ndarray,
     pixel_size_mm: float,
@@ -145,22 +177,12 @@ def measure_mask(
         The ellipse in mm (conventions: module docstring), or None when the mask is empty, the
         component is too small to fit (< 5 contour points) or the fit degenerates.
     """
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be HxW, got shape {mask.shape}")
-    found = _largest_component_filled(mask != 0)
-    if found is None:
+    fit = fit_ellipse_px(mask, scale_xy)
+    if fit is None:
         return None
-    filled, x_offset, y_offset = found
-    points = boundary_edge_points(filled) + (x_offset, y_offset)
-    points = to_original_xy(points, scale_xy)
-    (cx, cy), (width, height), angle_deg = cv2.fitEllipse(points.astype(np.float32))
-    # cv2's `width` axis lies along `angle`; make a the semi-major axis along angle_rad.
-    semi_a, semi_b, angle = width / 2, height / 2, math.radians(angle_deg)
-    if semi_a < semi_b:
-        semi_a, semi_b, angle = semi_b, semi_a, angle + math.pi / 2
+    cx, cy, semi_a, semi_b, angle = fit
     semi_a, semi_b = semi_a - mask_outset_px, semi_b - mask_outset_px
-    if not all(map(math.isfinite, (cx, cy, semi_a, semi_b))) or semi_b <= 0:
+    if semi_b <= 0:
         return None
     return EllipseMeasurement(
         hc_mm=ramanujan_perimeter(semi_a, semi_b) * pixel_size_mm,
@@ -168,7 +190,7 @@ def measure_mask(
         center_y_mm=cy * pixel_size_mm,
         semi_axes_a_mm=semi_a * pixel_size_mm,
         semi_axes_b_mm=semi_b * pixel_size_mm,
-        angle_rad=angle % math.pi,
+        angle_rad=angle,
     )
 
 

@@ -1,19 +1,26 @@
-"""Binary segmentation metrics, per image and as the paper pooled them, plus HD and HC.
+"""Binary segmentation metrics, per image and as the paper pooled them, plus HD, HD95 and HC.
 
 Primary metrics are per image, then averaged over images (`dice`, `iou`, `pixel_accuracy`).
 The paper code's variants are kept for comparison with the paper: Dice/IoU pooled over all pixels
 of a batch (`2*sum(p*y) / (sum(p) + sum(y) + 1e-8)`) then averaged over batches, which depends on
 the batch size, and pixel accuracy pooled over the whole set.
 
-Conventions: an image where prediction and truth are both empty scores Dice = IoU = 1 and a
-Hausdorff distance of 0; when exactly one of them is empty the Hausdorff distance is the original
-image's diagonal in mm. Distances and HC are in the ORIGINAL image frame: a mask pixel maps to
-original pixels through `scale_xy` = (sx, sy), then to mm through the pixel size. HC comes from
-`hc.measure_mask`, by default corrected for the HC18 masks' outset (see `trainables/hc.py`); a
-prediction with no fittable ellipse counts as HC 0, so its error is the whole reference HC.
+Raw and post-processed: the accumulator receives the thresholded network output (raw) and
+applies the trial's `postprocess` itself (`trainables.postprocess`). Unprefixed metrics are of
+the trial's output, after post-processing; `raw_*` metrics of the same images before it. With
+`postprocess: none` the two are equal.
 
-Everything is computed on the CPU from bool masks: the caller thresholds logits on their device
-(`logits > 0`), so one bool batch is copied to the host.
+Conventions: an image where prediction and truth are both empty scores Dice = IoU = 1 and
+distances of 0; when exactly one of them is empty the distances are the original image's
+diagonal in mm (`trainables.distances`). Distances and HC are in the ORIGINAL image frame. HC
+comes from `hc.measure_mask`, corrected for the masks' outset (`hc_mask_outset_px`); a
+prediction with no fittable ellipse counts as HC 0 in `hc_abs_diff_mm` (its error is the whole
+reference HC), has no `hc_signed_diff_mm` (the bias is over measured heads) and always counts as
+a failure in `hc_fail_rate` (the share of images whose HC error exceeds `hc_fail_mm`, 10 mm by
+default).
+
+Everything is computed on the CPU from bool masks: the caller thresholds scores on their device
+(`postprocess.head_masks`), so one bool batch is copied to the host.
 """
 
 from __future__ import annotations
@@ -22,14 +29,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
-from scipy.spatial.distance import directed_hausdorff
 
-from trainables.hc import measure_mask, to_original_xy
+from trainables.distances import boundary_distances_mm
+from trainables.hc import EllipseMeasurement, measure_mask
+from trainables.postprocess import POSTPROCESS, postprocess_batch
 
 PAPER_EPS = 1e-8  # the paper code's smoothing term
+# An HC error above this many mm is a failed measurement (the report's default too).
+HC_FAIL_MM = 10.0
+ELLIPSE_FIELDS = ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad")
 
 
 def _as_bool_batch(masks, name: str) -> np.ndarray:
@@ -124,49 +134,6 @@ def batch_pooled_scores(pred, target) -> dict[str, float]:
     return _pooled(_pixel_counts(pred, target))
 
 
-def boundary_pixels(mask: np.ndarray) -> np.ndarray:
-    """Mask pixels with a 4-neighbour outside the mask (the image border counts as outside).
-
-    Returns:
-        (N, 2) int array of (x, y) pixel coordinates.
-    """
-    inside = np.asarray(mask, dtype=bool)
-    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-    # Zero padding makes pixels on the image border boundary pixels.
-    eroded = cv2.erode(np.pad(inside.astype(np.uint8), 1), cross)[1:-1, 1:-1].astype(bool)
-    ys, xs = np.nonzero(inside & ~eroded)
-    return np.stack([xs, ys], axis=1)
-
-
-def image_diagonal_mm(shape_hw: Sequence[int], pixel_size_mm: float, scale_xy) -> float:
-    """Diagonal of the original image whose resized mask has shape (H, W)."""
-    return math.hypot(shape_hw[1] * scale_xy[0], shape_hw[0] * scale_xy[1]) * pixel_size_mm
-
-
-def hausdorff_mm(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float, scale_xy) -> float:
-    """Symmetric Hausdorff distance between the two masks' boundaries, in mm.
-
-    Args:
-        pred, target: HxW bool masks (possibly resized).
-        pixel_size_mm: original pixel size.
-        scale_xy: (sx, sy) original pixels per mask pixel.
-    Returns:
-        The distance; 0 when both are empty, the original image diagonal when one is.
-    """
-    pred_points, target_points = boundary_pixels(pred), boundary_pixels(target)
-    if len(pred_points) == 0 and len(target_points) == 0:
-        return 0.0
-    if len(pred_points) == 0 or len(target_points) == 0:
-        return image_diagonal_mm(pred.shape, pixel_size_mm, scale_xy)
-    pred_mm = to_original_xy(pred_points, scale_xy) * pixel_size_mm
-    target_mm = to_original_xy(target_points, scale_xy) * pixel_size_mm
-    # seed=0: directed_hausdorff shuffles for speed; the distance itself is exact either way.
-    return max(
-        directed_hausdorff(pred_mm, target_mm, seed=0)[0],
-        directed_hausdorff(target_mm, pred_mm, seed=0)[0],
-    )
-
-
 def _to_numpy(values, name: str, batch: int, width: int | None = None) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
@@ -177,19 +144,77 @@ def _to_numpy(values, name: str, batch: int, width: int | None = None) -> np.nda
     return array
 
 
+def _stat(values, how: str) -> float:
+    """mean / median / p90 of the non-NaN values; NaN when none."""
+    data = np.asarray(values, dtype=np.float64)
+    data = data[~np.isnan(data)]
+    if not len(data):
+        return math.nan
+    if how == "p90":
+        return float(np.percentile(data, 90))
+    return float(np.median(data) if how == "median" else data.mean())
+
+
+def hc_failed(hc_abs_diff_mm, hc_pred_mm, hc_fail_mm: float = HC_FAIL_MM) -> np.ndarray:
+    """Per image: a failed HC measurement - an error above `hc_fail_mm`, or no HC at all (an
+    empty prediction or one without a fittable ellipse), whatever the threshold."""
+    abs_diff = np.asarray(hc_abs_diff_mm, dtype=np.float64)
+    unmeasured = np.isnan(np.asarray(hc_pred_mm, dtype=np.float64))
+    return unmeasured | (np.nan_to_num(abs_diff, nan=-math.inf) > hc_fail_mm)
+
+
+def hc_error_summary(
+    hc_abs_diff_mm, hc_signed_diff_mm, hc_pred_mm, hc_fail_mm: float = HC_FAIL_MM
+) -> dict[str, float]:
+    """HC error over images with a reference (per-image arrays, NaN where absent).
+
+    Returns:
+        hc_abs_diff_mm (mean), hc_abs_diff_mm_median, hc_abs_diff_mm_p90, hc_signed_diff_mm
+        (mean predicted - reference over measured heads: the bias), hc_fail_rate (share of
+        images with a reference whose measurement failed, `hc_failed`).
+    """
+    abs_diff = np.asarray(hc_abs_diff_mm, dtype=np.float64)
+    judged = ~np.isnan(abs_diff)
+    failed = hc_failed(abs_diff, hc_pred_mm, hc_fail_mm)[judged]
+    return {
+        "hc_abs_diff_mm": _stat(abs_diff, "mean"),
+        "hc_abs_diff_mm_median": _stat(abs_diff, "median"),
+        "hc_abs_diff_mm_p90": _stat(abs_diff, "p90"),
+        "hc_signed_diff_mm": _stat(hc_signed_diff_mm, "mean"),
+        "hc_fail_rate": float(failed.mean()) if len(failed) else math.nan,
+    }
+
+
+def _ellipse_fields(fit: EllipseMeasurement | None, prefix: str = "") -> dict[str, float]:
+    return {prefix + k: getattr(fit, k) if fit else math.nan for k in ELLIPSE_FIELDS}
+
+
 class MetricAccumulator:
     """Accumulates metrics over an evaluation loader; `compute()` summarises them.
 
     Args:
         hc_mask_outset_px: passed to `hc.measure_mask` for predicted and ground-truth masks
             (HC18 masks, and networks trained on them, reach this far beyond the ellipse).
-        shape_metrics: also compute the Hausdorff distance and HC per image (CPU work, ~5 ms
+        shape_metrics: also compute the boundary distances and HC per image (CPU work, ~5 ms
             an image at 512 px); off for the per-epoch validation that only picks the epoch.
+        postprocess: applied to each raw mask (`trainables.postprocess.POSTPROCESS`); both
+            masks are scored, the post-processed one unprefixed, the raw one as `raw_*`.
+        hc_fail_mm: the HC error above which an image counts as a failed measurement.
     """
 
-    def __init__(self, hc_mask_outset_px: float, shape_metrics: bool = True):
+    def __init__(
+        self,
+        hc_mask_outset_px: float,
+        shape_metrics: bool = True,
+        postprocess: str = "none",
+        hc_fail_mm: float = HC_FAIL_MM,
+    ):
+        if postprocess not in POSTPROCESS:
+            raise ValueError(f"unknown postprocess {postprocess!r}; valid: {list(POSTPROCESS)}")
         self.hc_mask_outset_px = hc_mask_outset_px
         self.shape_metrics = shape_metrics
+        self.postprocess = postprocess
+        self.hc_fail_mm = hc_fail_mm
         self._rows: list[dict] = []
         self._paper_dice: list[float] = []
         self._paper_iou: list[float] = []
@@ -208,15 +233,18 @@ class MetricAccumulator:
         """Add one batch.
 
         Args:
-            pred, target: [B,H,W] bool masks (torch on any device, or numpy).
+            pred, target: [B,H,W] bool masks (torch on any device, or numpy); `pred` is the
+                raw thresholded output, post-processed here.
             pixel_size_mm: [B] original pixel sizes.
             scale_xy: [B,2] original pixels per mask pixel (sx, sy).
             reference_hc_mm: [B] reference HC, NaN entries or None = use HC of the target mask.
             filenames: optional [B] names, copied into the per-image rows.
         """
-        pred, target = _as_bool_batch(pred, "pred"), _as_bool_batch(target, "target")
-        counts = _pixel_counts(pred, target)
-        batch = pred.shape[0]
+        raw, target = _as_bool_batch(pred, "pred"), _as_bool_batch(target, "target")
+        output = postprocess_batch(raw, self.postprocess)
+        counts = _pixel_counts(output, target)
+        raw_counts = counts if output is raw else _pixel_counts(raw, target)
+        batch = raw.shape[0]
         pixel_size_mm = _to_numpy(pixel_size_mm, "pixel_size_mm", batch)
         scale_xy = _to_numpy(scale_xy, "scale_xy", batch, 2)
         if reference_hc_mm is None:
@@ -231,73 +259,89 @@ class MetricAccumulator:
         self._correct_pixels += int(counts.correct.sum())
         self._total_pixels += counts.pixels_per_image * batch
 
-        scores = _per_image(counts)
+        scores, raw_scores = _per_image(counts), _per_image(raw_counts)
         for i in range(batch):
             row = {"filename": filenames[i]} if filenames is not None else {}
+            raw_row = {name: float(values[i]) for name, values in raw_scores.items()}
             row |= {name: float(values[i]) for name, values in scores.items()}
             if self.shape_metrics:
-                row |= self._shape_metrics(
-                    pred[i],
-                    target[i],
-                    float(pixel_size_mm[i]),
-                    scale_xy[i],
-                    float(reference_hc_mm[i]),
-                )
+                size, scale = float(pixel_size_mm[i]), scale_xy[i]
+                truth = measure_mask(target[i], size, scale, self.hc_mask_outset_px)
+                reference = float(reference_hc_mm[i])
+                if math.isnan(reference):
+                    reference = truth.hc_mm if truth else math.nan
+                shape, fit = self._shape_metrics(output[i], target[i], size, scale, reference)
+                row = {**row, "pixel_size_mm": size, **shape, **_ellipse_fields(fit)}
+                row |= _ellipse_fields(truth, "ref_")
+                if output is not raw:
+                    shape = self._shape_metrics(raw[i], target[i], size, scale, reference)[0]
+                raw_row |= {k: v for k, v in shape.items() if k != "hc_reference_mm"}
+            row |= {f"raw_{name}": value for name, value in raw_row.items()}
             self._rows.append(row)
 
-    def _shape_metrics(self, pred, target, pixel_size_mm, scale_xy, reference_hc_mm) -> dict:
-        """Hausdorff distance and HC of one image's bool masks."""
+    def _shape_metrics(self, pred, target, pixel_size_mm, scale_xy, reference_hc_mm):
+        """Boundary distances and HC of one image's bool masks, and the predicted ellipse."""
         empty = not pred.any()
         outset = self.hc_mask_outset_px
         fit = None if empty else measure_mask(pred, pixel_size_mm, scale_xy, outset)
-        if math.isnan(reference_hc_mm):
-            truth = measure_mask(target, pixel_size_mm, scale_xy, outset)
-            reference_hc_mm = truth.hc_mm if truth else math.nan
-        return {
-            "hd_mm": hausdorff_mm(pred, target, pixel_size_mm, scale_xy),
-            "hc_pred_mm": fit.hc_mm if fit else math.nan,
+        hc_pred = fit.hc_mm if fit else math.nan
+        metrics = boundary_distances_mm(pred, target, pixel_size_mm, scale_xy) | {
+            "hc_pred_mm": hc_pred,
             "hc_reference_mm": reference_hc_mm,
             # A prediction without a fittable ellipse counts as HC 0: the error is the reference.
             "hc_abs_diff_mm": abs((fit.hc_mm if fit else 0.0) - reference_hc_mm),
+            "hc_signed_diff_mm": hc_pred - reference_hc_mm,
             "empty_prediction": empty,
         }
+        return metrics, fit
 
     def per_image_rows(self) -> list[dict]:
-        """One dict per image so far (filename when given, scores, hd_mm, HC fields)."""
+        """One dict per image so far: filename (when given), the output's scores, distances, HC
+        and ellipse, the reference ellipse (`ref_*`) and the raw mask's scores (`raw_*`)."""
         return [dict(row) for row in self._rows]
+
+    def _summary(self, prefix: str) -> dict:
+        def column(key: str) -> np.ndarray:
+            return np.array([row[prefix + key] for row in self._rows], dtype=np.float64)
+
+        out = {
+            "dice": _stat(column("dice"), "mean"),
+            "dice_median": _stat(column("dice"), "median"),
+            "iou": _stat(column("iou"), "mean"),
+            "pixel_accuracy": _stat(column("pixel_accuracy"), "mean"),
+        }
+        if self.shape_metrics:
+            hc_pred = column("hc_pred_mm")
+            out |= {key: _stat(column(key), "mean") for key in ("hd_mm", "hd95_mm")}
+            out |= hc_error_summary(
+                column("hc_abs_diff_mm"), column("hc_signed_diff_mm"), hc_pred, self.hc_fail_mm
+            )
+            out |= {
+                "hc_mm_pred_mean": _stat(hc_pred, "mean"),
+                "hc_unmeasurable": int(np.isnan(hc_pred).sum()),
+                "empty_predictions": int(column("empty_prediction").sum()),
+            }
+        return {prefix + key: value for key, value in out.items()}
 
     def compute(self) -> dict:
         """Summary over all images so far (NaN where no image contributes).
 
         Returns:
-            dice, iou, pixel_accuracy (per image, averaged); paper_dice, paper_iou (pooled per
-            batch, averaged over batches); paper_pixel_accuracy (pooled over the set); hd_mm;
-            hc_abs_diff_mm (over images with a reference); hc_mm_pred_mean (over measurable
-            predictions); hc_unmeasurable, empty_predictions, n_images (ints); per_image (rows).
+            dice, dice_median, iou, pixel_accuracy (per image, averaged); paper_dice, paper_iou
+            (pooled per batch, averaged over batches); paper_pixel_accuracy (pooled over the
+            set); with shape metrics hd_mm, hd95_mm, hc_abs_diff_mm (+ _median, _p90),
+            hc_signed_diff_mm, hc_fail_rate and hc_fail_mm, hc_mm_pred_mean, hc_unmeasurable,
+            empty_predictions; the same as `raw_*` for the raw masks; n_images; per_image (rows).
         """
-
-        def mean(key: str) -> float:
-            values = [row[key] for row in self._rows if not math.isnan(row[key])]
-            return float(np.mean(values)) if values else math.nan
-
-        overlap = {
-            "dice": mean("dice"),
-            "iou": mean("iou"),
-            "pixel_accuracy": mean("pixel_accuracy"),
+        out = self._summary("")
+        out |= {
             "paper_dice": float(np.mean(self._paper_dice)) if self._paper_dice else math.nan,
             "paper_iou": float(np.mean(self._paper_iou)) if self._paper_iou else math.nan,
             "paper_pixel_accuracy": (
                 self._correct_pixels / self._total_pixels if self._total_pixels else math.nan
             ),
-            "n_images": len(self._rows),
-            "per_image": self.per_image_rows(),
         }
-        if not self.shape_metrics:
-            return overlap
-        return overlap | {
-            "hd_mm": mean("hd_mm"),
-            "hc_abs_diff_mm": mean("hc_abs_diff_mm"),
-            "hc_mm_pred_mean": mean("hc_pred_mm"),
-            "hc_unmeasurable": sum(math.isnan(row["hc_pred_mm"]) for row in self._rows),
-            "empty_predictions": sum(row["empty_prediction"] for row in self._rows),
-        }
+        if self.shape_metrics:
+            out["hc_fail_mm"] = self.hc_fail_mm
+        out |= self._summary("raw_")
+        return out | {"n_images": len(self._rows), "per_image": self.per_image_rows()}

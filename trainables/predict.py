@@ -3,9 +3,11 @@
     python -m trainables.predict --checkpoint runs/x/best.pt --data HC18_DIR --out submission.csv
 
 Rows: `filename,center_x_mm,center_y_mm,semi_axes_a_mm,semi_axes_b_mm,angle_rad` (the HC18
-challenge's submission format) plus `hc_mm`. The official `test_set/` is read when present,
-else `training_set/` (`--subset` chooses). An image whose prediction is empty gets an empty row
-and is counted on stderr, never dropped.
+challenge's submission format) plus `hc_mm`, from the ellipse fitted to the predicted mask after
+the trial's test-time augmentation and post-processing (`tta`, `postprocess`; `--tta` and
+`--postprocess` override them), as its evaluation measured it. The official `test_set/` is read
+when present, else `training_set/` (`--subset` chooses). An image whose prediction is empty gets
+an empty row and is counted on stderr, never dropped.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from trainables.config import ConfigError, TrialConfig
 from trainables.data import DataError, load_arrays
 from trainables.hc import measure_mask
 from trainables.models import build_model
+from trainables.postprocess import POSTPROCESS, head_masks, postprocess_batch
 from trainables.strategies import get_strategy
+from trainables.train import CheckpointError, load_checkpoint
 
 COLUMNS = [
     "filename",
@@ -42,7 +46,10 @@ def load_checkpoint_model(
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--checkpoint: {path} is not a file")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as err:
+        raise ConfigError(f"--checkpoint: {err}") from None
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise ConfigError(f"--checkpoint: {path} is not a FreezeFrame trial checkpoint")
     cfg = TrialConfig(**state["config"])
@@ -53,14 +60,21 @@ def load_checkpoint_model(
 
 @torch.inference_mode()
 def predict_rows(
-    model, data, device: torch.device, mask_outset_px: float, batch_size: int = 16
+    model,
+    data,
+    device: torch.device,
+    mask_outset_px: float,
+    batch_size: int = 16,
+    postprocess: str = "none",
+    tta: bool = False,
 ) -> list[dict]:
-    """One submission row per image; `mask_outset_px` is the trial's `hc_mask_outset_px`."""
+    """One submission row per image; `mask_outset_px`, `postprocess` and `tta` are the
+    trial's settings of the same names."""
     rows, scale_xy = [], data.scale_xy
     for start in range(0, len(data), batch_size):
         stop = min(start + batch_size, len(data))
         images = to_network_input(torch.from_numpy(data.images[start:stop]).to(device))
-        masks = (model(images)[:, 0] > 0).cpu().numpy()
+        masks = postprocess_batch(head_masks(model, images, tta).cpu().numpy(), postprocess)
         for i, mask in enumerate(masks, start=start):
             # A network learns its training masks' outset beyond the ellipse (HC18's: 1.58 px).
             fit = measure_mask(mask, data.pixel_size_mm[i], scale_xy[i], mask_outset_px)
@@ -85,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="auto = test_set when the folder has one, else training_set",
     )
+    parser.add_argument(
+        "--postprocess", choices=POSTPROCESS, help="default: the checkpoint's trial setting"
+    )
+    parser.add_argument(
+        "--tta", choices=["on", "off"], help="flip TTA; default: the checkpoint's trial setting"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -97,11 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rows = predict_rows(model, data, device, cfg.hc_mask_outset_px)
+    postprocess = args.postprocess or cfg.postprocess
+    tta = cfg.tta if args.tta is None else args.tta == "on"
+    rows = predict_rows(
+        model, data, device, cfg.hc_mask_outset_px, postprocess=postprocess, tta=tta
+    )
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame.to_csv(args.out, index=False, float_format="%.6f")
     empty = int(frame["hc_mm"].isna().sum())
-    print(f"{len(frame)} images -> {args.out} ({subset}; {empty} without a measurable head)")
+    settings = f"postprocess {postprocess}, tta {'on' if tta else 'off'}"
+    print(f"{len(frame)} images -> {args.out} ({subset}, {settings}; {empty} without a head)")
     if empty:
         print(f"warning: {empty} images had an empty prediction (empty rows)", file=sys.stderr)
     return 0

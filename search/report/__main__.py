@@ -1,9 +1,10 @@
 """`python -m search.report EXPERIMENT_DIR`: the ranked, honest summary of one experiment.
 
-Reads only saved results (the experiment's trials table, config and split), so it works on a
-finished, a running or a copied experiment, at a local path or a storage URI (s3://, gs://,
-file://). Writes report.md, report.html (self-contained), strategies.csv, pareto.png/.svg and
-boxplot.png to --out (default: the experiment's report folder, or ./report_<name>/ for a URI),
+Reads only saved results (the experiment's trials table, config, split and per-image test
+tables), so it works on a finished, a running or a copied experiment, at a local path or a
+storage URI (s3://, gs://, file://). Writes report.md, report.html (self-contained), strategies.csv, pareto.png/.svg,
+boxplot.png and, from the final trials' per-image tables, bland_altman.png and worst_images.png
+to --out (default: the experiment's report folder, or ./report_<name>/ for a URI),
 prints the table and the notes, and with --wandb logs the table and plots to the experiment's
 W&B group.
 """
@@ -34,12 +35,33 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"output folder (default EXP/{REPORT_DIR}, or ./report_<name> for a URI)",
     )
+    parser.add_argument(
+        "--hc-fail-mm",
+        type=float,
+        default=None,
+        help="HC error (mm) above which a measurement fails; empty predictions always fail "
+        "(default: the experiment's search.report.hc_fail_mm, else 10)",
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="folder holding the test images for the worst-images figure "
+        "(default: the experiment's trial.data_dir)",
+    )
     parser.add_argument("--wandb", choices=["online", "offline", "disabled"], default="disabled")
     parser.add_argument("--wandb-project", default=None, help="default: the config's project")
     args = parser.parse_args(argv)
     try:
+        if args.hc_fail_mm is not None and not args.hc_fail_mm > 0:
+            raise ValueError(f"--hc-fail-mm must be > 0, got {args.hc_fail_mm}")
         result = build_report(
-            args.experiment, args.metric, args.out, args.wandb, args.wandb_project
+            args.experiment,
+            args.metric,
+            args.out,
+            args.wandb,
+            args.wandb_project,
+            hc_fail_mm=args.hc_fail_mm,
+            data_dir=args.data,
         )
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)

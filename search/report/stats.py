@@ -55,14 +55,16 @@ METRICS: dict[str, Metric] = {
 def get_metric(name: str, trials: pd.DataFrame | None = None) -> Metric:
     """The metric `name`: a known one, or another numeric `test_*` column of `trials`.
 
-    Unknown columns are read as lower-is-better when they end in `_mm` (a distance), else higher.
+    Unknown columns are read as lower-is-better when they end in `_mm` (a distance) or `_rate`
+    (a failure rate), else higher.
     Raises KeyError listing the valid names.
     """
     if name in METRICS:
         return METRICS[name]
     extra = [] if trials is None else numeric_test_columns(trials)
     if name in extra:
-        return Metric(name, name.removeprefix("test_"), not name.endswith("_mm"), False)
+        lower_is_better = name.endswith(("_mm", "_rate"))
+        return Metric(name, name.removeprefix("test_"), not lower_is_better, False)
     valid = sorted(set(METRICS) | set(extra))
     raise KeyError(f"unknown metric {name!r}; valid: {valid}")
 
