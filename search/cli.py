@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from search.config import DEFAULT_CONFIG, PRETRAIN_DATA, STAGES, ResolvedConfig, load_config
-from search.experiment import Experiment
+from search.config import STAGES
+from search.preflight import check_cluster, check_same_data, resolve
 from search.wandb_link import local_wandb_key
 from trainables.config import ConfigError
 from trainables.data import DataError
@@ -51,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stages",
         default=None,
-        help=f"comma-separated subset of {','.join(STAGES)} (default: the config's, all)",
+        help=f"comma-separated subset of {','.join(STAGES)}, run in that order (default: the "
+        "config's search.stages)",
     )
     parser.add_argument(
         "--resume",
@@ -76,86 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, Experiment, str]:
-    """Validate everything the study needs; raises ConfigError/DataError before Ray starts."""
-    config_path = args.config or DEFAULT_CONFIG
-    sets = list(args.set)
-    if args.data:
-        sets.append(f"trial.data_dir={args.data}")
-    overrides = {}
-    if args.stages:
-        overrides["stages"] = [s.strip() for s in args.stages.split(",") if s.strip()]
-    cfg = load_config(config_path, sets, **overrides)
-    if args.resume and not args.name:
-        raise ConfigError("--resume needs --name (the experiment to continue)")
-    name = args.name or f"{cfg.search.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    experiment = Experiment(args.storage, name)
-    if experiment.exists() and not args.resume:
-        raise ConfigError(f"experiment {experiment.uri} exists; pass --resume or another --name")
-    if args.resume and not experiment.exists():
-        raise ConfigError(f"--resume: no experiment at {experiment.uri}")
-    if args.resume:
-        _check_same_config(cfg, experiment.read_config(), experiment.uri)
-    _check_report_metric(cfg)
-    _check_pretrain_source(cfg)
-    mode = args.wandb or cfg.search.wandb
-    if mode == "auto":
-        mode = "online" if local_wandb_key() else "offline"
-    return cfg, experiment, mode
-
-
-def _check_same_config(cfg: ResolvedConfig, saved: dict, uri: str) -> None:
-    """A resumed search must train what the checkpoints were written with; stages may differ."""
-    current, saved = _flat(cfg.model_dump(mode="json")), _flat(saved)
-    changed = [
-        key
-        for key in sorted(set(current) | set(saved))
-        if key != "search.stages" and current.get(key) != saved.get(key)
-    ]
-    if changed:
-        raise ConfigError(
-            f"--resume: {', '.join(changed)} differ from the config stored in {uri}; repeat the "
-            "first run's --config/--set/--data (only --stages may change)"
-        )
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    """{'search': {'tune': {'seed': 0}}} -> {'search.tune.seed': 0}"""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out |= _flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _check_report_metric(cfg: ResolvedConfig) -> None:
-    """The report ranks by a trials.csv column; a typo would only surface after the study."""
-    from search.report.stats import get_metric
-
-    try:
-        get_metric(cfg.search.report_metric)
-    except KeyError as err:
-        raise ConfigError(f"search.report_metric: {err.args[0]}") from None
-
-
-def _check_pretrain_source(cfg: ResolvedConfig) -> None:
-    """An HC18-layout pretraining source is read by a trial; check (and cache) it here first."""
-    source = cfg.search.pretrain.source
-    if "pretrain" not in cfg.search.stages or source == "synthetic":
-        return
-    if not Path(source).is_dir():
-        raise ConfigError(f"search.pretrain.source: {source!r} is neither 'synthetic' nor a folder")
-    from trainables.trial import load_trial_data
-
-    spec = {"data_dir": source, **PRETRAIN_DATA}  # as the pretrain stage reads it
-    try:
-        load_trial_data(cfg.trial.model_copy(update=spec))
-    except (DataError, SplitError) as err:
-        raise ConfigError(f"search.pretrain.source: {err}") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -163,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         from trainables.trial import load_trial_data
 
         data = load_trial_data(cfg.trial)  # validates (and caches) the data on this node
+        if args.resume:
+            check_same_data(data.fingerprint(), experiment)
         if cfg.trial.encoder_weights == "imagenet" and "pretrain" not in cfg.search.stages:
             # Fetch (or find in smp's cache) the ImageNet weights once, here, so an offline
             # machine fails now with advice instead of in every trial.
@@ -173,26 +95,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
+    from search.lease import Lease
     from search.study import connect_ray, run_study
-    from search.wandb_link import share_key
 
-    if not args.resume:
-        experiment.write_config(cfg.model_dump(mode="json"))
-        experiment.write_split(data.split)
-    print(
-        f"FreezeFrame: experiment {experiment.uri} | stages {','.join(cfg.search.stages)} | "
-        f"{len(cfg.search.strategies)} strategies x {len(cfg.search.seeds)} seeds | "
-        f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)} images | W&B {wandb_mode}",
-        flush=True,
-    )
-    started = time.monotonic()
-    connect_ray(args.num_cpus)
-    if wandb_mode == "online":
-        share_key(local_wandb_key())
-    report = run_study(cfg, experiment, wandb_mode, args.resume)
-    if report is not None:
-        print(report.text)
-    print(
-        f"FreezeFrame: done in {time.monotonic() - started:.0f} s -> {experiment.uri}", flush=True
-    )
-    return 0
+    started_here = connect_ray(args.num_cpus)
+    lease = Lease(experiment)
+    try:
+        check_cluster(cfg, experiment, started_here)
+        lease.acquire()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        if not args.resume:
+            experiment.write_config(cfg.model_dump(mode="json"))
+            experiment.write_split(data.split)
+            experiment.write_data_fingerprint(data.fingerprint())
+        print(
+            f"FreezeFrame: experiment {experiment.uri} | stages {','.join(cfg.search.stages)} | "
+            f"{len(cfg.search.strategies)} strategies x {len(cfg.search.seeds)} seeds | "
+            f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)} images | "
+            f"W&B {wandb_mode}",
+            flush=True,
+        )
+        started = time.monotonic()
+        if wandb_mode == "online":
+            from search.wandb_link import share_key
+
+            share_key(local_wandb_key())
+        report = run_study(cfg, experiment, wandb_mode, args.resume, data.digest())
+        if report is not None:
+            print(report.text)
+        elapsed = time.monotonic() - started
+        print(f"FreezeFrame: done in {elapsed:.0f} s -> {experiment.uri}", flush=True)
+        return 0
+    finally:
+        lease.release()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trainables.config import (
     ConfigError,
@@ -20,9 +20,9 @@ from trainables.config import (
     resolve_trial_config,
     shipped_config,
 )
-from trainables.strategies import PAPER_STRATEGIES, STRATEGIES
+from trainables.strategies import PAPER_STRATEGIES, STRATEGIES, get_strategy
 
-STAGES = ("pretrain", "tune", "final")
+STAGES = ("pretrain", "tune", "explore", "final")
 # The embedded default study (`python search/run.py` with no --config): configs/demo.yaml.
 DEFAULT_CONFIG = shipped_config("demo.yaml")
 
@@ -42,15 +42,27 @@ PRETRAIN_DATA = {"split": "grouped", "max_images": None}
 
 
 class PretrainSettings(_Strict):
-    """Train the full MobileNetV2 U-Net on a source domain; its encoder seeds later stages."""
+    """Where the later stages' encoder comes from (`search.encoders` explains the sources)."""
 
-    source: Literal["synthetic"] | str = Field(
-        "synthetic", description="'synthetic' (generated) or an HC18-layout folder"
+    source: str = Field(
+        "synthetic",
+        description="'synthetic' (generated, supervised), 'self_supervised' (the target's "
+        "training images, no labels), 'imagenet', a folder (HC18 layout: supervised on its "
+        "labels; other images: self-supervised) or a checkpoint file (.pt)",
     )
-    synthetic_images: int = Field(80, ge=8)
-    strategy: str = "all"
-    epochs: int = Field(4, ge=1)
+    synthetic_images: int = Field(80, ge=8, description="generated images ('synthetic')")
+    strategy: str = Field("all", description="what trains while pretraining")
+    epochs: int = Field(4, ge=1, description="epochs of supervised pretraining")
     lr: float = Field(1e-3, gt=0)
+    pretext: Literal["masked", "denoise"] = Field(
+        "masked", description="self-supervised objective (trainables.pretext)"
+    )
+    pretext_epochs: int = Field(20, ge=1, description="epochs of self-supervised pretraining")
+    store: str | None = Field(
+        None,
+        description="where trained encoders are kept for reuse by later studies (a path or "
+        "URI); None = 'pretrained' beside the experiments in --storage; 'none' = no reuse",
+    )
 
 
 class TuneSettings(_Strict):
@@ -73,10 +85,71 @@ class TuneSettings(_Strict):
     grace_period: int = Field(1, ge=1, description="epochs before ASHA may stop a trial")
     trial_seed: int = Field(0, description="the trial seed every tune proposal trains with")
 
+    @model_validator(mode="after")
+    def _ranges(self) -> TuneSettings:
+        for low, high in (("lr_min", "lr_max"), ("gamma_min", "gamma_max")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(
+                    f"{low} ({getattr(self, low)}) is above {high} ({getattr(self, high)})"
+                )
+        return self
+
+
+class ReportSettings(_Strict):
+    """What the report judges by (`python -m search.report` options override them)."""
+
+    hc_fail_mm: float = Field(
+        10.0,
+        gt=0,
+        description="an HC error above this many mm is a failed measurement (empty predictions "
+        "always fail); the report's failure rate",
+    )
+
+
+class ExploreSettings(_Strict):
+    """A multi-objective search over freeze masks, encoders and recipes (`search.stages.explore`):
+    one Optuna study, one Tune experiment; its best configurations join the final stage."""
+
+    trials: int = Field(24, ge=1, description="proposals to train (the budget)")
+    encoders: list[str] = Field(
+        ["mobilenet_v2"], description="segmentation-models-pytorch encoders to choose from"
+    )
+    objectives: list[Literal["val_dice", "trainable_params", "total_params"]] = Field(
+        ["val_dice", "trainable_params"],
+        description="val_dice is maximised, parameter counts minimised",
+    )
+    sampler: Literal["nsga2", "tpe"] = Field(
+        "nsga2", description="Optuna's NSGA-II, or its multi-objective TPE"
+    )
+    population: int = Field(8, ge=2, description="NSGA-II's population per generation")
+    seed: int = 0
+    bn_modes: list[Literal["update", "pinned"]] = Field(
+        ["update", "pinned"], description="frozen BatchNorm: keep updating statistics, or pin"
+    )
+    top_k: int = Field(3, ge=0, description="non-dominated configurations the final stage tests")
+    asha: bool = True
+    grace_period: int = Field(1, ge=1)
+    trial_seed: int = Field(0, description="the trial seed every explore proposal trains with")
+
+    @model_validator(mode="after")
+    def _valid(self) -> ExploreSettings:
+        from trainables.models import ENCODERS
+
+        unknown = [e for e in self.encoders if e not in ENCODERS]
+        if unknown or not self.encoders:
+            raise ValueError(f"encoders: unknown {unknown or '(none)'}; valid: {list(ENCODERS)}")
+        if "val_dice" not in self.objectives or len(set(self.objectives)) < 2:
+            raise ValueError("objectives: val_dice and at least one parameter count, once each")
+        return self
+
 
 class SearchConfig(_Strict):
     name: str = Field("freezeframe", pattern=r"^[A-Za-z0-9_.-]+$")
-    stages: list[Literal["pretrain", "tune", "final"]] = list(STAGES)
+    stages: list[Literal["pretrain", "tune", "explore", "final"]] = [
+        "pretrain",
+        "tune",
+        "final",
+    ]
     strategies: list[str] = list(PAPER_STRATEGIES)
     seeds: list[int] = [0, 1, 2, 3]
     resources: Resources = Resources()
@@ -87,16 +160,56 @@ class SearchConfig(_Strict):
     )
     pretrain: PretrainSettings = PretrainSettings()
     tune: TuneSettings = TuneSettings()
+    explore: ExploreSettings = ExploreSettings()
     wandb_project: str = "freezeframe"
     wandb: Literal["online", "offline", "disabled", "auto"] = Field(
         "auto", description="auto = online when logged in, else offline"
     )
+    wandb_key_on_workers: bool = Field(
+        False,
+        description="the trial workers hold WANDB_API_KEY (a Kubernetes Secret on worker pods) "
+        "and this driver does not: --wandb online is allowed without a login here",
+    )
+    wandb_timeout_s: float = Field(
+        60,
+        gt=0,
+        description="how long a trial waits for W&B to start a run, and to upload at the end; "
+        "past it the trial logs offline (start) or stops waiting (end), and goes on",
+    )
     report_metric: str = "test_dice"
+    report: ReportSettings = ReportSettings()
+    shared_storage: bool = Field(
+        False,
+        description="a local --storage path that every node of a multi-node cluster sees (an NFS "
+        "mount); without it a local path on a multi-node cluster is refused",
+    )
+
+    @model_validator(mode="after")
+    def _no_duplicates(self) -> SearchConfig:
+        for key in ("strategies", "seeds", "stages"):
+            values = getattr(self, key)
+            repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+            if repeated:
+                raise ValueError(f"{key}: {repeated} listed more than once")
+        return self
 
 
 class ResolvedConfig(_Strict):
     trial: TrialConfig
     search: SearchConfig
+
+    @model_validator(mode="after")
+    def _paper_recipe_in_the_tune_space(self) -> ResolvedConfig:
+        """The tune stage proposes the trial's own recipe first; its schedule must be one the
+        space has (out-of-range numbers are allowed: Optuna records them as given)."""
+        schedules = self.search.tune.schedules
+        if "tune" in self.search.stages and self.trial.lr_schedule not in schedules:
+            raise ValueError(
+                f"search.tune.schedules {schedules} lacks trial.lr_schedule "
+                f"'{self.trial.lr_schedule}', the tune stage's first proposal (the trial's own "
+                "recipe)"
+            )
+        return self
 
 
 def load_config(
@@ -123,13 +236,25 @@ def load_config(
         search = SearchConfig(**search_values)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, f"{source} [search]")) from None
-    unknown = [s for s in search.strategies + [search.pretrain.strategy] if s not in STRATEGIES]
+    unknown = [s for s in search.strategies + [search.pretrain.strategy] if not _known(s)]
     if unknown:
         raise ConfigError(
-            f"{source} [search]: strategies: unknown {unknown}; valid: {sorted(STRATEGIES)}"
+            f"{source} [search]: strategies: unknown {unknown}; valid: {sorted(STRATEGIES)} or "
+            "freeze masks such as 'mobilenet_v2:enc4+dec0-4'"
         )
     trial = resolve_trial_config(trial_values, f"{source} [trial]")
-    return ResolvedConfig(trial=trial, search=search)
+    try:
+        return ResolvedConfig(trial=trial, search=search)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def _known(strategy: str) -> bool:
+    try:
+        get_strategy(strategy)
+    except KeyError:
+        return False
+    return True
 
 
 def _set_nested(target: dict, keys: list[str], value: Any) -> None:

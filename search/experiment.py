@@ -2,14 +2,24 @@
 
     config.yaml                        the resolved config of the study
     split.csv                          the train/val/test split every trial used
+    data.json                          the data's fingerprint: every image's content digest
+                                       and its side (trials check their node's copy against it)
+    lease.json                         the driver that runs the study now, and its heartbeat
     trials.csv                         one row per trial, rewritten as trials progress
     best_recipes.yaml                  the tune stage's best recipe per strategy
-    pretrain/encoder.pt                the pretrain stage's model: later stages' encoder weights
-    optuna.db                          the tune stage's Optuna studies (local storage only)
+    pretrain/<network>.pt              the pretrain stage's model per network (mobilenet_v2, ...):
+                                       the later stages' encoder weights
+    pretrain/<network>.json            where that encoder came from, and what it cost
+    studies/<stage>.db                 the tune or explore stage's Optuna studies (a copy)
+    explore_top.yaml                   the explore stage's configurations the final stage tests
     results/<stage>/<trial>.json       a finished trial's metrics (a resumed search reuses them)
+    results/<stage>/<trial>.test_per_image.csv
+                                       its test images one by one (scores raw and
+                                       post-processed, HC, both ellipses): the report's
+                                       per-image statistics and figures
     checkpoints/<stage>/<trial>/<file> last.pt / best.pt of an unfinished (or kept) trial
-    <run>/                             Ray Tune's state of one Tune experiment: pretrain,
-                                       tune_<strategy>, final
+    <stage>/                           Ray Tune's state of the stage's Tune experiment(s):
+                                       pretrain, tune, final
     report/                            the report (its default folder for a local experiment)
     wandb/                             offline W&B runs (local storage)
 
@@ -31,11 +41,15 @@ from trainables.train import CHECKPOINT_FILES
 
 CONFIG = "config.yaml"
 SPLIT = "split.csv"
+DATA = "data.json"
+LEASE = "lease.json"
 TRIALS = "trials.csv"
 BEST_RECIPES = "best_recipes.yaml"
-PRETRAIN_ENCODER = "pretrain/encoder.pt"
-STUDY_DB = "optuna.db"
+PRETRAIN_DIR = "pretrain"
+STUDIES_DIR = "studies"
+EXPLORE_TOP = "explore_top.yaml"
 REPORT_DIR = "report"
+WANDB_DIR = "wandb"
 
 
 class Experiment:
@@ -68,35 +82,51 @@ class Experiment:
         return f"results/{stage}/{trial}.json"
 
     @staticmethod
+    def per_image(stage: str, trial: str) -> str:
+        return f"results/{stage}/{trial}.test_per_image.csv"
+
+    @staticmethod
+    def study_db(stage: str) -> str:
+        return f"{STUDIES_DIR}/{stage}.db"
+
+    @staticmethod
     def checkpoint(stage: str, trial: str, file: str) -> str:
         if file not in CHECKPOINT_FILES:
             raise ValueError(f"unknown checkpoint file {file!r}; valid: {CHECKPOINT_FILES}")
         return f"checkpoints/{stage}/{trial}/{file}"
 
-    def tune_run_uri(self, run: str) -> str:
-        """Ray Tune's folder of one Tune experiment (`storage_path` + `name`)."""
-        return self.store.uri_of(run)
+    @staticmethod
+    def pretrain_encoder(network: str) -> str:
+        """The pretrain stage's model for one network (an smp encoder name)."""
+        return f"{PRETRAIN_DIR}/{network}.pt"
 
-    def pretrain_encoder_uri(self) -> str | None:
-        """The pretrain stage's checkpoint as a trial names it, or None before it exists."""
-        return self.store.uri_of(PRETRAIN_ENCODER) if self.store.exists(PRETRAIN_ENCODER) else None
+    @staticmethod
+    def pretrain_info(network: str) -> str:
+        return f"{PRETRAIN_DIR}/{network}.json"
 
-    def study_storage_dir(self) -> Path:
-        """A local folder for the Optuna SQLite file: the experiment's own on local storage,
-        else `~/.freezeframe/<name>/` on the driver's machine (SQLite needs a local file)."""
-        local = self.store.local_path()
-        return local if local is not None else Path.home() / ".freezeframe" / self.name
-
-    def study_storage_url(self) -> str:
-        folder = self.study_storage_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{folder / STUDY_DB}"
+    def pretrained_networks(self) -> list[str]:
+        """The networks the pretrain stage has an encoder for."""
+        return [
+            name[: -len(".pt")] for name in self.store.list(PRETRAIN_DIR) if name.endswith(".pt")
+        ]
 
     def wandb_dir(self) -> str | None:
-        """Where offline W&B runs go: the experiment folder when it is local, else W&B's
-        default (the trial's working directory on its node)."""
+        """Where W&B writes a trial's run files (it adds `wandb/`): the experiment folder when
+        it is local, else None (the trial's node, then copied here: `store_wandb_run`)."""
         local = self.store.local_path()
         return None if local is None else str(local)
+
+    def store_wandb_run(self, run_dir: Path) -> str:
+        """Copy one offline run's folder (`.../wandb/offline-run-...`) into the experiment."""
+        rel = f"{WANDB_DIR}/{run_dir.name}"
+        for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+            self.store.upload(path, f"{rel}/{path.relative_to(run_dir).as_posix()}")
+        return self.store.uri_of(rel)
+
+    def offline_wandb_runs(self) -> list[str]:
+        """The offline runs in the experiment, as `wandb sync` takes them (path or URI)."""
+        runs = [name for name in self.store.list_dirs(WANDB_DIR) if name.startswith("offline-")]
+        return [self.store.uri_of(f"{WANDB_DIR}/{name}") for name in runs]
 
     def default_report_dir(self) -> Path:
         local = self.store.local_path(REPORT_DIR)
@@ -137,6 +167,23 @@ class Experiment:
     def write_split(self, split: dict[str, list[str]]) -> None:
         self.store.write_text(SPLIT, split_csv(split))
 
+    def read_encoder_info(self) -> dict[str, dict]:
+        """{network: its encoder's source and cost} ({} without a pretrain stage)."""
+        return {
+            network: json.loads(self.store.read_text(self.pretrain_info(network)))
+            for network in self.pretrained_networks()
+            if self.store.exists(self.pretrain_info(network))
+        }
+
+    def write_encoder_info(self, network: str, info: dict) -> None:
+        self.store.write_text(self.pretrain_info(network), json.dumps(info, indent=1))
+
+    def read_data_fingerprint(self) -> dict | None:
+        return json.loads(self.store.read_text(DATA)) if self.store.exists(DATA) else None
+
+    def write_data_fingerprint(self, fingerprint: dict) -> None:
+        self.store.write_text(DATA, json.dumps(fingerprint, indent=1))
+
     def has_result(self, stage: str, trial: str) -> bool:
         return self.store.exists(self.result(stage, trial))
 
@@ -146,6 +193,20 @@ class Experiment:
     def write_result(self, stage: str, trial: str, metrics: dict) -> None:
         self.store.write_text(self.result(stage, trial), json.dumps(metrics, indent=2))
 
+    def write_per_image(self, stage: str, trial: str, rows: pd.DataFrame) -> None:
+        buffer = io.StringIO()
+        rows.to_csv(buffer, index=False)
+        self.store.write_text(self.per_image(stage, trial), buffer.getvalue())
+
+    def read_per_image(self, stage: str, trial: str) -> pd.DataFrame | None:
+        """A trial's per-image test table, or None when it has none (an older experiment)."""
+        if not self.store.exists(self.per_image(stage, trial)):
+            return None
+        return pd.read_csv(io.StringIO(self.store.read_text(self.per_image(stage, trial))))
+
+    def delete_result(self, stage: str, trial: str) -> None:
+        self.store.delete(self.result(stage, trial))
+
     def results(self, stage: str) -> list[dict]:
         """Every finished trial's metrics of one stage."""
         folder = self.result(stage, "*").rpartition("/")[0]
@@ -154,6 +215,14 @@ class Experiment:
             for name in self.store.list(folder)
             if name.endswith(".json")
         ]
+
+    def read_explore_top(self) -> list[dict]:
+        if not self.store.exists(EXPLORE_TOP):
+            return []
+        return yaml.safe_load(self.store.read_text(EXPLORE_TOP)) or []
+
+    def write_explore_top(self, chosen: list[dict]) -> None:
+        self.store.write_text(EXPLORE_TOP, yaml.safe_dump(chosen, sort_keys=False))
 
     def read_best_recipes(self) -> dict[str, dict]:
         if not self.store.exists(BEST_RECIPES):

@@ -8,18 +8,22 @@ with its name. Everything a row of trials.csv says about a trial's settings come
 
 from __future__ import annotations
 
-import math
+import hashlib
+import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainables.config import TrialConfig
 
-Stage = Literal["pretrain", "tune", "final"]
+Stage = Literal["pretrain", "tune", "explore", "final"]
 # The learning-rate recipe: what the tune stage proposes and the final stage takes per strategy.
 RECIPE_KEYS = ("lr", "lr_schedule", "lr_gamma", "lr_step_size", "lr_min")
 # The key of the one report that follows a trial's last epoch (Tune reserves "done").
 FINISHED = "trial_finished"
+# `trial.encoder_weights` of a spec whose encoder is this experiment's pretrain-stage model:
+# the trial fetches it from the experiment (wherever the experiment is now, on whatever node).
+PRETRAINED = "pretrain-stage"
 
 
 class _Strict(BaseModel):
@@ -30,7 +34,12 @@ class WandbSettings(_Strict):
     mode: Literal["online", "offline", "disabled"]
     project: str
     group: str = Field(description="the experiment name: one W&B group per experiment")
-    dir: str | None = Field(None, description="offline run files; None = W&B's default")
+    dir: str | None = Field(
+        None,
+        description="offline run files: the experiment folder when local; None = the node's "
+        "scratch folder, copied into the experiment when the run ends",
+    )
+    timeout_s: float = Field(60, gt=0, description="bound on W&B's start and final upload")
 
 
 class ExperimentRef(_Strict):
@@ -53,13 +62,23 @@ class TrialSpec(_Strict):
     `recipe` says where the trial's learning-rate recipe came from, the `recipe` column of
     trials.csv: 'paper' (the config's own lr and schedule: the paper's in configs/paper.yaml),
     'optuna' (a tune-stage proposal that differs from it), 'best' (the final stage using the
-    tune stage's best proposal for the strategy).
+    tune stage's best proposal for the strategy), 'explore' (an explore-stage proposal, or the
+    final stage testing a configuration the explore stage found, with its recipe).
     """
 
     stage: Stage
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="the trial's name: its result, checkpoints and W&B run are found by it",
+    )
     experiment: ExperimentRef
     trial: TrialConfig
-    recipe: Literal["paper", "optuna", "best"] = "paper"
+    recipe: Literal["paper", "optuna", "best", "explore"] = "paper"
+    data_digest: str | None = Field(
+        None,
+        description="the experiment's data fingerprint; the trial checks its node's copy "
+        "against it before training (None: not checked, e.g. a generated source)",
+    )
     wandb: WandbSettings
     synthetic: SyntheticSource | None = Field(
         None, description="train on generated images instead of trial.data_dir"
@@ -67,53 +86,73 @@ class TrialSpec(_Strict):
     keep_best_checkpoint: bool = Field(
         False, description="leave best.pt (the trial's model) in the experiment when done"
     )
-
-    def name(self, trial_id: str | None = None) -> str:
-        """`<strategy>__seed<k>`; tune proposals add their Ray trial id to stay unique."""
-        base = self.trial.run_name
-        return f"{base}__{trial_id}" if self.stage == "tune" and trial_id else base
+    pretext: Literal["masked", "denoise"] | None = Field(
+        None, description="self-supervised pretraining (trainables.pretext) instead of training"
+    )
+    unlabelled_dir: str | None = Field(
+        None, description="pretext images from this folder, not the target's training split"
+    )
+    encoder_source: str | None = Field(
+        None, description="where the encoder weights came from, for W&B and the result"
+    )
 
     def to_param(self) -> dict:
-        """The JSON form Ray Tune carries to the trial."""
+        """The JSON form Ray Tune carries to the trial (`{"spec": spec.to_param()}`)."""
         return self.model_dump(mode="json")
 
     @classmethod
     def from_tune_config(cls, config: dict) -> TrialSpec:
-        """The trial side: the stage's spec (`config['spec']`) with Optuna's proposal, if any,
-        applied (`config[<recipe key>]`, where OptunaSearch puts it)."""
-        spec = cls.model_validate(config["spec"])
-        proposal = {key: config[key] for key in RECIPE_KEYS if key in config}
-        return spec.with_proposal(proposal) if proposal else spec
+        """The trial side: validate what the driver sent."""
+        return cls.model_validate(config["spec"])
 
     def with_proposal(self, proposal: dict) -> TrialSpec:
-        """This spec trained with `proposal`'s recipe; labelled 'paper' when it is the config's
-        own recipe (every key equal), else 'optuna'."""
-        base = paper_recipe(self.trial)
-        same = all(_same(proposal.get(key), value) for key, value in base.items())
+        """This spec trained with a proposed recipe, named after it (the same recipe always
+        gets the same name, so a resumed study finds its checkpoints); labelled 'paper' when
+        it is the config's own recipe, else 'optuna'."""
+        proposal = recipe_params(proposal)
+        same = recipe_params(paper_recipe(self.trial)) == proposal
         trial = TrialConfig.model_validate({**self.trial.model_dump(), **proposal})
-        return self.model_copy(update={"trial": trial, "recipe": "paper" if same else "optuna"})
+        name = f"{self.trial.run_name}__{recipe_digest(proposal)}"
+        return self.model_copy(
+            update={"trial": trial, "name": name, "recipe": "paper" if same else "optuna"}
+        )
 
 
 def paper_recipe(trial: TrialConfig) -> dict:
-    """The trial's own recipe in the tune stage's search space (the paper's in paper.yaml): the
-    decay keys only where its schedule uses them; Optuna replays it as its first proposal."""
-    recipe = {"lr": trial.lr, "lr_schedule": trial.lr_schedule}
-    if trial.lr_schedule in ("exponential", "step"):
-        recipe["lr_gamma"] = trial.lr_gamma
-    if trial.lr_schedule == "step":
-        recipe["lr_step_size"] = trial.lr_step_size
-    return recipe
+    """The trial's own recipe in the tune stage's search space (the paper's in paper.yaml)."""
+    return recipe_params(trial.model_dump())
 
 
-def _same(value, expected) -> bool:
-    if isinstance(expected, float):
-        return value is not None and math.isclose(value, expected, rel_tol=1e-9)
-    return value == expected
+def recipe_params(values: dict) -> dict:
+    """The recipe keys that a schedule uses, from any mapping that has them (a trial config, a
+    trials.csv row, an Optuna proposal): decay keys only where the schedule uses them; floats
+    rounded to 12 significant digits, so a value read back from a CSV compares equal."""
+    schedule = values["lr_schedule"]
+    keys = ["lr", "lr_schedule"]
+    keys += ["lr_gamma"] if schedule in ("exponential", "step") else []
+    keys += ["lr_step_size"] if schedule == "step" else []
+    kinds = {"lr_schedule": str, "lr_step_size": int}
+    return {key: kinds.get(key, _canonical)(_canonical(values[key])) for key in keys}
+
+
+def recipe_digest(params: dict) -> str:
+    """8 hex digits naming a recipe."""
+    return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _canonical(value):
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if hasattr(value, "item"):  # a numpy scalar from a CSV row
+        return _canonical(value.item())
+    return value
 
 
 def summary_metrics(metrics: dict) -> dict:
     """A finished trial's flat scalars, for Tune, W&B's summary and trials.csv."""
     out = {k: metrics[k] for k in ("trainable_params", "total_params", "epochs", "wall_s")}
+    # Where the numbers came from, e.g. cuda:Tesla T4 and fp16 (results of older versions: '').
+    out |= {k: metrics.get(k, "") for k in ("device", "precision")}
     out |= {f"val_{k}": v for k, v in metrics["val"].items()}
     out |= {f"test_{k}": v for k, v in metrics["test"].items()}
     return out

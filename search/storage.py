@@ -85,14 +85,17 @@ class ExperimentStore:
 
     def list(self, rel: str) -> list[str]:
         """Names of the files directly inside `rel` (empty when it does not exist)."""
+        return self._entries(rel, pafs.FileType.File)
+
+    def list_dirs(self, rel: str) -> list[str]:
+        """Names of the folders directly inside `rel` (empty when it does not exist)."""
+        return self._entries(rel, pafs.FileType.Directory)
+
+    def _entries(self, rel: str, kind: pafs.FileType) -> list[str]:
         if not self.exists(rel):
             return []
         selector = pafs.FileSelector(self._fs_path(rel), recursive=False)
-        return sorted(
-            info.base_name
-            for info in self.fs.get_file_info(selector)
-            if info.type == pafs.FileType.File
-        )
+        return sorted(i.base_name for i in self.fs.get_file_info(selector) if i.type == kind)
 
     def delete(self, rel: str) -> None:
         if self.exists(rel):

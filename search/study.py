@@ -10,36 +10,58 @@ import ray
 
 from search.config import ResolvedConfig
 from search.experiment import Experiment
+from search.spec import PRETRAINED
+from search.stages import explore as explore_stage
 from search.stages import final as final_stage
 from search.stages import pretrain as pretrain_stage
 from search.stages import tune as tune_stage
 from search.stages.common import StageRunner
+from search.wandb_link import local_wandb_key, sync_hint
 
 
-def run_study(cfg: ResolvedConfig, experiment: Experiment, wandb_mode: str, resume: bool):
+def run_study(
+    cfg: ResolvedConfig, experiment: Experiment, wandb_mode: str, resume: bool, data_digest: str
+):
     """Run `cfg.search.stages`; returns the report (None without a final stage).
 
     The pretrain stage's checkpoint becomes the encoder weights of the later stages (on a
     resume without the pretrain stage, the one a first run left); the tune stage's best
-    recipes (or those a first run stored) go to the final stage.
+    recipes (or those a first run stored) go to the final stage. Trials on the target data
+    check their node's copy against `data_digest` (the driver's, stored in the experiment).
     """
     stages = cfg.search.stages
-    runner = StageRunner(cfg, experiment, wandb_mode)
+    runner = StageRunner(cfg, experiment, wandb_mode, data_digest)
     weights = cfg.trial.encoder_weights
     if "pretrain" in stages:
         weights = pretrain_stage.run(runner)
-        print(f"[pretrain] encoder weights: {weights}", flush=True)
-    elif resume and experiment.pretrain_encoder_uri():
-        weights = experiment.pretrain_encoder_uri()
+        for network, info in experiment.read_encoder_info().items():
+            print(f"[pretrain] {network} encoder: {info['description']}", flush=True)
+    elif resume and experiment.pretrained_networks():
+        weights = PRETRAINED
     if "tune" in stages:
         recipes = tune_stage.run(runner, weights)
     else:
         recipes = experiment.read_best_recipes()
+    if "explore" in stages:
+        discovered = explore_stage.run(runner, weights)
+    else:
+        discovered = experiment.read_explore_top()
+    if "final" in stages:
+        final_stage.run(runner, weights, recipes, discovered)
+    hint = sync_hint(experiment) if wandb_mode != "disabled" else None
+    if hint:
+        print(hint, flush=True)
     if "final" not in stages:
         return None
-    final_stage.run(runner, weights, recipes)
     from search.report import build_report
 
+    if wandb_mode == "online" and local_wandb_key() is None:  # the key is on the workers only
+        print(
+            "W&B: the report is not logged from this driver (no key here); run `python -m "
+            f"search.report {experiment.uri} --wandb online` where you are logged in",
+            flush=True,
+        )
+        wandb_mode = "disabled"
     return build_report(
         experiment.uri,
         metric=cfg.search.report_metric,
@@ -48,17 +70,33 @@ def run_study(cfg: ResolvedConfig, experiment: Experiment, wandb_mode: str, resu
     )
 
 
-def connect_ray(num_cpus: int | None = None) -> None:
-    """Join the cluster named by RAY_ADDRESS (or `ray submit`'s), else start a local one."""
+# Worker-side settings for every trial process of the study. A trial stopped early (ASHA)
+# finishes its W&B run and removes its work folder before its thread ends; Ray reuses the
+# process for the next trial only after that thread ended, and waits 2 s by default.
+WORKER_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
+
+
+def connect_ray(num_cpus: int | None = None) -> bool:
+    """Join the cluster named by RAY_ADDRESS (or `ray submit`'s), else start a local one;
+    True when this call started it."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # One checkpoint per epoch is the design (a crash loses at most that epoch); Tune's
     # warning about frequent experiment snapshots would drown the progress lines.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    runtime_env = {"env_vars": WORKER_ENV}
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
-        return
-    try:
-        ray.init(address="auto", log_to_driver=False)  # a cluster already running here
+        address = os.environ["RAY_ADDRESS"]
+        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+        return address == "local"
+    try:  # a cluster already running here
+        ray.init(address="auto", log_to_driver=False, runtime_env=runtime_env)
+        return False
     except (ConnectionError, RuntimeError, ValueError):
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env=runtime_env,
+        )
+        return True

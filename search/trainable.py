@@ -11,24 +11,26 @@ from __future__ import annotations
 from ray import tune
 
 from search.spec import FINISHED, TrialSpec, summary_metrics
-from search.wandb_link import start_run
+from search.wandb_link import finish_run, start_run
 from search.worker import TrialFiles
+from trainables.pretext import run_pretext
 from trainables.train import run_trial
 
 
 def run_ray_trial(config: dict) -> None:
     """Ray Tune function trainable for every stage."""
     spec = TrialSpec.from_tune_config(config)
-    name = spec.name(tune.get_context().get_trial_id())
-    files = TrialFiles(spec, name)
-    if (stored := files.finished_result()) is not None:  # finished before the driver died
-        tune.report({**summary_metrics(stored), FINISHED: True})
-        return
+    files = TrialFiles(spec)
     run = None
     try:
-        cfg = files.prepare()
-        labels = {"trial_name": name, "stage": spec.stage, "recipe": spec.recipe}
-        run = start_run(spec.wandb, spec.stage, name, {**cfg.model_dump(mode="json"), **labels})
+        if (stored := files.finished_result()) is not None:  # finished before the driver died
+            tune.report({**summary_metrics(stored), FINISHED: True})
+            return
+        cfg, data = files.prepare()
+        labels = {"trial_name": spec.name, "stage": spec.stage, "recipe": spec.recipe}
+        labels["encoder_source"] = spec.encoder_source
+        config = {**cfg.model_dump(mode="json"), **labels}
+        run = start_run(spec.wandb, spec.stage, spec.name, config, files.scratch)
 
         def on_epoch(record: dict, out_dir, written: list[str]) -> None:
             files.mirror(written)
@@ -37,10 +39,15 @@ def run_ray_trial(config: dict) -> None:
             if run is not None:
                 run.log(scalars, step=record["epoch"])
 
-        test = spec.stage == "final"  # tune and pretrain trials are scored on validation
-        metrics = run_trial(
-            cfg, files.workdir, on_epoch=on_epoch, evaluate_test=test, verbose=False
-        )
+        if spec.pretext:  # self-supervised pretraining: no labels read
+            images, names = files.pretext_images(cfg, data)
+            metrics = run_pretext(cfg, files.workdir, images, spec.pretext, on_epoch, False)
+            metrics["pretrain_files"] = names
+        else:
+            test = spec.stage == "final"  # tune and pretrain trials are scored on validation
+            metrics = run_trial(
+                cfg, files.workdir, data=data, on_epoch=on_epoch, evaluate_test=test, verbose=False
+            )
         metrics |= labels
         files.finish(metrics)
         summary = summary_metrics(metrics)
@@ -49,7 +56,6 @@ def run_ray_trial(config: dict) -> None:
             params = {k: metrics[k] for k in ("trainable_params", "total_params")}
             run.config.update(params, allow_val_change=True)
         tune.report({**summary, FINISHED: True})
-    finally:
-        if run is not None:
-            run.finish()
+    finally:  # also when ASHA stops the trial (SystemExit at its next report)
+        finish_run(run, None if spec.wandb.dir else files.experiment)
         files.cleanup()

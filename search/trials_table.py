@@ -7,6 +7,8 @@ progress line per finished trial.
 
 from __future__ import annotations
 
+import re
+import sys
 import time
 
 import pandas as pd
@@ -15,10 +17,14 @@ from ray import tune
 from search.experiment import Experiment
 from search.spec import FINISHED, RECIPE_KEYS, TrialSpec
 from search.worker import drop_checkpoints
+from trainables.strategies import get_strategy
 
+WRITE_ATTEMPTS, WRITE_RETRY_S = 3, 1.0
 COLUMNS = [
     "stage",
     "strategy",
+    "encoder",  # the network: an smp encoder, or unet64 (the from-scratch baseline)
+    "bn_update_frozen",
     "seed",
     "trial_name",
     "status",
@@ -26,12 +32,27 @@ COLUMNS = [
     "total_params",
     "epochs",
     "wall_s",
+    "device",
+    "precision",
     "val_dice",
     "test_dice",
     "test_iou",
     "test_pixel_accuracy",
     "test_hd_mm",
     "test_hc_abs_diff_mm",
+    # Clinical figures of the trial's output (after its postprocess), then of the raw masks.
+    "test_dice_median",
+    "test_hd95_mm",
+    "test_hc_abs_diff_mm_median",
+    "test_hc_abs_diff_mm_p90",
+    "test_hc_signed_diff_mm",
+    "test_hc_fail_rate",
+    "test_raw_dice",
+    "test_raw_dice_median",
+    "test_raw_hd95_mm",
+    "test_raw_hc_abs_diff_mm",
+    "test_raw_hc_abs_diff_mm_median",
+    "test_raw_hc_fail_rate",
     *RECIPE_KEYS,
     "recipe",
     "retries",
@@ -63,17 +84,36 @@ class TrialsTable(tune.Callback):
 
     def _row(self, trial) -> dict:
         spec = TrialSpec.from_tune_config(trial.config)
-        name = spec.name(trial.trial_id)
+        name = spec.name
         row = self.rows.setdefault(name, {c: None for c in COLUMNS})
         row.update(stage=self.stage, strategy=spec.trial.strategy, seed=spec.trial.seed)
+        strategy = get_strategy(spec.trial.strategy)
+        row["encoder"] = strategy.network
+        bn = spec.trial.bn_update_frozen
+        row["bn_update_frozen"] = strategy.bn_update_frozen if bn is None else bn
         row.update(trial_name=name, recipe=spec.recipe)
         row.update({k: getattr(spec.trial, k) for k in RECIPE_KEYS})
         return row
 
     def _write(self) -> None:
+        """Rewrite the table; a storage error is retried, then logged, never fatal: every row
+        is kept here, so the next change writes the whole table again."""
         frame = pd.DataFrame(list(self.rows.values()), columns=COLUMNS)
         frame = pd.concat([self.others, frame], ignore_index=True) if len(self.others) else frame
-        self.experiment.write_trials(frame)
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                self.experiment.write_trials(frame)
+                return
+            except OSError as err:
+                if attempt + 1 == WRITE_ATTEMPTS:
+                    print(
+                        f"warning: could not write the trials table ({err}); "
+                        "the next change tries again",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                else:
+                    time.sleep(WRITE_RETRY_S * (attempt + 1))
 
     def on_trial_start(self, iteration, trials, trial, **info):
         row = self._row(trial)
@@ -94,7 +134,8 @@ class TrialsTable(tune.Callback):
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         row = self._row(trial)
-        row["retries"] = (row.get("retries") or 0) + 1
+        earlier = row.get("retries")  # NaN in rows read back from an earlier run's table
+        row["retries"] = (0 if earlier is None or pd.isna(earlier) else int(earlier)) + 1
         row["error"] = _error_text(trial)
         self._write()
 
@@ -130,12 +171,20 @@ class TrialsTable(tune.Callback):
 
 
 def _error_text(trial) -> str | None:
+    """The exception of a failed trial, from Ray's error file: its last `SomeError: ...` line
+    and the lines of its message that follow (one line, at most 1,000 characters)."""
     path = getattr(trial, "error_file", None)
     try:
         if path:
             with open(path) as f:
                 lines = [line for line in f.read().strip().splitlines() if line.strip()]
-            return lines[-1][:500] if lines else None
+            heads = [i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)]
+            if heads:
+                return " ".join(line.strip() for line in lines[heads[-1] :])[:1000]
+            return lines[-1][:1000] if lines else None
     except OSError:
         pass
     return "trial failed (see Ray's error file)"
+
+
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*?:")

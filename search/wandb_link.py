@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import netrc
 import os
+import sys
+from pathlib import Path
 
 import ray
 
+from search.experiment import Experiment
 from search.spec import WandbSettings
 
 SECRET_ACTOR = "freezeframe_wandb_key"
@@ -62,14 +65,17 @@ def fetch_key() -> str | None:
         return None
 
 
-def start_run(settings: WandbSettings, stage: str, name: str, config: dict):
-    """One W&B run for one trial (None when disabled).
+def start_run(settings: WandbSettings, stage: str, name: str, config: dict, scratch: Path):
+    """One W&B run for one trial (None when disabled). W&B degrades, never fails the trial: a
+    server that does not answer within `settings.timeout_s` turns this run offline, with one
+    warning.
 
     Args:
-        settings: mode, project, group, dir (from the trial's spec).
+        settings: mode, project, group, dir, timeout (from the trial's spec).
         stage: the W&B job type.
         name: the trial name.
         config: the resolved trial config plus trainable parameters.
+        scratch: a node-local folder for the run files when the experiment is not local.
     """
     if settings.mode == "disabled":
         return None
@@ -81,16 +87,65 @@ def start_run(settings: WandbSettings, stage: str, name: str, config: dict):
             os.environ["WANDB_API_KEY"] = key  # this process only; never written to disk
     # A retried or resumed trial continues its own run instead of starting a second one.
     run_id = hashlib.sha1(f"{settings.group}/{name}".encode()).hexdigest()[:16]
-    return wandb.init(
-        id=run_id,
-        resume="allow",
-        project=settings.project,
-        group=settings.group,
-        job_type=stage,
-        name=name,
-        dir=settings.dir,
-        mode=settings.mode,
-        config=config,
-        reinit="create_new",
-        settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),
-    )
+
+    def init(mode: str):
+        return wandb.init(
+            id=run_id,
+            resume="allow",
+            project=settings.project,
+            group=settings.group,
+            job_type=stage,
+            name=name,
+            dir=settings.dir or str(scratch),
+            mode=mode,
+            config=config,
+            reinit="create_new",
+            settings=wandb.Settings(
+                console="off",
+                x_disable_stats=True,
+                silent=True,
+                init_timeout=settings.timeout_s,
+                finish_timeout=settings.timeout_s,
+            ),
+        )
+
+    if settings.mode == "online":
+        try:
+            return init("online")
+        except Exception as err:  # unreachable server, rejected key, timeout: log offline
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            print(
+                f"warning: W&B did not answer for trial {name} ({reason[:300]}); it logs "
+                "offline instead (the study prints the `wandb sync` command at its end)",
+                file=sys.stderr,
+                flush=True,
+            )
+            wandb.teardown()  # the failed run still holds its id in this process's service
+    return init("offline")
+
+
+def finish_run(run, experiment: Experiment | None) -> None:
+    """End the run (the upload bounded by its finish_timeout); an offline run written on this
+    node is copied into the experiment (`experiment`: given when the experiment is remote),
+    where `wandb sync` finds it after the node is gone."""
+    if run is None:
+        return
+    offline = run.settings.mode == "offline"
+    run_dir = Path(run.settings.sync_dir)
+    run.finish()
+    if offline and experiment is not None:
+        experiment.store_wandb_run(run_dir)
+
+
+def sync_hint(experiment: Experiment) -> str | None:
+    """The command that uploads the experiment's offline runs, or None when there are none."""
+    runs = experiment.offline_wandb_runs()
+    if not runs:
+        return None
+    where = f"{experiment.uri}/wandb"
+    if experiment.store.is_remote:
+        return (
+            f"W&B: {len(runs)} offline run(s) in {where}; copy the folder down (e.g. `aws s3 "
+            f"cp --recursive {where} wandb`), then `wandb sync wandb/offline-run-*`"
+        )
+    return f"W&B: {len(runs)} offline run(s); upload them with `wandb sync {where}/offline-run-*`"

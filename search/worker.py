@@ -1,9 +1,14 @@
-"""A trial's I/O on its worker node: inputs fetched, checkpoints mirrored, results stored.
+"""A trial's I/O on its worker node: inputs fetched and checked, checkpoints mirrored, results
+stored.
 
 The trial keeps its own checkpoints in the experiment folder and resumes from them after a
 retry (lost node, error) or a resumed search. Tune's checkpoints are not used: Tune deletes the
 previous one before it saves its experiment state, so a driver killed in between would leave a
 state pointing at a deleted checkpoint.
+
+Node-local files live in one private folder per user (`scratch_dir()`, mode 0700): each trial's
+work folder (named with its process id, so a later trial removes the folders of killed ones)
+and the pretrain checkpoint's local copy.
 """
 
 from __future__ import annotations
@@ -11,62 +16,133 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
-from search.experiment import PRETRAIN_ENCODER, Experiment
-from search.spec import TrialSpec
+import pandas as pd
+import ray
+import torch
+
+from search.experiment import Experiment
+from search.spec import PRETRAINED, TrialSpec
+from trainables.atomic import pid_of
 from trainables.config import TrialConfig
-from trainables.data import default_cache_dir
+from trainables.data import DataError, default_cache_dir, fingerprint_problems
+from trainables.device import DeviceError, cuda_missing_reason
 from trainables.hc18_files import SUBSET_CSV
-from trainables.train import BEST, CHECKPOINT_FILES
+from trainables.pretext import load_unlabelled
+from trainables.strategies import get_strategy
+from trainables.train import BEST, CHECKPOINT_FILES, TEST_PER_IMAGE
+from trainables.trial import TrialData, load_trial_data
+
+
+def scratch_dir() -> Path:
+    """This user's private folder for FreezeFrame's node-local files."""
+    folder = Path(tempfile.gettempdir()) / f"freezeframe-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_uid != os.getuid() or folder.stat().st_mode & 0o077:
+        raise PermissionError(f"{folder} is not private to this user; remove it")
+    return folder
+
+
+def sweep_dead_work_folders(root: Path) -> None:
+    """Remove what trials killed without clean-up left: their work folders and half-written
+    downloads (both carry the writer's process id)."""
+    leftovers = [(folder, int(folder.name.split("-")[1])) for folder in root.glob("work-*")]
+    leftovers += [(part, pid_of(part)) for part in root.glob("weights/.*.tmp")]
+    for path, pid in leftovers:
+        if pid is not None and not _alive(pid):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        pass
+    return True
 
 
 class TrialFiles:
-    """The files of one trial: its working folder here, its checkpoints and result there.
+    """The files of one trial: its work folder here, its checkpoints and result there.
 
     Args:
         spec: the trial's spec.
-        name: the trial's name (`spec.name(trial_id)`).
     """
 
-    def __init__(self, spec: TrialSpec, name: str):
-        self.spec, self.name, self.stage = spec, name, spec.stage
+    def __init__(self, spec: TrialSpec):
+        self.spec, self.name, self.stage = spec, spec.name, spec.stage
         self.experiment = Experiment(spec.experiment.storage, spec.experiment.name)
         self.store = self.experiment.store
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"freezeframe_{name}_")) / "trial"
+        self.scratch = scratch_dir()
+        sweep_dead_work_folders(self.scratch)
+        work = tempfile.mkdtemp(prefix=f"work-{os.getpid()}-{spec.name}-", dir=self.scratch)
+        self.workdir = Path(work) / "trial"
 
     def finished_result(self) -> dict | None:
-        """The stored metrics when this trial finished before (a resumed search), else None."""
-        if self.experiment.has_result(self.stage, self.name):
-            return self.experiment.read_result(self.stage, self.name)
-        return None
+        """The stored metrics when this very trial finished before, else None. A stored result
+        of another config under this name (a changed study) is dropped, not reused."""
+        return stored_result(self.experiment, self.spec)
 
-    def prepare(self) -> TrialConfig:
-        """The trial config with node-local inputs, and the stored checkpoints in `workdir`."""
+    def prepare(self) -> tuple[TrialConfig, TrialData]:
+        """The trial config with node-local inputs, its data (checked against the experiment's
+        fingerprint), and the stored checkpoints in `workdir`."""
         updates = {}
         if self.spec.synthetic is not None:
             updates["data_dir"] = synthetic_source(self.spec, self.spec.trial.cache_dir)
-        weights = self.spec.trial.encoder_weights
-        if "://" in weights:
-            updates["encoder_weights"] = self._local_weights(weights)
+        if self.spec.trial.encoder_weights == PRETRAINED:
+            updates["encoder_weights"] = self._local_encoder()
+        if granted_gpus() and self.spec.trial.device == "auto":
+            updates["device"] = "cuda"  # never the CPU of a GPU that Ray reserved for us
+        cfg = self.spec.trial.model_copy(update=updates)
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise DeviceError(
+                f"this trial was granted GPU(s) {granted_gpus()} by Ray, but "
+                f"{cuda_missing_reason()}; refusing to train on the CPU instead (set "
+                "trial.device=cpu to do that on purpose)"
+            )
+        data = load_trial_data(cfg)
+        if self.spec.data_digest is not None and data.digest() != self.spec.data_digest:
+            raise DataError(self._data_problems(data), cfg.data_dir)
         for file in CHECKPOINT_FILES:
             rel = self.experiment.checkpoint(self.stage, self.name, file)
             if self.store.exists(rel):
                 self.store.download(rel, self.workdir / file)
-        return self.spec.trial.model_copy(update=updates)
+        return cfg, data
 
-    def _local_weights(self, uri: str) -> str:
-        """Download the pretrain checkpoint to a path that is the same for every attempt: the
-        path is part of the trial config, and a retry only resumes from a checkpoint of the
-        same config."""
-        if uri != self.store.uri_of(PRETRAIN_ENCODER):
-            raise ValueError(f"encoder_weights {uri} is not this experiment's pretrain checkpoint")
-        version = self.store.version(PRETRAIN_ENCODER)  # a rewritten checkpoint: a new name
-        digest = hashlib.sha1(f"{uri}|{version}".encode()).hexdigest()[:16]
-        target = Path(tempfile.gettempdir()) / "freezeframe_weights" / f"{digest}.pt"
+    def pretext_images(self, cfg: TrialConfig, data: TrialData) -> tuple:
+        """The images a self-supervised pretrain trial restores, and their names: a folder's,
+        or the target data's training split only (validation and test images never)."""
+        if self.spec.unlabelled_dir:
+            return load_unlabelled(self.spec.unlabelled_dir, cfg.image_size)
+        return data.train.images, list(data.train.filenames)
+
+    def _data_problems(self, data: TrialData) -> list[str]:
+        expected = self.experiment.read_data_fingerprint() or {"samples": {}, "split": {}}
+        problems = fingerprint_problems(expected["samples"], data.fingerprint()["samples"])
+        for side, files in expected["split"].items():
+            if sorted(files) != sorted(data.split.get(side, [])):
+                problems.append(f"the {side} split differs from the experiment's")
+        node = os.uname().nodename
+        return [f"node {node} does not hold the experiment's data:"] + problems
+
+    def _local_encoder(self) -> str:
+        """A node-local copy of the pretrain checkpoint of this trial's network, named after
+        its version (the path is part of the trial's config, which a retry checks)."""
+        rel = self.experiment.pretrain_encoder(get_strategy(self.spec.trial.strategy).network)
+        if not self.store.exists(rel):
+            raise FileNotFoundError(f"no pretrain checkpoint {rel} in {self.experiment.uri}")
+        version = f"{self.experiment.name}|{rel}|{self.store.version(rel)}"
+        digest = hashlib.sha1(version.encode()).hexdigest()[:16]
+        target = self.scratch / "weights" / f"{digest}.pt"
         if not target.exists():
-            self.store.download(PRETRAIN_ENCODER, target)
+            self.store.download(rel, target)
         return str(target)
 
     def mirror(self, written: list[str]) -> None:
@@ -76,9 +152,15 @@ class TrialFiles:
             self.store.upload(self.workdir / file, rel)
 
     def finish(self, metrics: dict) -> None:
-        """Store the result (and the pretrain stage's model); drop what only served resuming."""
+        """Store the result (and the pretrain stage's model, a tested trial's per-image table);
+        drop what only served resuming."""
         if self.stage == "pretrain":
-            self.store.upload(self.workdir / BEST, PRETRAIN_ENCODER)
+            network = get_strategy(self.spec.trial.strategy).network
+            self.store.upload(self.workdir / BEST, self.experiment.pretrain_encoder(network))
+        per_image = self.workdir / TEST_PER_IMAGE
+        if per_image.is_file():  # before the result: a stored result means a complete trial
+            self.experiment.write_per_image(self.stage, self.name, pd.read_csv(per_image))
+        metrics["spec_trial"] = self.spec.trial.model_dump(mode="json")
         self.experiment.write_result(self.stage, self.name, metrics)
         # last.pt (optimizer state) only served resuming; best.pt is the trial's model.
         keep = (BEST,) if self.spec.keep_best_checkpoint else ()
@@ -86,6 +168,29 @@ class TrialFiles:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir.parent, ignore_errors=True)
+
+
+def granted_gpus() -> list:
+    """The GPUs Ray reserved for this trial ([] outside Ray or without GPUs)."""
+    return list(ray.get_gpu_ids()) if ray.is_initialized() else []
+
+
+def stored_result(experiment: Experiment, spec: TrialSpec) -> dict | None:
+    """The stored result of `spec`'s trial if it was trained with the same settings; one of
+    other settings under the same name is removed (with its checkpoints) and None returned."""
+    if not experiment.has_result(spec.stage, spec.name):
+        return None
+    result = experiment.read_result(spec.stage, spec.name)
+    if result.get("spec_trial") == spec.trial.model_dump(mode="json"):
+        return result
+    print(
+        f"warning: {spec.stage}/{spec.name}: the stored result was trained with other settings; "
+        "training it again",
+        file=sys.stderr,
+    )
+    experiment.delete_result(spec.stage, spec.name)
+    drop_checkpoints(experiment, spec.stage, spec.name)
+    return None
 
 
 def drop_checkpoints(experiment: Experiment, stage: str, name: str, keep=()) -> None:

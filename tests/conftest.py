@@ -84,14 +84,14 @@ def ray_cluster(monkeypatch):
 
 @pytest.fixture
 def studies(tmp_path):
-    """`start(address, args, log_name)` -> a `helpers.Study` (search/run.py in its own process
+    """`start(address, args, log_name, **env)` -> a `helpers.Study` (search/run.py in its own process
     group); any still running are killed after the test."""
     from helpers import Study
 
     started: list[Study] = []
 
-    def start(address: str, args: list[str], log_name: str = "study.log") -> Study:
-        started.append(Study(address, tmp_path, args, log_name))
+    def start(address: str, args: list[str], log_name: str = "study.log", **env) -> Study:
+        started.append(Study(address, tmp_path, args, log_name, **env))
         return started[-1]
 
     yield start

@@ -22,13 +22,14 @@ TINY = ["--wandb", "disabled", "--set", "trial.image_size=32", "--set", "trial.b
 class Study:
     """`python search/run.py ARGS` in its own process group, joined to one Ray cluster."""
 
-    def __init__(self, address: str, workdir: Path, args: list[str], log_name: str):
+    def __init__(self, address: str, workdir: Path, args: list[str], log_name: str, **env):
         env = {
             **os.environ,
             "RAY_ADDRESS": address,  # never any other Ray instance on this machine
             "RAY_AUTH_MODE": "disabled",
             "RAY_USAGE_STATS_ENABLED": "0",
             "PYTHONUNBUFFERED": "1",
+            **env,
         }
         self.log_path = workdir / log_name
         with open(self.log_path, "w") as log:
@@ -55,6 +56,19 @@ class Study:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_for_log(study: Study, text: str, timeout: float) -> None:
+    """Wait until the study's output holds `text`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in study.log_path.read_text(errors="replace"):
+            return
+        if study.proc.poll() is not None:
+            pytest.fail(f"study exited ({study.proc.returncode}) early:\n{study.log_tail()}")
+        time.sleep(0.1)
+    study.kill()
+    pytest.fail(f"{text!r} never appeared in {timeout} s:\n{study.log_tail()}")
 
 
 def wait_for_trials(study: Study, experiment: Path, condition, timeout: float) -> pd.DataFrame:

@@ -24,7 +24,9 @@ LAYOUT_FRAGMENTS = (
     "results/",
     "checkpoints/",
     "pretrain/encoder",
-    "optuna.db",
+    "studies/",
+    "explore_top",
+    "encoder.json",
 )
 
 
@@ -38,17 +40,19 @@ def test_a_spec_survives_the_trip_to_the_trial(runner):
     spec = runner.spec("final", strategy="decoder_4", seed=3, recipe="best", lr=0.003)
     received = TrialSpec.from_tune_config({"spec": spec.to_param()})
     assert received == spec
-    assert received.name("abc") == "decoder_4__seed3"  # final trials: no trial id
+    assert received.name == "decoder_4__seed3"
     assert received.trial.lr == 0.003 and received.recipe == "best"
 
 
-def test_a_tune_proposal_completes_the_spec(runner):
+def test_a_tune_proposal_is_named_after_its_recipe(runner):
     spec = runner.spec("tune", strategy="decoder")
-    proposed = TrialSpec.from_tune_config(
-        {"spec": spec.to_param(), "lr": 0.01, "lr_schedule": "cosine"}
-    )
+    proposed = spec.with_proposal({"lr": 0.01, "lr_schedule": "cosine"})
     assert (proposed.trial.lr, proposed.trial.lr_schedule) == (0.01, "cosine")
-    assert proposed.recipe == "optuna" and proposed.name("t1") == "decoder__seed0__t1"
+    assert proposed.recipe == "optuna" and proposed.name.startswith("decoder__seed0__")
+    # The same recipe read back from trials.csv (floats, a stray gamma) names the same trial.
+    again = spec.with_proposal({"lr": 0.0100000000000001, "lr_schedule": "cosine", "lr_gamma": 0.9})
+    assert again.name == proposed.name
+    assert spec.with_proposal({"lr": 0.02, "lr_schedule": "cosine"}).name != proposed.name
 
 
 @pytest.mark.parametrize(

@@ -37,9 +37,13 @@ def installed(tmp_path_factory) -> Path:
     downloaded; that path comes after the venv's own site-packages, so the wheel's copy wins."""
     root = tmp_path_factory.mktemp("installed")
     wheels = root / "wheels"
+    # Build from a copy: setuptools writes build/ and *.egg-info/ into the source folder.
+    source = root / "source"
+    clutter = (".venv", ".git", "runs", "wandb", "build", ".whl", ".hc18", "*.egg-info")
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*clutter, "__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-        + ["-w", str(wheels), str(REPO)],
+        + ["-w", str(wheels), str(source)],
         check=True,
         capture_output=True,
         cwd=root,

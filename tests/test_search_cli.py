@@ -43,13 +43,31 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
         (["--set", "trial.strategy=nope"], "strategy: unknown strategy 'nope'"),
         (["--set", "search.tune.trial_per_strategy=2"], "tune.trial_per_strategy: unknown key"),
         (["--set", "search.resources.gpu=one"], "resources.gpu: Input should be a valid number"),
-        (["--stages", "final,report"], "stages.1: Input should be 'pretrain', 'tune' or 'final'"),
+        (["--stages", "final,report"], "stages.1: Input should be 'pretrain', 'tune', 'explore' or"),
         (["--data", "{missing}"], "data_dir: '{missing}' is not a folder"),
         (["--data", "{tmp}"], "training_set_pixel_size_and_HC.csv: not found"),
         (["--set", "search.pretrain.source={missing}"], "search.pretrain.source: '{missing}'"),
         (["--set", "search.pretrain.source={tmp}"], "search.pretrain.source: {tmp}: 1 problem"),
         (["--set", "search.report_metric=test_dise"], "report_metric: unknown metric 'test_dise'"),
         (["--resume"], "--resume needs --name"),
+        (["--name", "../x"], "--name '../x': use letters, digits"),
+        (
+            ["--set", "search.tune.lr_min=0.1", "--set", "search.tune.lr_max=0.01"],
+            "lr_min (0.1) is above lr_max (0.01)",
+        ),
+        (
+            ["--set", "search.tune.gamma_min=0.9", "--set", "search.tune.gamma_max=0.6"],
+            "gamma_min (0.9) is above gamma_max (0.6)",
+        ),
+        (
+            ["--set", "search.tune.schedules=[none,step]"],
+            "search.tune.schedules ['none', 'step'] lacks trial.lr_schedule 'exponential'",
+        ),
+        (["--set", "search.seeds=[0,1,0]"], "seeds: [0] listed more than once"),
+        (
+            ["--set", "search.strategies=[decoder,encoder,decoder]"],
+            "strategies: ['decoder'] listed more than once",
+        ),
     ],
 )
 def test_bad_config_fails_before_ray_naming_the_key(args, message, tmp_path, capsys, no_ray):
@@ -59,7 +77,7 @@ def test_bad_config_fails_before_ray_naming_the_key(args, message, tmp_path, cap
     code, err = run_cli(["--storage", str(storage), *args], capsys)
     assert code == 2
     assert message.format(**fill) in err
-    assert not storage.exists()  # nothing was written either
+    assert not storage.exists() and not (tmp_path / "x").exists()  # nothing was written either
 
 
 def test_config_file_with_unknown_key_fails_naming_file_and_key(tmp_path, capsys, no_ray):
@@ -150,20 +168,6 @@ def test_run_py_copied_alone_runs_a_tiny_study(tmp_path):
     assert "FreezeFrame report: solo" in done.stdout
 
 
-def test_tune_progress_counts_every_strategys_trials(tmp_path, monkeypatch):
-    from search.experiment import Experiment
-    from search.stages import tune as tune_stage
-    from search.stages.common import StageRunner
-
-    sets = ["search.strategies=[decoder,decoder_4,encoder]", "search.tune.trials_per_strategy=3"]
-    runner = StageRunner(load_config(None, sets), Experiment(str(tmp_path), "x"), "disabled")
-    expected = []
-    monkeypatch.setattr(runner, "fit", lambda run, stage, space, n, **kw: expected.append((run, n)))
-    tune_stage.run(runner, "none")
-    # One trials table per stage holds every strategy's rows: 3 strategies x 3 trials.
-    assert expected == [("tune_decoder", 9), ("tune_decoder_4", 9), ("tune_encoder", 9)]
-
-
 @pytest.mark.parametrize(
     ("values", "label"),
     [
@@ -183,6 +187,6 @@ def test_a_tune_proposal_is_labelled_paper_only_when_it_is_the_papers_recipe(
 
     cfg = load_config(None, ["lr_schedule=step", "lr_gamma=0.9", "lr_step_size=5"])
     spec = StageRunner(cfg, Experiment(str(tmp_path), "x"), "disabled").spec("tune")
-    proposed = TrialSpec.from_tune_config({"spec": spec.to_param(), **values})
-    assert proposed.recipe == label
+    proposed = spec.with_proposal(values)
+    assert TrialSpec.from_tune_config({"spec": proposed.to_param()}).recipe == label
     assert proposed.trial.lr == values["lr"]

@@ -29,7 +29,8 @@ def test_lost_worker_node_retries_its_trial_on_the_other_node_from_its_checkpoin
         "health_check_failure_threshold": 3,
     }
     cluster = ray_cluster(head_cpus=1, _system_config=health)
-    # Trials ask for a (logical) GPU: they run only on these two nodes, one trial on each.
+    # Trials ask for a (logical) GPU: they run only on these two nodes, one trial on each; they
+    # train on the CPU on purpose (trial.device=cpu), as a granted GPU is otherwise required.
     gpu_nodes = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     epochs = 8
@@ -39,6 +40,7 @@ def test_lost_worker_node_retries_its_trial_on_the_other_node_from_its_checkpoin
         ["--storage", str(tmp_path / "runs"), "--name", "lost_node", "--stages", "final"]
         + ["--set", "search.strategies=[decoder]", "--set", "search.seeds=[0,1]"]
         + ["--set", "search.resources={cpu: 1, gpu: 1}", "--set", "search.max_failures=1"]
+        + ["--set", "trial.device=cpu"]
         + ["--set", f"trial.epochs={epochs}", *TINY],
     )
 

@@ -28,7 +28,10 @@ def atomic_output(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The writer's pid in the name lets a clean-up tell a killed writer's leftovers (pid_of).
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as handle:
             yield handle
@@ -36,3 +39,11 @@ def atomic_output(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def pid_of(leftover: Path) -> int | None:
+    """The writer's pid of a temporary file `atomic_output` left behind, else None."""
+    parts = leftover.name.split(".")
+    if leftover.name.startswith(".") and parts[-1] == "tmp" and len(parts) >= 4:
+        return int(parts[-3]) if parts[-3].isdigit() else None
+    return None

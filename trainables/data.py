@@ -13,8 +13,8 @@ import json
 import os
 import sys
 import zipfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ import numpy as np
 
 from trainables.atomic import atomic_output
 from trainables.hc18_files import (
-    SUBSET_CSV,
     DataError,
     Sample,
     decode_samples,
@@ -57,6 +56,7 @@ class ArrayDataset:
     pixel_size_mm: np.ndarray  # float64 [N], of the ORIGINAL image
     original_hw: np.ndarray  # int [N, 2] original (height, width)
     reference_hc_mm: np.ndarray | None  # float64 [N]; None for test_set
+    digests: dict[str, str] = field(default_factory=dict)  # filename -> content (sample_digests)
 
     @property
     def scale_xy(self) -> np.ndarray:
@@ -78,6 +78,7 @@ class ArrayDataset:
             pixel_size_mm=self.pixel_size_mm[rows],
             original_hw=self.original_hw[rows],
             reference_hc_mm=None if self.reference_hc_mm is None else self.reference_hc_mm[rows],
+            digests={n: self.digests[n] for n in filenames if n in self.digests},
         )
 
     def __len__(self) -> int:
@@ -98,14 +99,37 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("FREEZEFRAME_CACHE", Path.home() / ".cache" / "freezeframe"))
 
 
-def _fingerprint(key_parts: Any, files: Iterable[Path]) -> str:
-    """16 hex digits that change when key_parts or any file's name, size or mtime changes."""
-    stats = []
-    for path in files:
-        stat = path.stat()
-        stats.append([path.name, stat.st_size, stat.st_mtime_ns])
-    payload = json.dumps([key_parts, stats], sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def sample_digests(samples: Sequence[Sample]) -> dict[str, str]:
+    """What each sample IS: 16 hex digits of its image's and annotation's bytes and its CSV
+    values. A same-size replacement copied with its old mtime (`cp -p`, `rsync -a`) changes
+    them; a moved or re-copied folder does not."""
+    digests = {}
+    for sample in samples:
+        h = hashlib.sha256(f"{sample.pixel_size_mm!r}|{sample.reference_hc_mm!r}".encode())
+        for path in (sample.image_path, sample.annotation_path):
+            if path is not None:
+                h.update(path.read_bytes())
+        digests[sample.filename] = h.hexdigest()[:16]
+    return digests
+
+
+def digest_of(payload: Any) -> str:
+    """16 hex digits of a JSON-able value (sorted keys)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def fingerprint_problems(expected: dict[str, str], actual: dict[str, str]) -> list[str]:
+    """What differs between two {filename: digest} maps, one line per file."""
+    problems = [f"{name}: missing here" for name in sorted(set(expected) - set(actual))]
+    problems += [
+        f"{name}: not in the expected data" for name in sorted(set(actual) - set(expected))
+    ]
+    problems += [
+        f"{name}: content differs"
+        for name in sorted(set(expected) & set(actual))
+        if expected[name] != actual[name]
+    ]
+    return problems
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
@@ -128,16 +152,10 @@ def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> bool:
         return False
 
 
-def _cache_path(
-    samples: Sequence[Sample], data_dir: Path, subset: str, image_size: int, cache_dir: Path
-) -> Path:
-    """Cache file named by a hash of everything the arrays depend on (CSV and PNGs included)."""
-    files = [data_dir / SUBSET_CSV[subset]]
-    for s in samples:
-        files += [s.image_path] + ([s.annotation_path] if s.annotation_path else [])
-    key = [CACHE_VERSION, str(data_dir.resolve()), subset, image_size]
-    digest = _fingerprint(key, files)
-    return cache_dir / f"hc18_{subset}_{len(samples)}img_{image_size}px_{digest}.npz"
+def _cache_path(digests: dict[str, str], subset: str, image_size: int, cache_dir: Path) -> Path:
+    """Cache file named by the content of everything the arrays depend on."""
+    digest = digest_of([CACHE_VERSION, subset, image_size, sorted(digests.items())])
+    return cache_dir / f"hc18_{subset}_{len(digests)}img_{image_size}px_{digest}.npz"
 
 
 def _to_arrays(data: ArrayDataset, validated: bool) -> dict[str, np.ndarray]:
@@ -210,10 +228,12 @@ def load_arrays(
     if problems and not validate:
         raise DataError(problems, data_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache_path = _cache_path(samples, data_dir, subset, image_size, cache_dir)
+    digests = sample_digests(samples) if not problems else {}
+    cache_path = _cache_path(digests, subset, image_size, cache_dir)
     # With cheap-check problems the cache is skipped: decoding finds the rest for one error.
     cached = None if problems else _from_arrays(_read_npz(cache_path), need_validated=validate)
     if cached is not None:
+        cached.digests = digests
         return cached
 
     decoded, decode_problems = decode_samples(samples, image_size, validate, data_dir)
@@ -231,6 +251,7 @@ def load_arrays(
         reference_hc_mm=(
             np.array([s.reference_hc_mm for s in samples], dtype=np.float64) if annotated else None
         ),
+        digests=digests,
     )
     _write_npz_atomic(cache_path, _to_arrays(data, validated=validate))
     return data

@@ -49,6 +49,9 @@ class DataError(ValueError):
         lines += [f"  {p}" for p in self.problems]
         super().__init__("\n".join(lines))
 
+    def __reduce__(self):  # pickled across processes (a Ray trial's error) with its problems
+        return type(self), (self.problems, self.data_dir)
+
 
 @dataclass(frozen=True)
 class Sample:

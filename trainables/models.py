@@ -3,11 +3,14 @@
 - `unet_baseline`: Ronneberger's U-Net as the paper trained it from scratch (features
   64-128-256-512, a 1024-channel bottleneck, BatchNorm, transposed-conv upsampling): 31,037,633
   parameters for 3 input channels and 1 output.
-- `unet_mobilenet_v2`: `smp.Unet("mobilenet_v2", classes=1)`: 6,628,945 parameters.
+- `unet_<encoder>`: `smp.Unet(encoder, classes=1)` for an encoder of `ENCODERS`:
+  `unet_mobilenet_v2` (the paper's, 6,628,945 parameters), `unet_resnet18`,
+  `unet_efficientnet-b0`.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
@@ -64,23 +67,28 @@ class UNetBaseline(nn.Module):
         return self.final_conv(x)
 
 
-def _mobilenet_unet(encoder_weights: str) -> nn.Module:
+# segmentation-models-pytorch encoders a U-Net may use (all build offline with weights=None).
+ENCODERS = ("mobilenet_v2", "resnet18", "efficientnet-b0")
+
+
+def smp_unet(encoder: str, encoder_weights: str) -> nn.Module:
+    """`smp.Unet(encoder, classes=1)` with 'imagenet', 'none' or a checkpoint's encoder."""
     if encoder_weights in ("none", "imagenet"):
         weights = None if encoder_weights == "none" else "imagenet"
         try:
-            return smp.Unet("mobilenet_v2", encoder_weights=weights, classes=1)
+            return smp.Unet(encoder, encoder_weights=weights, classes=1)
         except Exception as err:  # any download failure: never fall back to random weights
             raise WeightsError(
-                f"could not load ImageNet weights for mobilenet_v2 ({type(err).__name__}: {err}). "
+                f"could not load ImageNet weights for {encoder} ({type(err).__name__}: {err}). "
                 "Offline? Set encoder_weights to a checkpoint path (an earlier trial's best.pt or "
                 "a pretrain-stage checkpoint) or to 'none' to train from random weights."
             ) from err
-    model = smp.Unet("mobilenet_v2", encoder_weights=None, classes=1)
-    load_encoder_checkpoint(model, encoder_weights)
+    model = smp.Unet(encoder, encoder_weights=None, classes=1)
+    load_encoder_checkpoint(model, encoder_weights, encoder)
     return model
 
 
-def load_encoder_checkpoint(model: nn.Module, path: str | Path) -> None:
+def load_encoder_checkpoint(model: nn.Module, path: str | Path, encoder: str = "") -> None:
     """Load encoder weights from a whole-U-Net or encoder-only state dict (or our checkpoint).
 
     Raises:
@@ -107,13 +115,12 @@ def load_encoder_checkpoint(model: nn.Module, path: str | Path) -> None:
         model.encoder.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise WeightsError(
-            f"encoder_weights: {path} does not fit the mobilenet_v2 encoder: {err}"
+            f"encoder_weights: {path} does not fit the {encoder or 'model'}'s encoder: {err}"
         ) from err
 
 
-MODELS = {
-    "unet_baseline": lambda encoder_weights: UNetBaseline(),
-    "unet_mobilenet_v2": _mobilenet_unet,
+MODELS = {"unet_baseline": lambda encoder_weights: UNetBaseline()} | {
+    f"unet_{encoder}": functools.partial(smp_unet, encoder) for encoder in ENCODERS
 }
 
 

@@ -1,8 +1,11 @@
-"""Fine-tuning strategies: which parameters train, as rows of one table.
+"""Fine-tuning strategies: which parts of the network train, as rows of one table.
 
-A strategy names its network and the parameter-name patterns that train (regexes matched at the
-start of smp's stable module names: `encoder.`, `decoder.blocks.N.`, `segmentation_head.`).
-Everything else is frozen. Adding a strategy is adding a row.
+A strategy is a freeze mask (`trainables.freeze`): the network (`mobilenet_v2`, another
+segmentation-models-pytorch encoder, or `unet64`, the from-scratch baseline) and the parts that
+train (`enc0`-`enc4` encoder stages, `dec0`-`dec4` decoder blocks, `head`); everything else is
+frozen. The paper's eight are named rows; any mask name (`mobilenet_v2:enc3-4+dec0-4`) is a
+strategy too, which is how the explore stage names what it finds. Adding a named strategy is
+adding a row.
 
 Frozen BatchNorm layers: `bn_update_frozen=True` lets them keep updating their running
 statistics in training mode (what the paper's code did, since it only set
@@ -10,46 +13,74 @@ statistics in training mode (what the paper's code did, since it only set
 keeps the paper's behaviour (True) by default; the trial config key `bn_update_frozen`
 overrides it.
 
-`python -m trainables.strategies --json` prints every strategy with its parameter counts.
+`python -m trainables.strategies --json` prints every strategy with its mask and parameter counts.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import re
 import types
 from dataclasses import dataclass
 
 from torch import nn
 
+from trainables.freeze import (
+    BASELINE,
+    PART_ORDER,
+    encoder_stage_of,
+    mask_name,
+    parse_mask,
+    part_of,
+)
 from trainables.models import build_model, count_params
+
+ENCODER, DECODER = frozenset(PART_ORDER[:5]), frozenset(PART_ORDER[5:10])
 
 
 @dataclass(frozen=True)
 class Strategy:
     name: str
-    model: str  # a key of trainables.models.MODELS
-    train: tuple[str, ...]  # regexes, re.match-ed against parameter names
+    network: str  # 'mobilenet_v2' (an smp encoder of trainables.models.ENCODERS) or 'unet64'
+    parts: frozenset[str]  # trainable parts (trainables.freeze), or {'all'}
     pretrained: bool = True  # does encoder_weights apply (the baseline starts from scratch)
     bn_update_frozen: bool = True  # the paper's behaviour; see the module docstring
 
+    @property
+    def model(self) -> str:
+        """The key of trainables.models.MODELS that builds the network."""
+        return "unet_baseline" if self.network == BASELINE else f"unet_{self.network}"
 
-_ALL = (r".*",)
-HEAD = r"segmentation_head\."
+    @property
+    def mask(self) -> str:
+        return mask_name(self.network, self.parts)
+
+    @property
+    def trains_everything(self) -> bool:
+        return self.parts == {"all"} or self.parts >= ENCODER | DECODER | {"head"}
+
+
+def _row(name: str, parts, network: str = "mobilenet_v2", **kwargs) -> Strategy:
+    return Strategy(name, network, frozenset(parts), **kwargs)
+
+
+def _blocks(*indices: int) -> set[str]:
+    return {f"dec{i}" for i in indices}
+
 
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in [
-        Strategy("baseline", "unet_baseline", _ALL, pretrained=False),  # U-Net from scratch
-        Strategy("decoder", "unet_mobilenet_v2", (r"decoder\.",)),
-        Strategy("encoder", "unet_mobilenet_v2", (r"encoder\.",)),
-        Strategy("decoder_0", "unet_mobilenet_v2", (r"decoder\.blocks\.0\.",)),
-        Strategy("decoder_0_1", "unet_mobilenet_v2", (r"decoder\.blocks\.[01]\.",)),
-        Strategy("decoder_0_1_2", "unet_mobilenet_v2", (r"decoder\.blocks\.[012]\.",)),
-        Strategy("decoder_2_3_4", "unet_mobilenet_v2", (r"decoder\.blocks\.[234]\.",)),
-        Strategy("decoder_4", "unet_mobilenet_v2", (r"decoder\.blocks\.4\.",)),
-        Strategy("all", "unet_mobilenet_v2", _ALL),  # everything trains (not in the paper)
+        _row("baseline", {"all"}, BASELINE, pretrained=False),  # U-Net from scratch
+        _row("decoder", DECODER),
+        _row("encoder", ENCODER),
+        _row("decoder_0", _blocks(0)),
+        _row("decoder_0_1", _blocks(0, 1)),
+        _row("decoder_0_1_2", _blocks(0, 1, 2)),
+        _row("decoder_2_3_4", _blocks(2, 3, 4)),
+        _row("decoder_4", _blocks(4)),
+        _row("all", ENCODER | DECODER | {"head"}),  # everything trains (not in the paper)
     ]
 }
 PAPER_STRATEGIES = [
@@ -65,9 +96,21 @@ PAPER_STRATEGIES = [
 
 
 def get_strategy(name: str) -> Strategy:
-    if name not in STRATEGIES:
-        raise KeyError(f"unknown strategy {name!r}; valid: {sorted(STRATEGIES)}")
-    return STRATEGIES[name]
+    """A named row, or the strategy a mask name describes (`mobilenet_v2:dec0-4+enc4`)."""
+    if name in STRATEGIES:
+        return STRATEGIES[name]
+    try:
+        network, parts = parse_mask(name)
+    except ValueError as err:
+        raise KeyError(
+            f"unknown strategy {name!r}; valid: {sorted(STRATEGIES)} or a freeze mask such "
+            f"as 'mobilenet_v2:enc4+dec0-4' ({err})"
+        ) from None
+    from trainables.models import ENCODERS
+
+    if network != BASELINE and network not in ENCODERS:
+        raise KeyError(f"strategy {name!r}: unknown network {network!r}; valid: {ENCODERS}")
+    return Strategy(mask_name(network, parts), network, parts, pretrained=network != BASELINE)
 
 
 @dataclass(frozen=True)
@@ -76,6 +119,12 @@ class AppliedStrategy:
     total_params: int
     param_groups: list  # for torch.optim: [{"params": [...]}]
     frozen_bn_modules: tuple[str, ...]  # BatchNorm layers pinned to eval mode
+
+
+@functools.cache
+def _stages(network: str) -> dict[str, str]:
+    """Encoder parameter name -> stage, per network (found once, on a fresh model)."""
+    return encoder_stage_of(build_model(f"unet_{network}"))
 
 
 def _eval_only_train(self: nn.Module, mode: bool = True) -> nn.Module:
@@ -101,27 +150,32 @@ def apply_strategy(
         counts and the optimizer's parameter groups.
 
     Raises:
-        ValueError: a pattern matches no parameter (a typo, or the wrong network).
+        ValueError: a part matches no parameter (the wrong network).
     """
-    # A strategy that trains everything trains its head already (the baseline has none by
-    # that name): train_head adds nothing there.
-    extra = [HEAD] if train_head and strategy.train != _ALL else []
-    patterns = list(strategy.train) + extra
-    matched = {p: 0 for p in patterns}
     trainable = []
-    for name, param in model.named_parameters():
-        hits = [p for p in patterns if re.match(p, name)]
-        for p in hits:
-            matched[p] += 1
-        param.requires_grad_(bool(hits))
-        if hits:
+    if strategy.trains_everything:  # its head trains already: train_head adds nothing
+        for param in model.parameters():
+            param.requires_grad_(True)
             trainable.append(param)
-    unmatched = [p for p, n in matched.items() if n == 0]
-    if unmatched:
-        raise ValueError(
-            f"strategy {strategy.name!r}: pattern(s) {unmatched} match no parameter of "
-            f"{type(model).__name__}"
-        )
+    else:
+        if not hasattr(model, "encoder") or not hasattr(model, "segmentation_head"):
+            raise ValueError(
+                f"strategy {strategy.name!r}: parts {sorted(strategy.parts)} match no parameter "
+                f"of {type(model).__name__}"
+            )
+        parts = strategy.parts | ({"head"} if train_head else set())
+        stages, matched = _stages(strategy.network), set()
+        for name, param in model.named_parameters():
+            part = part_of(name, stages)
+            param.requires_grad_(part in parts)
+            if part in parts:
+                trainable.append(param)
+                matched.add(part)
+        if parts - matched:
+            raise ValueError(
+                f"strategy {strategy.name!r}: part(s) {sorted(parts - matched)} match no "
+                f"parameter of {type(model).__name__}"
+            )
 
     keep_updating = strategy.bn_update_frozen if bn_update_frozen is None else bn_update_frozen
     frozen_bn = []
@@ -150,6 +204,10 @@ def apply_strategy(
     return result
 
 
+def _part_rank(part: str) -> int:
+    return PART_ORDER.index(part) if part in PART_ORDER else -1
+
+
 def describe_all(train_head: bool = False) -> list[dict]:
     """Every strategy with its trainable and total parameter counts (weights not loaded)."""
     rows = []
@@ -160,6 +218,8 @@ def describe_all(train_head: bool = False) -> list[dict]:
             {
                 "name": strategy.name,
                 "model": strategy.model,
+                "mask": strategy.mask,
+                "parts": sorted(strategy.parts, key=_part_rank),
                 "trainable_params": applied.trainable_params,
                 "total_params": applied.total_params,
                 "bn_update_frozen": strategy.bn_update_frozen,
@@ -181,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"{'strategy':<15}{'model':<19}{'trainable':>12}{'total':>12}")
+        print(f"{'strategy':<15}{'mask':<32}{'trainable':>12}{'total':>12}")
         for r in rows:
             print(
-                f"{r['name']:<15}{r['model']:<19}{r['trainable_params']:>12,}{r['total_params']:>12,}"
+                f"{r['name']:<15}{r['mask']:<32}{r['trainable_params']:>12,}{r['total_params']:>12,}"
             )
     return 0
 

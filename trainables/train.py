@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 
 from trainables.config import ConfigError, TrialConfig, dump_config, load_trial_config
 from trainables.data import DataError
+from trainables.device import DeviceError, describe_device, resolve_device
 from trainables.models import WeightsError
 from trainables.splits import SplitError, write_split
 from trainables.trial import (
@@ -38,6 +40,27 @@ from trainables.trial import (
 # retry needs to continue after the last finished epoch.
 BEST, LAST = "best.pt", "last.pt"
 CHECKPOINT_FILES = (LAST, BEST)
+# One row per test image (scores raw and post-processed, HC, both ellipses), beside metrics.json.
+TEST_PER_IMAGE = "test_per_image.csv"
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
+    """A checkpoint's tensors and plain data (dicts, lists, numbers, strings). Anything else - a
+    pickled object, which could run code when loaded - is refused: checkpoints are read from
+    shared storage that others may write."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        lines = str(err).splitlines()
+        reason = next((line.strip() for line in lines if "GLOBAL" in line), lines[0])
+        raise CheckpointError(
+            f"{path}: refused to load - it holds more than tensors and plain data, and "
+            f"unpickling it could run code ({reason})"
+        ) from None
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded safely."""
 
 
 def _state(trial: Training, epoch: int, history: list, best: dict) -> dict:
@@ -46,6 +69,7 @@ def _state(trial: Training, epoch: int, history: list, best: dict) -> dict:
         "model": trial.model.state_dict(),
         "optimizer": trial.optimizer.state_dict(),
         "scheduler": trial.scheduler.state_dict() if trial.scheduler else None,
+        "scaler": trial.scaler.state_dict() if trial.scaler else None,
         "history": history,
         "best": best,
         "config": trial.cfg.model_dump(mode="json"),
@@ -53,13 +77,15 @@ def _state(trial: Training, epoch: int, history: list, best: dict) -> dict:
 
 
 def _restore(trial: Training, path: Path) -> tuple[int, list, dict]:
-    state = torch.load(path, map_location=trial.device, weights_only=False)
+    state = load_checkpoint(path, trial.device)
     if state["config"] != trial.cfg.model_dump(mode="json"):
         raise ConfigError(f"{path} was written by a different config; use a new --out")
     trial.model.load_state_dict(state["model"])
     trial.optimizer.load_state_dict(state["optimizer"])
     if trial.scheduler and state["scheduler"]:
         trial.scheduler.load_state_dict(state["scheduler"])
+    if trial.scaler and state.get("scaler"):
+        trial.scaler.load_state_dict(state["scaler"])
     return state["epoch"], state["history"], state["best"]
 
 
@@ -123,7 +149,7 @@ def run_trial(
         if on_epoch:
             on_epoch(record, out_dir, written)
 
-    best_state = torch.load(out_dir / BEST, map_location=trial.device, weights_only=False)
+    best_state = load_checkpoint(out_dir / BEST, trial.device)
     trial.model.load_state_dict(best_state["model"])
     val = evaluate(trial, data.val)  # the chosen epoch, with Hausdorff distance and HC
     test = evaluate(trial, data.test) if evaluate_test and len(data.test) else {}
@@ -138,7 +164,8 @@ def run_trial(
         # 0 for an uninterrupted trial; k when it continued from the checkpoint of epoch k
         # (the history still lists every epoch, restored from last.pt).
         "resumed_after_epoch": start_epoch,
-        "device": str(trial.device),
+        "device": describe_device(trial.device),
+        "precision": trial.precision,
         "split_sizes": {side: len(files) for side, files in data.split.items()},
         "wall_s": time.perf_counter() - started,
         "history": history,
@@ -147,7 +174,7 @@ def run_trial(
         "config": cfg.model_dump(mode="json"),
     }
     if test:
-        _write_rows(test.get("per_image", []), out_dir / "test_per_image.csv")
+        _write_rows(test.get("per_image", []), out_dir / TEST_PER_IMAGE)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log(
         f"[{cfg.run_name}] test dice {test.get('dice', float('nan')):.4f} "
@@ -197,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         if (Path(args.out) / "metrics.json").exists():
             raise ConfigError(f"{args.out} already holds a finished trial (metrics.json)")
+        resolve_device(cfg)  # device=cuda without a usable GPU: say so now, not mid-training
         data = load_trial_data(cfg)
-    except (ConfigError, DataError, SplitError) as err:
+    except (ConfigError, DataError, SplitError, DeviceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:

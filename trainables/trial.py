@@ -27,8 +27,9 @@ from trainables.augment import (
     to_network_input,
 )
 from trainables.config import TrialConfig
-from trainables.data import ArrayDataset, default_data_dir, load_arrays
-from trainables.metrics import MetricAccumulator
+from trainables.data import ArrayDataset, default_data_dir, digest_of, load_arrays
+from trainables.device import AUTOCAST_DTYPES, make_scaler, resolve_device, resolve_precision
+from trainables.evaluate import evaluate_dataset
 from trainables.models import build_model
 from trainables.splits import make_split
 from trainables.strategies import AppliedStrategy, apply_strategy, get_strategy
@@ -40,6 +41,14 @@ class TrialData:
     val: ArrayDataset
     test: ArrayDataset
     split: dict[str, list[str]]
+
+    def fingerprint(self) -> dict:
+        """What the trial trains and tests on: every image's content digest and its side."""
+        samples = {**self.train.digests, **self.val.digests, **self.test.digests}
+        return {"split": self.split, "samples": dict(sorted(samples.items()))}
+
+    def digest(self) -> str:
+        return digest_of(self.fingerprint())
 
 
 def load_trial_data(cfg: TrialConfig) -> TrialData:
@@ -58,14 +67,6 @@ def load_trial_data(cfg: TrialConfig) -> TrialData:
         seed=cfg.split_seed,
     )
     return TrialData(*(full.subset(split[side]) for side in ("train", "val", "test")), split)
-
-
-def resolve_device(cfg: TrialConfig) -> torch.device:
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' but no CUDA device is available")
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
 
 
 def seed_everything(seed: int) -> None:
@@ -116,10 +117,12 @@ class Training:
     # What runs the batches: `model` itself, or its torch.compile wrapper (cfg.compile). The
     # wrapper shares the parameters; state dicts are always read from and loaded into `model`.
     net: nn.Module = field(repr=False)
+    precision: str = "fp32"  # bf16, fp16 (with `scaler`) or fp32: trainables.device
+    scaler: torch.amp.GradScaler | None = field(default=None, repr=False)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
-        return torch.bfloat16 if (self.cfg.amp and self.device.type == "cuda") else None
+        return AUTOCAST_DTYPES[self.precision]
 
 
 def build_network(cfg: TrialConfig, verbose: bool = True) -> tuple[nn.Module, AppliedStrategy]:
@@ -177,6 +180,7 @@ def build_training(
     optimizer = torch.optim.Adam(
         applied.param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused
     )
+    precision = resolve_precision(cfg.amp, device)
     return Training(
         cfg=cfg,
         model=model,
@@ -189,6 +193,8 @@ def build_training(
         train_images=torch.from_numpy(data.train.images).to(device),
         train_masks=torch.from_numpy(data.train.masks).to(device),
         net=net,
+        precision=precision,
+        scaler=make_scaler(precision, device),
     )
 
 
@@ -256,8 +262,13 @@ def train_one_epoch(trial: Training, epoch: int, max_steps: int | None = None) -
         logits = forward(trial, _net_for(trial, len(index), cfg.batch_size), images)
         loss = trial.loss_fn(logits.float(), masks)
         trial.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        trial.optimizer.step()
+        if trial.scaler is None:
+            loss.backward()
+            trial.optimizer.step()
+        else:  # fp16: scale the loss so small gradients do not underflow, unscale to step
+            trial.scaler.scale(loss).backward()
+            trial.scaler.step(trial.optimizer)
+            trial.scaler.update()
         loss_sum += loss.detach() * len(index)
         steps, images_seen = steps + 1, images_seen + len(index)
     train_loss = (loss_sum / max(images_seen, 1)).item()  # the one host sync of the epoch
@@ -270,34 +281,26 @@ def train_one_epoch(trial: Training, epoch: int, max_steps: int | None = None) -
     }
 
 
-@torch.inference_mode()
 def evaluate(
     trial: Training, data: ArrayDataset, model: nn.Module | None = None, shape_metrics: bool = True
 ) -> dict:
-    """Batched evaluation: per-image metrics averaged over images (plus the paper's variants).
+    """Batched evaluation of the trial's network (or `model`) with the trial's TTA and
+    post-processing: `trainables.evaluate.evaluate_dataset` (per-image metrics averaged over
+    images, raw and post-processed, plus the paper's variants).
 
     Args:
-        shape_metrics: also Hausdorff distance and HC (CPU work per image); the per-epoch
+        shape_metrics: also distances and HC (CPU work per image); the per-epoch
             validation that only chooses the epoch skips them.
     """
-    (trial.model if model is None else model).eval()
-    acc = MetricAccumulator(trial.cfg.hc_mask_outset_px, shape_metrics=shape_metrics)
-    cfg, device = trial.cfg, trial.device
-    for start in range(0, len(data), cfg.eval_batch_size):
-        stop = min(start + cfg.eval_batch_size, len(data))
-        images = to_network_input(torch.from_numpy(data.images[start:stop]).to(device))
-        net = _net_for(trial, stop - start, cfg.eval_batch_size) if model is None else model
-        logits = forward(trial, net, images)
-        reference = None if data.reference_hc_mm is None else data.reference_hc_mm[start:stop]
-        acc.update(
-            logits[:, 0] > 0,
-            torch.from_numpy(data.masks[start:stop]).bool(),
-            data.pixel_size_mm[start:stop],
-            data.scale_xy[start:stop],
-            reference,
-            filenames=data.filenames[start:stop],
-        )
-    return acc.compute()
+    own = model is None
+    network = trial.model if own else model
+    network.eval()
+
+    def run(images: torch.Tensor) -> torch.Tensor:
+        net = _net_for(trial, len(images), trial.cfg.eval_batch_size) if own else network
+        return forward(trial, net, images)
+
+    return evaluate_dataset(run, data, trial.cfg, trial.device, shape_metrics)
 
 
 def save_atomic(obj, path: Path) -> None:

@@ -1,7 +1,8 @@
 """Build one experiment's report: compute, draw, write the files, and copy them to W&B.
 
 Files written to the output folder (the experiment's report folder by default):
-report.md, report.html (self-contained), strategies.csv, pareto.png/.svg and boxplot.png.
+report.md, report.html (self-contained), strategies.csv, pareto.png/.svg and boxplot.png; with
+the final trials' per-image tables also bland_altman.png and worst_images.png (`clinical`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from pathlib import Path
 import pandas as pd
 
 from search.experiment import TRIALS
-from search.report import plots, stats
+from search.report import clinical, interactive, plots, stats
 from search.report.load import Results, load_results
 from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
 from search.report.text import build_notes, display_table, tune_display
+from trainables.metrics import HC_FAIL_MM
 
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 STRATEGIES_CSV = "strategies.csv"
@@ -44,6 +46,7 @@ def report_page(
     tune: pd.DataFrame,
     out_dir: Path,
     pareto_plotly,
+    clinical_blocks: Sequence = (),
 ) -> Page:
     """The one page report.md and report.html both show, section by section.
 
@@ -54,6 +57,7 @@ def report_page(
         notes: `text.build_notes` output.
         out_dir: the folder holding the PNGs (the page is written beside them).
         pareto_plotly: the interactive Pareto plot the HTML shows instead of its PNG.
+        clinical_blocks: the clinical section's blocks (`clinical.build_clinical`).
     """
     direction = "higher" if metric.higher_is_better else "lower"
     intro = (
@@ -72,6 +76,7 @@ def report_page(
             Section("Notes", [Bullets(notes)]),
             Section("Pareto front", [Figure("Pareto front", out_dir / PARETO_PNG, pareto_plotly)]),
             Section("Seeds per strategy", [Figure("Seeds per strategy", out_dir / BOXPLOT_PNG)]),
+            Section("Clinical measurement (test images)", list(clinical_blocks)),
             Section("Tune stage", [tune_table]),
             Section(None, [Paragraph(csv_note)]),
         ],
@@ -86,6 +91,7 @@ def log_to_wandb(
     metric: str,
     mode: str,
     project: str,
+    figures: dict[str, Path] | None = None,
 ) -> None:
     """A report run in the experiment's group: the table, the plots. No key is written."""
     import wandb
@@ -109,6 +115,7 @@ def log_to_wandb(
             "boxplot": wandb.Image(str(out_dir / BOXPLOT_PNG)),
             "pareto_interactive": wandb.Plotly(plotly_fig),
         }
+        | {name: wandb.Image(str(path)) for name, path in (figures or {}).items()}
     )
     run.finish()
 
@@ -119,6 +126,8 @@ def build_report(
     out_dir: str | None = None,
     wandb_mode: str = "disabled",
     wandb_project: str | None = None,
+    hc_fail_mm: float | None = None,
+    data_dir: str | None = None,
 ) -> ReportResult:
     """Compute, draw and write the report of one experiment.
 
@@ -129,6 +138,10 @@ def build_report(
             ./report_<name> for a URI).
         wandb_mode: online, offline or disabled.
         wandb_project: the W&B project (default: the config's search.wandb_project).
+        hc_fail_mm: an HC error above this is a failed measurement (default: the config's
+            search.report.hc_fail_mm, else 10 mm).
+        data_dir: the test images' folder for the worst-images figure (default: the config's
+            trial.data_dir).
 
     Returns:
         The strategies table, the terminal text and the output folder.
@@ -142,26 +155,34 @@ def build_report(
         raise ValueError(f"{results.location}: {TRIALS} has no final-stage rows yet")
     out = Path(out_dir) if out_dir else results.default_out_dir
     out.mkdir(parents=True, exist_ok=True)
-    notes = build_notes(table, info, results.trials, results.config, results.split)
+    notes = build_notes(table, info, results.trials, results.config, results.split, results.encoder)
     tune = stats.tune_gains(results.trials, planned)
+    if hc_fail_mm is None:
+        hc_fail_mm = search.get("report", {}).get("hc_fail_mm", HC_FAIL_MM)
+    clinic = clinical.build_clinical(results, table, info, out, hc_fail_mm, data_dir)
+    table, notes = clinic.table, notes + clinic.notes
     table.to_csv(out / STRATEGIES_CSV, index=False)
 
     plots.save(plots.pareto_figure(table, info), out / PARETO_PNG, out / PARETO_SVG)
     final = stats.final_trials(results.trials)
     plots.save(plots.box_figure(table, final, info), out / BOXPLOT_PNG)
-    plotly_fig = plots.plotly_pareto(table, info)
+    plotly_fig = interactive.plotly_pareto(table, info)
 
-    page = report_page(results, info, table, notes, tune, out, plotly_fig)
+    page = report_page(results, info, table, notes, tune, out, plotly_fig, clinic.blocks)
     (out / REPORT_MD).write_text(page.to_markdown(), encoding="utf-8")
     (out / REPORT_HTML).write_text(page.to_html(), encoding="utf-8")
     compact = display_table(table, info, compact=True).to_string(index=False)
+    shown = clinical.clinical_display(table, hc_fail_mm)
+    compact += "\n\n" + shown.to_string(index=False) if len(shown) else ""
     text = "\n".join(
         [page.title, page.intro, compact, "", *[f"- {n}" for n in notes], f"Files: {out}"]
     )
     if wandb_mode != "disabled":
         project = wandb_project or search.get("wandb_project") or "freezeframe"
         try:
-            log_to_wandb(results, table, out, plotly_fig, metric, wandb_mode, project)
+            log_to_wandb(
+                results, table, out, plotly_fig, metric, wandb_mode, project, clinic.figures
+            )
         except Exception as err:  # the files are written; W&B only holds a copy of them
             text += (
                 f"\nW&B logging failed ({type(err).__name__}: {err}); the files above are complete."

@@ -6,7 +6,7 @@ at a local path or a storage URI (s3://, gs://, file://).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +24,10 @@ class Results:
     config: dict  # {} when the experiment has no config
     split: pd.DataFrame | None  # None when the experiment has no split
     default_out_dir: Path  # the experiment's report folder, or ./report_<name> for a URI
+    # {network: where the pretrain stage's encoder came from, and its cost} ({} without one)
+    encoder: dict[str, dict] = field(default_factory=dict)
+    # The final trials' per-image test tables by trial name (trials without one are absent).
+    per_image: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def load_results(location: str) -> Results:
@@ -36,11 +40,16 @@ def load_results(location: str) -> Results:
     if not experiment.has_trials():
         shown = str(location).rstrip("/")
         raise FileNotFoundError(f"no {TRIALS} in {shown} - has the search started there?")
+    trials = experiment.read_trials()
+    final = trials.loc[trials["stage"] == "final", "trial_name"] if "stage" in trials else []
+    tables = {name: experiment.read_per_image("final", name) for name in set(final)}
     return Results(
         name=experiment.name,
         location=experiment.uri,
-        trials=experiment.read_trials(),
+        trials=trials,
         config=experiment.read_config(),
         split=experiment.read_split(),
         default_out_dir=experiment.default_report_dir(),
+        encoder=experiment.read_encoder_info(),
+        per_image={name: rows for name, rows in tables.items() if rows is not None},
     )

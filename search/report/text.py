@@ -78,6 +78,7 @@ def build_notes(
     trials: pd.DataFrame,
     config: dict,
     split: pd.DataFrame | None,
+    encoder: dict | None = None,
 ) -> list[str]:
     """The statements a reader needs to trust (or distrust) the table.
 
@@ -149,13 +150,18 @@ def build_notes(
         notes.append("Reduction vs baseline: n/a - no baseline row reported its parameter count.")
     else:
         notes.append("Reduction vs baseline: n/a - no baseline strategy in this experiment.")
-    notes += honest_notes(trials, config, split)
+    notes += honest_notes(trials, config, split, encoder)
     return notes
 
 
-def honest_notes(trials: pd.DataFrame, config: dict, split: pd.DataFrame | None) -> list[str]:
-    """Test-train exam sharing, and encoder weights other than ImageNet."""
-    notes = []
+def honest_notes(
+    trials: pd.DataFrame,
+    config: dict,
+    split: pd.DataFrame | None,
+    encoder: dict[str, dict] | None = None,
+) -> list[str]:
+    """Test-train exam sharing, encoder weights other than ImageNet, and the devices."""
+    notes = device_notes(trials)
     if split is None:
         notes.append(f"{SPLIT} not found: cannot check whether test exams also appear in train.")
     else:
@@ -177,7 +183,15 @@ def honest_notes(trials: pd.DataFrame, config: dict, split: pd.DataFrame | None)
         )
     trial, search = config.get("trial", {}), config.get("search", {})
     weights = str(trial.get("encoder_weights", "unknown"))
-    if "pretrain" in search.get("stages", []) or (trials["stage"] == "pretrain").any():
+    if encoder:
+        for network, info in encoder.items():
+            cost = f"{info['wall_s'] / 60:.1f} min" if info.get("wall_s") else "no training"
+            reused = f", reused from {info['reused_from']}" if info.get("reused_from") else ""
+            notes.append(
+                f"The {network} encoder weights were not ImageNet: the pretrain stage's, "
+                f"{info['description']} (pretraining: {cost}{reused})."
+            )
+    elif "pretrain" in search.get("stages", []) or (trials["stage"] == "pretrain").any():
         source = search.get("pretrain", {}).get("source")
         notes.append(
             "The encoder weights were not ImageNet: the encoder was pretrained in this "
@@ -192,6 +206,18 @@ def honest_notes(trials: pd.DataFrame, config: dict, split: pd.DataFrame | None)
     elif weights not in ("imagenet", "unknown"):
         notes.append(f"The encoder weights were not ImageNet: checkpoint {weights}.")
     return notes
+
+
+def device_notes(trials: pd.DataFrame) -> list[str]:
+    """Where the final stage's numbers came from: '32 trials on cpu (fp32)'."""
+    if "device" not in trials or "precision" not in trials:
+        return []
+    final = trials[(trials["stage"] == "final") & (trials["status"] == "ok")]
+    used = final.groupby([final["device"].fillna("?"), final["precision"].fillna("?")]).size()
+    if used.empty:
+        return []
+    parts = [f"{count} on {device} ({precision})" for (device, precision), count in used.items()]
+    return ["Devices of the finished final trials: " + ", ".join(parts) + "."]
 
 
 def tune_display(tune: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,14 @@ from ray import tune
 
 from search.config import ResolvedConfig
 from search.experiment import Experiment
-from search.spec import ExperimentRef, Stage, SyntheticSource, TrialSpec, WandbSettings
+from search.spec import (
+    PRETRAINED,
+    ExperimentRef,
+    Stage,
+    SyntheticSource,
+    TrialSpec,
+    WandbSettings,
+)
 from search.trainable import run_ray_trial
 from search.trials_table import TrialsTable
 from trainables.config import TrialConfig
@@ -15,7 +22,7 @@ from trainables.config import TrialConfig
 
 def trial_dirname(trial) -> str:
     """Ray's folder of a trial, named like the trial itself (`decoder__seed0`)."""
-    return TrialSpec.from_tune_config(trial.config).name(trial.trial_id)
+    return TrialSpec.from_tune_config(trial.config).name
 
 
 class StageRunner:
@@ -25,10 +32,17 @@ class StageRunner:
         cfg: the resolved config.
         experiment: the experiment folder.
         wandb_mode: online, offline or disabled (resolved by the CLI).
+        data_digest: the target data's fingerprint digest (`TrialData.digest()`).
     """
 
-    def __init__(self, cfg: ResolvedConfig, experiment: Experiment, wandb_mode: str):
-        self.cfg, self.experiment = cfg, experiment
+    def __init__(
+        self,
+        cfg: ResolvedConfig,
+        experiment: Experiment,
+        wandb_mode: str,
+        data_digest: str | None = None,
+    ):
+        self.cfg, self.experiment, self.data_digest = cfg, experiment, data_digest
         resources = cfg.search.resources
         self.trainable = tune.with_resources(
             run_ray_trial, {"cpu": resources.cpu, "gpu": resources.gpu}
@@ -41,6 +55,7 @@ class StageRunner:
             project=cfg.search.wandb_project,
             group=experiment.name,
             dir=experiment.wandb_dir(),
+            timeout_s=cfg.search.wandb_timeout_s,
         )
 
     def spec(
@@ -50,53 +65,68 @@ class StageRunner:
         recipe: str = "paper",
         synthetic: SyntheticSource | None = None,
         keep_best_checkpoint: bool = False,
+        data_digest: str | None | bool = True,
+        pretext: str | None = None,
+        unlabelled_dir: str | None = None,
+        encoder_source: str | None = None,
         **trial_updates,
     ) -> TrialSpec:
-        """A validated spec: the study's trial settings with `trial_updates` applied."""
+        """A validated spec: the study's trial settings with `trial_updates` applied, named
+        `<strategy>__seed<k>`; its trial checks its data against `data_digest` (True: the
+        study's target data; None: no check, e.g. another source domain)."""
         trial = TrialConfig.model_validate({**self.base_trial.model_dump(), **trial_updates})
         store = self.experiment.store
         return TrialSpec(
             stage=stage,
+            name=trial.run_name,
             experiment=ExperimentRef(storage=store.storage, name=store.name),
             trial=trial,
             recipe=recipe,
             wandb=self.wandb,
             synthetic=synthetic,
             keep_best_checkpoint=keep_best_checkpoint,
+            data_digest=self.data_digest if data_digest is True else data_digest,
+            pretext=pretext,
+            unlabelled_dir=unlabelled_dir,
+            encoder_source=encoder_source or self._encoder_source(trial.encoder_weights),
         )
 
-    def fit(
-        self, run: str, stage: Stage, param_space: dict, expected: int, **tune_config
-    ) -> tune.ResultGrid:
-        """Run the Tune experiment `run` of `stage`, or continue it where a killed driver left it.
+    def _encoder_source(self, weights: str) -> str:
+        """Where a trial's encoder weights come from, in words (W&B, the result)."""
+        if weights == PRETRAINED:
+            from search.encoders import describe
+
+            return f"pretrain stage: {describe(self.cfg)}"
+        return {"imagenet": "ImageNet", "none": "random initialisation"}.get(weights, weights)
+
+    def fit(self, stage: Stage, param_space: dict, expected: int, **tune_config):
+        """Run one Tune experiment for `stage`, in the experiment's `<stage>/` folder.
+
+        A resumed study does not restore Tune's own state (`Tuner.restore` would reuse the first
+        run's parameters, whatever the command line says now): each stage builds only the
+        trials it still needs from what the experiment holds, with today's settings, and an
+        interrupted trial continues from its checkpoint in the experiment (found by name).
 
         Args:
-            run: the Tune experiment's folder name in the experiment (a stage may run several).
-            param_space: `{"spec": ...}`: a `TrialSpec.to_param()`, or a grid of them.
-            expected: how many trials the stage runs in all (for the progress count).
+            param_space: `{"spec": ...}`: a `TrialSpec.to_param()`, or a grid of them ({} when
+                a search algorithm makes the specs).
+            expected: how many trials the stage has in all, earlier runs included (progress).
             tune_config: `tune.TuneConfig` arguments (search algorithm, scheduler, samples).
         """
-        uri = self.experiment.tune_run_uri(run)
-        if tune.Tuner.can_restore(uri):
-            print(f"[{stage}] resuming the unfinished Tune experiment at {uri}", flush=True)
-            tuner = tune.Tuner.restore(
-                uri, self.trainable, resume_unfinished=True, resume_errored=True
-            )
-        else:
-            run_config = tune.RunConfig(
-                name=run,
-                storage_path=self.experiment.uri,
-                failure_config=tune.FailureConfig(max_failures=self.cfg.search.max_failures),
-                callbacks=[TrialsTable(self.experiment, stage, expected)],
-                verbose=0,
-            )
-            tuner = tune.Tuner(
-                self.trainable,
-                param_space=param_space,
-                # Reused worker processes skip re-importing torch for every trial.
-                tune_config=tune.TuneConfig(
-                    reuse_actors=True, trial_dirname_creator=trial_dirname, **tune_config
-                ),
-                run_config=run_config,
-            )
+        run_config = tune.RunConfig(
+            name=stage,
+            storage_path=self.experiment.uri,
+            failure_config=tune.FailureConfig(max_failures=self.cfg.search.max_failures),
+            callbacks=[TrialsTable(self.experiment, stage, expected)],
+            verbose=0,
+        )
+        tuner = tune.Tuner(
+            self.trainable,
+            param_space=param_space,
+            # Reused worker processes skip re-importing torch for every trial.
+            tune_config=tune.TuneConfig(
+                reuse_actors=True, trial_dirname_creator=trial_dirname, **tune_config
+            ),
+            run_config=run_config,
+        )
         return tuner.fit()

@@ -1,5 +1,7 @@
-"""Stage 3: strategies x seeds, each with its strategy's best recipe from the tune stage (the
-config's own recipe where there is none), chosen on validation and tested once."""
+"""The final stage: strategies x seeds, each with its strategy's best recipe from the tune stage
+(the config's own recipe where there is none), chosen on validation and tested once; the
+explore stage's top configurations join the named strategies with their own recipe and
+BatchNorm mode, so the report compares them on the test set."""
 
 from __future__ import annotations
 
@@ -7,33 +9,49 @@ from ray import tune
 
 from search.spec import RECIPE_KEYS
 from search.stages.common import StageRunner
+from search.worker import stored_result
 
 
-def run(runner: StageRunner, encoder_weights: str, recipes: dict[str, dict]) -> None:
+def run(
+    runner: StageRunner,
+    encoder_weights: str,
+    recipes: dict[str, dict],
+    discovered: list[dict] | None = None,
+) -> None:
     """Train and test the grid.
 
     Args:
         encoder_weights: 'imagenet', 'none', a checkpoint, or the pretrain stage's model.
         recipes: the tune stage's best recipe per strategy (`best_recipes.yaml`).
+        discovered: the explore stage's top configurations (`explore_top.yaml`).
     """
     search = runner.cfg.search
-    specs = []
+    cells = []  # (strategy, recipe label, trial settings)
     for strategy in search.strategies:
         recipe = recipes.get(strategy)
         updates = {k: recipe[k] for k in RECIPE_KEYS} if recipe else {}
-        specs += [
-            runner.spec(
-                "final",
-                recipe="best" if recipe else "paper",
-                keep_best_checkpoint=search.keep_best_checkpoints,
-                strategy=strategy,
-                seed=seed,
-                encoder_weights=encoder_weights,
-                **updates,
-            )
-            for seed in search.seeds
-        ]
-    space = {"spec": tune.grid_search([spec.to_param() for spec in specs])}
-    runner.fit(
-        "final", "final", space, len(specs), max_concurrent_trials=search.max_concurrent_trials
-    )
+        cells.append((strategy, "best" if recipe else "paper", updates))
+    named = set(search.strategies)
+    for found in discovered or []:
+        if found["strategy"] not in named:
+            updates = {k: found[k] for k in (*RECIPE_KEYS, "bn_update_frozen")}
+            cells.append((found["strategy"], "explore", updates))
+    specs = [
+        runner.spec(
+            "final",
+            recipe=label,
+            keep_best_checkpoint=search.keep_best_checkpoints,
+            strategy=strategy,
+            seed=seed,
+            encoder_weights=encoder_weights,
+            **updates,
+        )
+        for strategy, label, updates in cells
+        for seed in search.seeds
+    ]
+    # A resumed study trains only what is not finished (an interrupted trial continues from its
+    # checkpoint); finished trials keep their rows in trials.csv.
+    todo = [spec for spec in specs if stored_result(runner.experiment, spec) is None]
+    if todo:
+        space = {"spec": tune.grid_search([spec.to_param() for spec in todo])}
+        runner.fit("final", space, len(specs), max_concurrent_trials=search.max_concurrent_trials)

@@ -1,22 +1,29 @@
-"""Stage 2: per strategy, Optuna (TPE, seeded) proposes the learning-rate recipe; each proposal
-is one trial scored on validation Dice, and ASHA stops poor ones. The config's own recipe (the
-paper's) is always the first proposal. Writes the best recipe per strategy."""
+"""Stage 2: per strategy, an Optuna study (TPE, seeded) proposes the learning-rate recipe; each
+proposal is one trial scored on validation Dice, ASHA stops poor ones within their strategy.
+The config's own recipe (the paper's) is each study's first proposal.
+
+All strategies' proposals run in ONE Tune experiment (one study per strategy, each with its own
+budget): a study per strategy keeps TPE's model of each strategy's learning-rate landscape apart
+(a frozen encoder wants another rate than a whole network) and gives every strategy exactly its
+budget, and one experiment keeps every GPU busy until the last proposal (one experiment per
+strategy idled the cluster at the end of each). Writes the best recipe per strategy.
+"""
 
 from __future__ import annotations
 
-import collections
 import functools
+import tempfile
+from pathlib import Path
 
 import optuna
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
+import pandas as pd
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from search.config import TuneSettings
 from search.experiment import Experiment
-from search.spec import RECIPE_KEYS, paper_recipe
+from search.searcher import Past, StudyPlan, StudySearcher
+from search.spec import RECIPE_KEYS, paper_recipe, recipe_params
 from search.stages.common import StageRunner
-from trainables.config import TrialConfig
 
 
 def optuna_space(trial, settings: dict) -> None:
@@ -29,60 +36,131 @@ def optuna_space(trial, settings: dict) -> None:
         trial.suggest_int("lr_step_size", 1, settings["step_size_max"])
 
 
-def build_searcher(
-    settings: TuneSettings, trial: TrialConfig, experiment: Experiment, strategy: str, limit
-):
-    """One seeded TPE study per strategy in the experiment's Optuna storage."""
-    searcher = OptunaSearch(
-        space=functools.partial(optuna_space, settings=settings.model_dump()),
-        metric="val_dice",
-        mode="max",
-        points_to_evaluate=[paper_recipe(trial)],
-        sampler=optuna.samplers.TPESampler(seed=settings.seed),
-        storage=optuna.storages.RDBStorage(experiment.study_storage_url()),
-        study_name=f"tune_{strategy}",
-    )
-    return ConcurrencyLimiter(searcher, limit) if limit else searcher
+class PerGroupASHA(FIFOScheduler):
+    """ASHA within each group of trials (here: each strategy), so that a proposal competes only
+    with proposals of its own strategy; a whole strategy that scores lower is not stopped."""
+
+    def __init__(self, make_scheduler, group_of):
+        super().__init__()
+        self.make_scheduler, self.group_of = make_scheduler, group_of
+        self.groups: dict[str, ASHAScheduler] = {}
+        self.mode = None
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        self._metric, self.mode = metric, mode
+        return True
+
+    def _scheduler(self, trial) -> ASHAScheduler:
+        group = self.group_of(trial)
+        if group not in self.groups:
+            self.groups[group] = self.make_scheduler()
+            self.groups[group].set_search_properties(self._metric, self.mode)
+        return self.groups[group]
+
+    def on_trial_add(self, tune_controller, trial):
+        self._scheduler(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result):
+        return self._scheduler(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        self._scheduler(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial):
+        self._scheduler(trial).on_trial_remove(tune_controller, trial)
 
 
-def build_scheduler(settings: TuneSettings, epochs: int) -> ASHAScheduler | None:
+def build_scheduler(settings: TuneSettings, epochs: int) -> PerGroupASHA | None:
     if not settings.asha:
         return None
-    return ASHAScheduler(
+    make = functools.partial(
+        ASHAScheduler,
         time_attr="training_iteration",
         # One report per epoch, then one with the final metrics: a trial that survives every
         # rung must reach that last report.
         max_t=epochs + 1,
         grace_period=settings.grace_period,
     )
+    return PerGroupASHA(make, lambda trial: trial.config["spec"]["trial"]["strategy"])
+
+
+def history(experiment: Experiment, strategy: str) -> list[Past]:
+    """The tune trials of `strategy` that earlier runs of the stage started, from the trials
+    table (how each ended) and the result files (the scores of finished ones)."""
+    rows = experiment.read_trials()
+    if rows.empty:
+        return []
+    rows = rows[(rows["stage"] == "tune") & (rows["strategy"] == strategy)]
+    scores = {r["trial_name"]: r["val"].get("dice") for r in experiment.results("tune")}
+    past = []
+    for row in rows.to_dict("records"):
+        params = {k: row[k] for k in RECIPE_KEYS if not pd.isna(row.get(k))}
+        if row["trial_name"] in scores:
+            past.append(Past(params, "complete", {"val_dice": scores[row["trial_name"]]}))
+        elif row["status"] == "stopped_early" and not pd.isna(row["val_dice"]):
+            past.append(Past(params, "complete", {"val_dice": float(row["val_dice"])}))
+        elif row["status"] in ("failed", "stopped_early"):
+            past.append(Past(params, "failed"))
+        else:  # running or pending when the driver died: propose it again, it resumes
+            past.append(Past(params, "unfinished"))
+    return past
 
 
 def run(runner: StageRunner, encoder_weights: str) -> dict[str, dict]:
-    """Tune every strategy that has fewer than its budget of results; return the best recipes."""
+    """Tune every strategy up to its budget; return (and store) the best recipe per strategy."""
     settings, experiment = runner.cfg.search.tune, runner.experiment
     strategies = runner.cfg.search.strategies
-    done = collections.Counter(r["strategy"] for r in experiment.results("tune"))
+    space = functools.partial(optuna_space, settings=settings.model_dump())
+    plans = []
     for strategy in strategies:
-        if done[strategy] >= settings.trials_per_strategy:
-            continue
         spec = runner.spec(
             "tune", strategy=strategy, seed=settings.trial_seed, encoder_weights=encoder_weights
         )
+        plans.append(
+            StudyPlan(
+                key=f"tune_{strategy}",
+                space=space,
+                make_spec=spec.with_proposal,
+                canonical=recipe_params,
+                budget=settings.trials_per_strategy,
+                sampler=optuna.samplers.TPESampler(seed=settings.seed),
+                first=[paper_recipe(spec.trial)],
+                history=history(experiment, strategy),
+            )
+        )
+    if any(plan.remaining for plan in plans):
         runner.fit(
-            f"tune_{strategy}",
             "tune",
-            {"spec": spec.to_param()},
-            # The stage's progress counts the tune trials of every strategy.
+            {},
             settings.trials_per_strategy * len(strategies),
-            search_alg=build_searcher(
-                settings, spec.trial, experiment, strategy, runner.cfg.search.max_concurrent_trials
-            ),
-            scheduler=build_scheduler(settings, spec.trial.epochs),
+            search_alg=StudySearcher(plans, metric="val_dice", mode="max"),
+            scheduler=build_scheduler(settings, runner.base_trial.epochs),
             metric="val_dice",
             mode="max",
-            num_samples=settings.trials_per_strategy,
+            num_samples=-1,  # until every study's budget is spent
+            max_concurrent_trials=runner.cfg.search.max_concurrent_trials,
         )
+    export_studies(experiment, "tune", plans)
     return write_best_recipes(experiment)
+
+
+def export_studies(experiment: Experiment, stage: str, plans: list[StudyPlan]) -> None:
+    """A stage's studies as an Optuna SQLite file in the experiment, for optuna-dashboard or
+    Optuna's API (`optuna.load_study(study_name="tune_decoder", storage="sqlite:///...")`); a
+    copy: the experiment's results are the studies' durable state."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "study.db"
+        storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
+        for plan in plans:
+            copy = optuna.create_study(
+                storage=storage,
+                study_name=plan.key,
+                directions=list(plan.directions),
+                load_if_exists=True,
+            )
+            copy.add_trials([t for t in plan.study.trials if t.state.is_finished()])
+        storage.engine.dispose()
+        experiment.store.upload(path, experiment.study_db(stage))
 
 
 def write_best_recipes(experiment: Experiment) -> dict[str, dict]:

@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from trainables.config import TrialConfig
 from trainables.data import Sample, default_data_dir, scan_dataset
-from trainables.trial import LOSSES, TrialData, build_network, resolve_device, seed_everything
+from trainables.device import resolve_device
+from trainables.trial import LOSSES, TrialData, build_network, seed_everything
 
 # The tutorial's NUM_WORKERS, as the paper's loop used it; also what a 2-core laptop would use.
 REFERENCE_NUM_WORKERS = 2

@@ -1,0 +1,171 @@
+"""Where the later stages' encoder comes from (`search.pretrain.source`), and the store that
+lets a second study reuse a pretrained encoder instead of pretraining it again.
+
+Sources:
+- `synthetic`: supervised on generated HC18-like images (`synthetic_images`, `epochs`);
+- `self_supervised`: the target data's own training images (its train split only; labels are
+  never read), restored from corrupted copies (`pretext`, `pretext_epochs`);
+- a folder: in the HC18 layout, supervised on its labels; any other folder of images,
+  self-supervised on them;
+- `imagenet`: segmentation-models-pytorch's ImageNet weights (nothing trains here);
+- a checkpoint file (`.pt`): its encoder (nothing trains here).
+
+A trained encoder is stored under a key made of the source (its content: the target data's
+fingerprint, the folder's file digests, the generator's size and seed), the encoder and the
+settings that shape training; the store is `search.pretrain.store` (default
+`<storage>/pretrained`, beside the experiments).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from search.config import PRETRAIN_DATA, ResolvedConfig
+from search.experiment import Experiment
+from search.storage import ExperimentStore, is_uri
+from trainables.config import ConfigError
+from trainables.data import digest_of
+from trainables.hc18_files import SUBSET_CSV
+
+KINDS = ("synthetic", "self_supervised", "hc18_folder", "image_folder", "imagenet", "checkpoint")
+KEY_VERSION = 1
+ENCODER, INFO = "encoder.pt", "encoder.json"  # one stored encoder: `<store>/<key>/...`
+# Trial settings that do not change what an encoder learns (where and how fast it runs).
+EXECUTION_KEYS = (
+    "device",
+    "amp",
+    "channels_last",
+    "compile",
+    "num_threads",
+    "eval_batch_size",
+    "checkpoint_every",
+    "cache_dir",
+    "data_dir",
+    "augment_backend",
+)
+
+
+def source_kind(source: str) -> str:
+    """The kind of a `search.pretrain.source` value (ConfigError for one that is none)."""
+    if source in ("synthetic", "self_supervised", "imagenet"):
+        return source
+    path = Path(source)
+    if path.is_dir():
+        return "hc18_folder" if (path / SUBSET_CSV["training_set"]).is_file() else "image_folder"
+    if path.is_file() and path.suffix == ".pt":
+        return "checkpoint"
+    raise ConfigError(
+        f"search.pretrain.source: {source!r} is none of 'synthetic', 'self_supervised', "
+        "'imagenet', a folder (HC18 layout, or images) or a checkpoint file (.pt)"
+    )
+
+
+def describe(cfg: ResolvedConfig, images: int | None = None) -> str:
+    """One line a reader (report, W&B) understands: where the encoder came from."""
+    settings = cfg.search.pretrain
+    kind = source_kind(settings.source)
+    count = f"{images} " if images else ""
+    return {
+        "synthetic": f"supervised on {settings.synthetic_images} synthetic HC18-like images, "
+        f"{settings.epochs} epochs",
+        "self_supervised": f"self-supervised ({settings.pretext}) on the {count}training images "
+        f"of the target data, {settings.pretext_epochs} epochs",
+        "hc18_folder": f"supervised on the labelled images of {settings.source}, "
+        f"{settings.epochs} epochs",
+        "image_folder": f"self-supervised ({settings.pretext}) on the {count}images of "
+        f"{settings.source}, {settings.pretext_epochs} epochs",
+        "imagenet": "ImageNet (segmentation-models-pytorch's weights)",
+        "checkpoint": f"the checkpoint {settings.source}",
+    }[kind]
+
+
+def folder_digest(folder: str | Path) -> str:
+    """16 hex digits of every file's name and content under a folder."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def encoder_key(cfg: ResolvedConfig, trial_values: dict, data_digest: str | None) -> str:
+    """The store key of the encoder a pretrain trial with these settings trains."""
+    settings = cfg.search.pretrain
+    kind = source_kind(settings.source)
+    source: dict = {"kind": kind}
+    if kind == "synthetic":
+        source |= {"images": settings.synthetic_images, "seed": 0}
+    elif kind == "self_supervised":
+        source |= {"data": data_digest, "pretext": settings.pretext}
+    elif kind == "image_folder":
+        source |= {"files": folder_digest(settings.source), "pretext": settings.pretext}
+    elif kind == "hc18_folder":
+        from trainables.trial import load_trial_data
+
+        values = {**cfg.trial.model_dump(), "data_dir": settings.source, **PRETRAIN_DATA}
+        source |= {"data": load_trial_data(type(cfg.trial)(**values)).digest()}
+    trial = {k: v for k, v in trial_values.items() if k not in EXECUTION_KEYS}
+    return digest_of([KEY_VERSION, source, trial])
+
+
+@dataclass
+class EncoderStore:
+    """Pretrained encoders kept for reuse: `<store>/<key>/` holds the experiment's two
+    pretrain files of one network (the checkpoint and its description)."""
+
+    store: ExperimentStore
+
+    @classmethod
+    def for_study(cls, cfg: ResolvedConfig, experiment: Experiment) -> EncoderStore | None:
+        """`search.pretrain.store`, else `pretrained/` beside the experiment; None = 'none'."""
+        location = cfg.search.pretrain.store
+        if location == "none":
+            return None
+        if location is None:
+            return cls(ExperimentStore(experiment.store.storage, "pretrained"))
+        if not is_uri(location):
+            location = str(Path(location).expanduser().resolve())
+        parent, _, name = location.rstrip("/").rpartition("/")
+        return cls(ExperimentStore(parent, name))
+
+    def has(self, key: str) -> bool:
+        return self.store.exists(f"{key}/{INFO}")
+
+    def fetch(self, key: str, experiment: Experiment, network: str) -> dict:
+        """Copy the stored encoder into the experiment; returns its description."""
+        weights = self.store.read_bytes(f"{key}/{ENCODER}")
+        experiment.store.write_bytes(experiment.pretrain_encoder(network), weights)
+        info = json.loads(self.store.read_text(f"{key}/{INFO}"))
+        info["reused_from"] = self.store.uri_of(key)
+        experiment.write_encoder_info(network, info)
+        return info
+
+    def put(self, key: str, experiment: Experiment, network: str) -> None:
+        """Keep the experiment's freshly trained encoder for later studies (description last:
+        a reader who finds it finds the checkpoint too)."""
+        weights = experiment.store.read_bytes(experiment.pretrain_encoder(network))
+        self.store.write_bytes(f"{key}/{ENCODER}", weights)
+        info = experiment.store.read_bytes(experiment.pretrain_info(network))
+        self.store.write_bytes(f"{key}/{INFO}", info)
+
+
+def encoder_info(cfg: ResolvedConfig, key: str | None, result: dict | None) -> dict:
+    # `result`: the pretrain trial's stored metrics (None when nothing trained here).
+    """The description written beside the encoder (`pretrain/encoder.json`)."""
+    result = result or {}
+    images = result.get("pretext_images") or result.get("split_sizes", {}).get("train")
+    return {
+        "source": cfg.search.pretrain.source,
+        "kind": source_kind(cfg.search.pretrain.source),
+        "description": describe(cfg, images),
+        "key": key,
+        "wall_s": result.get("wall_s"),
+        "epochs": result.get("epochs"),
+        "images": images,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "reused_from": None,
+    }

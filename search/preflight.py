@@ -1,0 +1,204 @@
+"""Everything checked before a study starts: config, experiment, data, inputs of a resume.
+
+Each check raises `ConfigError` (or the data's own error) naming the key, file or option at
+fault; `search.cli` turns that into exit status 2 before Ray starts and before anything is
+written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+
+from search.config import DEFAULT_CONFIG, PRETRAIN_DATA, ResolvedConfig, load_config
+from search.experiment import Experiment
+from search.wandb_link import local_wandb_key
+from trainables.config import ConfigError
+from trainables.data import DataError, fingerprint_problems
+from trainables.models import WeightsError
+from trainables.splits import SplitError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Settings a resume may change: what runs (not how trials train) and where W&B's key lives.
+MAY_CHANGE_ON_RESUME = ("search.stages", "search.wandb_key_on_workers")
+
+
+def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, Experiment, str]:
+    """Validate everything the study needs; raises ConfigError/DataError before Ray starts."""
+    config_path = args.config or DEFAULT_CONFIG
+    sets = list(args.set)
+    if args.data:
+        sets.append(f"trial.data_dir={args.data}")
+    overrides = {}
+    if args.stages:
+        overrides["stages"] = [s.strip() for s in args.stages.split(",") if s.strip()]
+    cfg = load_config(config_path, sets, **overrides)
+    if args.resume and not args.name:
+        raise ConfigError("--resume needs --name (the experiment to continue)")
+    if args.name is not None and (not NAME_PATTERN.match(args.name) or set(args.name) == {"."}):
+        raise ConfigError(
+            f"--name {args.name!r}: use letters, digits, '_', '.' and '-' only (an experiment "
+            "is one folder inside --storage)"
+        )
+    name = args.name or f"{cfg.search.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    experiment = Experiment(args.storage, name)
+    if experiment.exists() and not args.resume:
+        raise ConfigError(f"experiment {experiment.uri} exists; pass --resume or another --name")
+    if args.resume and not experiment.exists():
+        raise ConfigError(f"--resume: no experiment at {experiment.uri}")
+    if args.resume:
+        saved = experiment.read_config()
+        _check_same_config(cfg, saved, experiment.uri)
+        _check_stages_on_resume(cfg, saved, experiment)
+    _check_report_metric(cfg)
+    _check_pretrain_source(cfg)
+    check_device(cfg)
+    mode = args.wandb or cfg.search.wandb
+    keyed = local_wandb_key() is not None or cfg.search.wandb_key_on_workers
+    if mode == "auto":
+        mode = "online" if keyed else "offline"
+    elif mode == "online" and not keyed:
+        raise ConfigError(
+            "--wandb online: this machine is not logged in to W&B (no WANDB_API_KEY, no "
+            "`wandb login` entry in ~/.netrc); run `wandb login`, use --wandb offline, or, when "
+            "the trial workers hold the key, --set search.wandb_key_on_workers=true"
+        )
+    return cfg, experiment, mode
+
+
+def _check_same_config(cfg: ResolvedConfig, saved: dict, uri: str) -> None:
+    """A resumed search must train what the checkpoints were written with; stages may differ."""
+    current, saved = _flat(cfg.model_dump(mode="json")), _flat(saved)
+    changed = [
+        key
+        for key in sorted(set(current) | set(saved))
+        if key not in MAY_CHANGE_ON_RESUME and current.get(key) != saved.get(key)
+    ]
+    if changed:
+        raise ConfigError(
+            f"--resume: {', '.join(changed)} differ from the config stored in {uri}; repeat the "
+            "first run's --config/--set/--data (only --stages may change)"
+        )
+
+
+def _check_stages_on_resume(cfg: ResolvedConfig, saved: dict, experiment: Experiment) -> None:
+    """--stages may change on a resume, but not so that one study mixes encoders: adding the
+    pretrain stage after tune or final trials trained without its encoder is refused."""
+    before = saved.get("search", {}).get("stages", [])
+    if "pretrain" in cfg.search.stages and "pretrain" not in before:
+        trained = [stage for stage in ("tune", "final") if experiment.results(stage)]
+        if trained:
+            raise ConfigError(
+                f"--resume --stages: adds pretrain, but {' and '.join(trained)} trials of "
+                f"{experiment.uri} already trained without its encoder; start a new experiment "
+                "(another --name) to compare with a pretrained encoder"
+            )
+
+
+def check_same_data(fingerprint: dict, experiment: Experiment) -> None:
+    """A resume trains and tests on the data (and split) the first run used."""
+    saved = experiment.read_data_fingerprint()
+    if saved is None:
+        return
+    problems = fingerprint_problems(saved["samples"], fingerprint["samples"])
+    if saved["split"] != fingerprint["split"]:
+        problems.append("the train/val/test split differs from the stored one")
+    if problems:
+        listed = "\n  ".join(problems[:20]) + (
+            f"\n  ... {len(problems) - 20} more" if len(problems) > 20 else ""
+        )
+        raise ConfigError(
+            f"--resume: the data differ from what {experiment.uri} was trained on "
+            f"({len(problems)} problem(s)):\n  {listed}\nrestore the original files, or "
+            "start a new experiment"
+        )
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """{'search': {'tune': {'seed': 0}}} -> {'search.tune.seed': 0}"""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _check_report_metric(cfg: ResolvedConfig) -> None:
+    """The report ranks by a trials.csv column; a typo would only surface after the study."""
+    from search.report.stats import get_metric
+
+    try:
+        get_metric(cfg.search.report_metric)
+    except KeyError as err:
+        raise ConfigError(f"search.report_metric: {err.args[0]}") from None
+
+
+def _check_pretrain_source(cfg: ResolvedConfig) -> None:
+    """A pretraining source is read by a trial on some node: check (and cache) it here first,
+    naming every unreadable file."""
+    if "pretrain" not in cfg.search.stages:
+        return
+    from search.encoders import source_kind
+
+    source = cfg.search.pretrain.source
+    kind = source_kind(source)  # ConfigError for an unknown source
+    try:
+        if kind == "hc18_folder":
+            from trainables.trial import load_trial_data
+
+            spec = {"data_dir": source, **PRETRAIN_DATA}  # as the pretrain stage reads it
+            load_trial_data(cfg.trial.model_copy(update=spec))
+        elif kind == "image_folder":
+            from trainables.pretext import load_unlabelled
+
+            load_unlabelled(source, cfg.trial.image_size)
+        elif kind == "checkpoint":
+            from trainables.models import build_model
+
+            build_model("unet_mobilenet_v2", source)  # its encoder must fit
+        elif kind == "imagenet":
+            from trainables.models import build_model
+
+            build_model("unet_mobilenet_v2", "imagenet")  # fetched once, here
+    except (DataError, SplitError, WeightsError) as err:
+        raise ConfigError(f"search.pretrain.source: {err}") from None
+
+
+def check_cluster(cfg: ResolvedConfig, experiment: Experiment, started_here: bool) -> None:
+    """What the connected Ray cluster can do for this study (Ray is connected, nothing written).
+
+    - A local --storage path on a multi-node cluster exists on each node's own disk: results
+      land on workers and the driver never sees them. Refused unless the config says the path
+      is shared (`search.shared_storage`).
+    - Trials that ask for a GPU on a Ray this command started itself, with no GPU, would wait
+      forever. (A cluster joined with `ray submit` may add GPU nodes when trials ask.)
+    """
+    import ray
+
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if len(nodes) > 1 and not experiment.store.is_remote and not cfg.search.shared_storage:
+        raise ConfigError(
+            f"--storage {experiment.store.storage} is a local path, and this Ray cluster has "
+            f"{len(nodes)} nodes: each would write its trials to its own disk. Use a bucket "
+            "(--storage s3://... or gs://...), or a path every node mounts with "
+            "--set search.shared_storage=true"
+        )
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if started_here and cfg.search.resources.gpu > 0 and gpus == 0:
+        raise ConfigError(
+            f"search.resources.gpu={cfg.search.resources.gpu}, but the local Ray started here "
+            "has no GPU (torch sees no CUDA device): the trials would never start. Use "
+            "--set search.resources.gpu=0 on this machine, or run on a GPU cluster"
+        )
+
+
+def check_device(cfg: ResolvedConfig) -> None:
+    """trial.device=cuda needs a GPU per trial from Ray."""
+    if cfg.trial.device == "cuda" and cfg.search.resources.gpu == 0:
+        raise ConfigError(
+            "trial.device=cuda, but search.resources.gpu is 0: Ray would give the trials no "
+            "CUDA device; set search.resources.gpu (1 = one GPU per trial)"
+        )

@@ -1,0 +1,160 @@
+"""Proposals from Optuna studies for one Tune experiment, rebuilt from the experiment on resume.
+
+Ray's `OptunaSearch` drives one study per Tune experiment and keeps it in Optuna storage
+outside the experiment (a SQLite file on the driver's disk), which a resume on another machine
+cannot find. Here one Tune experiment holds several studies (one per strategy, each with its own
+budget) so the cluster never idles between strategies, and a study's durable state is the
+experiment itself: every finished, stopped or failed trial is in trials.csv and its result file,
+so a resumed stage rebuilds each study from them (`StudyPlan.history`), re-proposes the trials a
+killed driver left unfinished (they resume from their checkpoints: a proposal's name is derived
+from its recipe), and proposes the paper's recipe only if no trial has trained it yet.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import optuna
+from ray.tune.search import Searcher
+
+from search.spec import TrialSpec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass(frozen=True)
+class Past:
+    """A trial of an earlier run of the stage: its parameters and how it ended."""
+
+    params: dict
+    state: str  # 'complete', 'failed' or 'unfinished' (to be proposed again)
+    result: dict | None = None  # what it reported last (`val_dice`), for the objectives
+
+
+def best_val_dice(spec: TrialSpec, result: dict | None) -> list[float] | None:
+    """The tune studies' one objective: the trial's validation Dice."""
+    value = (result or {}).get("val_dice")
+    return None if value is None else [value]
+
+
+@dataclass
+class StudyPlan:
+    """One Optuna study of the experiment: how its proposals become trials, its budget and
+    history.
+
+    Args:
+        key: the study's name in the experiment (e.g. `tune_decoder`).
+        space: define-by-run search space, `space(optuna_trial)`; it may return False for a
+            proposal that must not train (the study records it as failed and asks again).
+        make_spec: the trial spec of a proposal's parameters.
+        canonical: the parameters as they are compared and named (so a proposal read back
+            from trials.csv equals the one first proposed).
+        budget: how many trials the study trains in all (earlier runs included).
+        sampler: the study's sampler (seeded).
+        directions: one Optuna direction per objective.
+        objectives: the objective values of a finished trial (its spec and last result).
+        first: parameters to propose before sampling (e.g. the paper's recipe), unless tried.
+        history: the trials of earlier runs.
+    """
+
+    key: str
+    space: Callable
+    make_spec: Callable[[dict], TrialSpec]
+    canonical: Callable[[dict], dict]
+    budget: int
+    sampler: optuna.samplers.BaseSampler
+    directions: tuple[str, ...] = ("maximize",)
+    objectives: Callable = best_val_dice
+    first: list[dict] = field(default_factory=list)
+    history: list[Past] = field(default_factory=list)
+    study: optuna.Study = field(init=False)
+    queue: list[dict] = field(init=False)
+    proposed: int = field(init=False)
+
+    def __post_init__(self):
+        self.study = optuna.create_study(
+            study_name=self.key, directions=list(self.directions), sampler=self.sampler
+        )
+        tried = []
+        for past in self.history:
+            params = self.canonical(past.params)
+            tried.append(params)
+            if past.state == "unfinished":
+                continue
+            values = self.objectives(self.make_spec(params), past.result)
+            self.study.add_trial(_frozen(self.space, params, past.state, values))
+        unfinished = [self.canonical(p.params) for p in self.history if p.state == "unfinished"]
+        fresh = [self.canonical(p) for p in self.first if self.canonical(p) not in tried]
+        self.queue = unfinished + fresh
+        self.proposed = len(self.history) - len(unfinished)
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.budget - self.proposed)
+
+    def propose(self) -> tuple[TrialSpec, optuna.trial.Trial]:
+        for _ in range(MAX_INVALID_ASKS):
+            if self.queue:
+                self.study.enqueue_trial(self.queue.pop(0))
+            trial = self.study.ask()
+            if self.space(trial) is False:  # e.g. an all-frozen mask: never trained
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            self.proposed += 1
+            return self.make_spec(self.canonical(trial.params)), trial
+        raise RuntimeError(f"{self.key}: {MAX_INVALID_ASKS} proposals in a row were invalid")
+
+
+MAX_INVALID_ASKS = 1000
+
+
+def _frozen(space, params: dict, state: str, values) -> optuna.trial.FrozenTrial:
+    """An earlier trial as Optuna records it (distributions from the space itself)."""
+    probe = optuna.trial.FixedTrial(params)
+    space(probe)
+    complete = state == "complete" and values is not None
+    return optuna.trial.create_trial(
+        params={k: v for k, v in params.items() if k in probe.distributions},
+        distributions=dict(probe.distributions),
+        values=list(values) if complete else None,
+        state=optuna.trial.TrialState.COMPLETE if complete else optuna.trial.TrialState.FAIL,
+    )
+
+
+class StudySearcher(Searcher):
+    """A Tune searcher over several `StudyPlan`s: each suggestion comes from the study with the
+    fewest proposals so far that still has budget (so all studies advance together); done when
+    every budget is spent. Scores come back as `metric` of the trial's last result."""
+
+    def __init__(self, plans: list[StudyPlan], metric: str, mode: str = "max"):
+        super().__init__(metric=metric, mode=mode)
+        self.plans = plans
+        self.running: dict[str, tuple[StudyPlan, TrialSpec, optuna.trial.Trial]] = {}
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        open_plans = [plan for plan in self.plans if plan.remaining]
+        if not open_plans:
+            return Searcher.FINISHED
+        plan = min(open_plans, key=lambda p: p.proposed)
+        spec, trial = plan.propose()
+        self.running[trial_id] = (plan, spec, trial)
+        return {"spec": spec.to_param()}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        plan, spec, trial = self.running.pop(trial_id)
+        values = None if error else plan.objectives(spec, result)
+        if values is None:
+            plan.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            plan.study.tell(trial, values)
+
+    def save(self, checkpoint_path: str) -> None:
+        # The studies' durable state is the experiment (see the module docstring); Tune's
+        # searcher checkpoint only records that.
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"state": "rebuilt from the experiment on resume"}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        raise NotImplementedError("FreezeFrame rebuilds its studies from the experiment")

@@ -1,0 +1,223 @@
+"""Stage `explore` (between tune and final): which layers to train, on which encoder, with which
+recipe, for the best validation Dice at each parameter budget.
+
+ONE Optuna multi-objective study (NSGA-II by default, seeded; Optuna's multi-objective TPE as an
+option) proposes, per trial: the encoder (`search.explore.encoders`), a freeze mask (one flag
+per encoder stage, decoder block and the head; an all-frozen mask is never trained), the frozen
+BatchNorm mode and the learning-rate recipe (the tune stage's space). Objectives: validation
+Dice (max) and trainable parameters (min), total parameters optionally (min). All proposals run
+in ONE Tune experiment, ASHA stopping poor ones on validation Dice. The study's front on
+validation decides which configurations the final stage tests beside the named strategies
+(`search.explore.top_k`, written to the experiment).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import optuna
+import pandas as pd
+from ray.tune.schedulers import ASHAScheduler
+
+from search.config import ExploreSettings
+from search.experiment import Experiment
+from search.searcher import Past, StudyPlan, StudySearcher
+from search.spec import RECIPE_KEYS, TrialSpec, recipe_digest, recipe_params
+from search.stages.common import StageRunner
+from search.stages.tune import optuna_space
+from trainables.freeze import PART_ORDER, mask_name, part_sizes, safe_name
+from trainables.strategies import get_strategy
+
+BN = {"update": True, "pinned": False}
+
+
+def explore_space(trial, settings: dict, tune: dict) -> bool:
+    """Define-by-run: encoder, one flag per part, BatchNorm mode, recipe; False = all frozen."""
+    trial.suggest_categorical("encoder", settings["encoders"])
+    flags = [trial.suggest_categorical(f"train_{part}", [True, False]) for part in PART_ORDER]
+    trial.suggest_categorical("bn", settings["bn_modes"])
+    optuna_space(trial, tune)
+    return any(flags)
+
+
+def canonical(params: dict) -> dict:
+    """A proposal as compared and named: its mask as flags, BatchNorm mode and recipe."""
+    out = {"encoder": params["encoder"], "bn": params["bn"]}
+    out |= {f"train_{part}": bool(params[f"train_{part}"]) for part in PART_ORDER}
+    return out | recipe_params(params)
+
+
+def proposal_of(row: dict) -> dict:
+    """The proposal behind a trials.csv row (its strategy is the mask name)."""
+    strategy = get_strategy(row["strategy"])
+    params = {"encoder": strategy.network, "bn": "update" if row["bn_update_frozen"] else "pinned"}
+    params |= {f"train_{part}": part in strategy.parts for part in PART_ORDER}
+    return params | {k: row[k] for k in RECIPE_KEYS if not pd.isna(row.get(k))}
+
+
+def make_spec(
+    runner: StageRunner, settings: ExploreSettings, encoder_weights: str, params: dict
+) -> TrialSpec:
+    parts = [part for part in PART_ORDER if params[f"train_{part}"]]
+    mask = mask_name(params["encoder"], parts)
+    recipe = recipe_params(params)
+    spec = runner.spec(
+        "explore",
+        recipe="explore",
+        strategy=mask,
+        seed=settings.trial_seed,
+        bn_update_frozen=BN[params["bn"]],
+        encoder_weights=encoder_weights,
+        **recipe,
+    )
+    digest = recipe_digest({**recipe, "bn": params["bn"]})
+    return spec.model_copy(update={"name": f"{safe_name(mask)}__seed{spec.trial.seed}__{digest}"})
+
+
+def parameter_counts(spec: TrialSpec) -> tuple[int, int]:
+    """(trainable, total) parameters of a spec's mask, counted without training."""
+    strategy = get_strategy(spec.trial.strategy)
+    sizes = part_sizes(strategy.network)
+    return sum(sizes[part] for part in strategy.parts), sum(sizes.values())
+
+
+def objectives(settings: ExploreSettings, spec: TrialSpec, result: dict | None) -> list | None:
+    """The study's objective values of a finished (or stopped) trial."""
+    dice = (result or {}).get("val_dice")
+    if dice is None:
+        return None
+    trainable, total = parameter_counts(spec)
+    known = {"val_dice": dice, "trainable_params": trainable, "total_params": total}
+    return [known[name] for name in settings.objectives]
+
+
+def history(experiment: Experiment) -> list[Past]:
+    """The explore trials earlier runs started (a resume rebuilds the study from them)."""
+    rows = experiment.read_trials()
+    if rows.empty:
+        return []
+    rows = rows[rows["stage"] == "explore"]
+    scores = {r["trial_name"]: r["val"].get("dice") for r in experiment.results("explore")}
+    past = []
+    for row in rows.to_dict("records"):
+        params, dice = proposal_of(row), scores.get(row["trial_name"], row.get("val_dice"))
+        finished = row["trial_name"] in scores or row["status"] == "stopped_early"
+        if finished and dice is not None and not pd.isna(dice):
+            past.append(Past(params, "complete", {"val_dice": float(dice)}))
+        elif row["status"] in ("failed", "stopped_early"):
+            past.append(Past(params, "failed"))
+        else:  # interrupted: proposed again, it resumes from its checkpoint
+            past.append(Past(params, "unfinished"))
+    return past
+
+
+def sampler(settings: ExploreSettings) -> optuna.samplers.BaseSampler:
+    if settings.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=settings.seed, multivariate=True)
+    return optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=settings.population)
+
+
+def build_plan(runner: StageRunner, encoder_weights: str) -> StudyPlan:
+    settings = runner.cfg.search.explore
+    directions = ["maximize" if name == "val_dice" else "minimize" for name in settings.objectives]
+    plan = StudyPlan(
+        key="explore",
+        space=functools.partial(
+            explore_space,
+            settings=settings.model_dump(),
+            tune=runner.cfg.search.tune.model_dump(),
+        ),
+        make_spec=functools.partial(make_spec, runner, settings, encoder_weights),
+        canonical=canonical,
+        budget=settings.trials,
+        sampler=sampler(settings),
+        directions=tuple(directions),
+        objectives=functools.partial(objectives, settings),
+        history=history(runner.experiment),
+    )
+    return plan
+
+
+def run(runner: StageRunner, encoder_weights: str) -> list[dict]:
+    """Explore up to the budget; return (and store) the configurations the final stage tests."""
+    settings = runner.cfg.search.explore
+    plan = build_plan(runner, encoder_weights)
+    if plan.remaining:
+        scheduler = None
+        if settings.asha:
+            scheduler = ASHAScheduler(
+                time_attr="training_iteration",
+                max_t=runner.base_trial.epochs + 1,  # the epochs, then the final report
+                grace_period=settings.grace_period,
+            )
+        runner.fit(
+            "explore",
+            {},
+            settings.trials,
+            search_alg=StudySearcher([plan], metric="val_dice", mode="max"),
+            scheduler=scheduler,
+            metric="val_dice",
+            mode="max",
+            num_samples=-1,
+            max_concurrent_trials=runner.cfg.search.max_concurrent_trials,
+        )
+    from search.stages.tune import export_studies
+
+    export_studies(runner.experiment, "explore", [plan])
+    return write_top(runner.experiment, settings)
+
+
+def explore_table(experiment: Experiment) -> pd.DataFrame:
+    """Every finished explore trial: mask, encoder, BatchNorm, recipe, val Dice, parameters,
+    and whether it is on the validation front (Dice max, trainable parameters min)."""
+    rows = []
+    for result in experiment.results("explore"):
+        strategy = get_strategy(result["strategy"])
+        config = result["config"]
+        rows.append(
+            {
+                "strategy": strategy.name,
+                "encoder": strategy.network,
+                "bn_update_frozen": config["bn_update_frozen"],
+                **{k: config[k] for k in RECIPE_KEYS},
+                "val_dice": result["val"].get("dice"),
+                "trainable_params": result["trainable_params"],
+                "total_params": result["total_params"],
+            }
+        )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["on_front"] = front_flags(table["val_dice"], table["trainable_params"])
+    return table.sort_values(["on_front", "val_dice"], ascending=[False, False], kind="stable")
+
+
+def front_flags(dice: pd.Series, params: pd.Series) -> pd.Series:
+    """Non-dominated points: no other has at most the parameters and at least the Dice, and is
+    strictly better in one."""
+    flags = []
+    for i in dice.index:
+        better = (
+            (params <= params[i]) & (dice >= dice[i]) & ((params < params[i]) | (dice > dice[i]))
+        )
+        flags.append(not better.any())
+    return pd.Series(flags, index=dice.index)
+
+
+def write_top(experiment: Experiment, settings: ExploreSettings) -> list[dict]:
+    """The top-k front configurations by validation Dice (each one's own recipe and BatchNorm
+    mode), stored for the final stage and the report."""
+    table = explore_table(experiment)
+    top = [] if table.empty else table[table["on_front"]].head(settings.top_k)
+    chosen = [
+        {
+            "strategy": row["strategy"],
+            "bn_update_frozen": bool(row["bn_update_frozen"]),
+            **{k: row[k] for k in RECIPE_KEYS},
+            "val_dice": float(row["val_dice"]),
+            "trainable_params": int(row["trainable_params"]),
+        }
+        for row in (top.to_dict("records") if len(top) else [])
+    ]
+    experiment.write_explore_top(chosen)
+    return chosen

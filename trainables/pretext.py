@@ -1,0 +1,193 @@
+"""Self-supervised pretraining: the U-Net learns to restore corrupted images; labels are never read.
+
+Where ImageNet weights cannot be downloaded, the encoder can still start from features of the
+target domain: the whole U-Net (encoder, decoder, head) is trained to restore images from a
+corrupted copy, then only its encoder is kept (`trainables.models.load_encoder_checkpoint`
+reads the `encoder.*` weights of the checkpoint this writes).
+
+Two well-known objectives (`method`):
+- `masked`: masked-image modelling as inpainting (Pathak et al. 2016, "Context Encoders"; He
+  et al. 2022, MAE): square patches are replaced by grey and the loss is the squared error on
+  them (plus a tenth of it on the visible pixels);
+- `denoise`: a denoising autoencoder (Vincent et al. 2008): Gaussian noise is added and the
+  loss is the squared error on every pixel.
+Images get the paper's augmentation first (rotation, flips), so the encoder sees the poses it
+will see in fine-tuning. The run writes `last.pt` (resumable) and `best.pt` (the latest model:
+there is no validation label to choose an epoch by) every epoch, like `trainables.train`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trainables.augment import augment_torch, to_network_input
+from trainables.config import TrialConfig, dump_config
+from trainables.data import DataError
+from trainables.device import resolve_device
+from trainables.models import build_model
+from trainables.strategies import apply_strategy, get_strategy
+from trainables.train import BEST, LAST, load_checkpoint
+from trainables.trial import save_atomic, seed_everything
+
+METHODS = ("masked", "denoise")
+MASK_RATIO = 0.6  # share of patches hidden (MAE hides 75% of 16 px patches at 224 px)
+PATCHES_PER_SIDE = 8  # 8 x 8 patches: 8 px at 64 px, 64 px at 512 px
+NOISE_STD = 0.25  # of the [0, 1] intensity range
+VISIBLE_WEIGHT = 0.1
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def unlabelled_files(folder: str | Path) -> list[Path]:
+    """The images of a folder (recursively; HC18 annotation masks are not images)."""
+    folder = Path(folder)
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.stem.endswith("_Annotation")
+    )
+
+
+def load_unlabelled(folder: str | Path, image_size: int) -> tuple[np.ndarray, list[str]]:
+    """uint8 [N,S,S] grayscale images of a folder, resized as the target data is, and their
+    names (relative to the folder). Raises DataError naming every unreadable file."""
+    folder = Path(folder)
+    files = unlabelled_files(folder)
+    if not files:
+        raise DataError([f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}"], folder)
+    images, problems = [], []
+    for path in files:
+        buffer = np.fromfile(str(path), dtype=np.uint8)
+        pixels = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE) if buffer.size else None
+        if pixels is None:
+            problems.append(f"{path.relative_to(folder)}: unreadable or not an image")
+            continue
+        images.append(cv2.resize(pixels, (image_size, image_size), interpolation=cv2.INTER_AREA))
+    if problems:
+        raise DataError(problems, folder)
+    return np.stack(images), [str(path.relative_to(folder)) for path in files]
+
+
+def corrupt(
+    images: torch.Tensor, method: str, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's input and the per-pixel loss weight for a batch of [B,1,S,S] images."""
+    if method == "denoise":
+        noise = torch.randn(images.shape, device=images.device, generator=generator)
+        return (images + NOISE_STD * noise).clamp_(0, 1), torch.ones_like(images)
+    if method != "masked":
+        raise ValueError(f"unknown pretext method {method!r}; valid: {list(METHODS)}")
+    batch, side = images.shape[0], images.shape[-1]
+    hidden = torch.rand(
+        batch, 1, PATCHES_PER_SIDE, PATCHES_PER_SIDE, device=images.device, generator=generator
+    )
+    hidden = F.interpolate((hidden < MASK_RATIO).float(), size=(side, side), mode="nearest")
+    inputs = images * (1 - hidden) + 0.5 * hidden
+    return inputs, hidden + VISIBLE_WEIGHT * (1 - hidden)
+
+
+def run_pretext(
+    cfg: TrialConfig,
+    out_dir: str | Path,
+    images: np.ndarray,
+    method: str,
+    on_epoch: Callable[[dict, Path, list[str]], None] | None = None,
+    verbose: bool = True,
+) -> dict:
+    """Train the strategy's whole network to restore `images`; return (and write) metrics.
+
+    Args:
+        cfg: the trial config (strategy, epochs, lr, batch size, augmentation, device, seed).
+        out_dir: results folder; a `last.pt` there is resumed from.
+        images: uint8 [N,S,S] unlabelled images (the target's training split, or a folder).
+        method: 'masked' or 'denoise'.
+        on_epoch: called after each epoch's checkpoint (as `trainables.train.run_trial`).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown pretext method {method!r}; valid: {list(METHODS)}")
+    if len(images) < 2:
+        raise ValueError(f"self-supervised pretraining needs 2+ images, got {len(images)}")
+    log = print if verbose else (lambda *a, **k: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out_dir / "config.yaml")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = resolve_device(cfg)
+    seed_everything(cfg.seed)
+    strategy = get_strategy(cfg.strategy)
+    model = build_model(strategy.model, encoder_weights="none")
+    applied = apply_strategy(model, strategy, train_head=True, verbose=False)
+    model.to(device)
+    optimizer = torch.optim.Adam(applied.param_groups, lr=cfg.lr)
+    pool = torch.from_numpy(images).to(device)
+
+    start_epoch, history = 0, []
+    if (out_dir / LAST).exists():
+        state = load_checkpoint(out_dir / LAST, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history = state["epoch"], state["history"]
+        log(f"resuming pretext pretraining after epoch {start_epoch}/{cfg.epochs}")
+
+    started = time.perf_counter()
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        model.train()
+        rng = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(len(pool), device=device, generator=rng)
+        batches = [b for b in order.split(cfg.batch_size) if len(b) > 1]  # BatchNorm needs 2
+        loss_sum, epoch_start = torch.zeros((), device=device), time.perf_counter()
+        for index in batches:
+            target = pool[index].unsqueeze(1).float().div_(255.0)
+            target, _ = augment_torch(
+                target, torch.zeros_like(target), cfg.rotate_deg, cfg.hflip_p, cfg.vflip_p, rng
+            )
+            inputs, weight = corrupt(target, method, rng)
+            restored = torch.sigmoid(model(to_network_input(inputs)))
+            loss = (weight * (restored - target) ** 2).sum() / weight.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(index)
+        seen = sum(len(b) for b in batches)
+        record = {
+            "epoch": epoch,
+            "train_loss": (loss_sum / max(seen, 1)).item(),
+            "images": seen,
+            "epoch_s": time.perf_counter() - epoch_start,
+        }
+        if not np.isfinite(record["train_loss"]):
+            raise FloatingPointError(f"pretext loss became {record['train_loss']} in epoch {epoch}")
+        history.append(record)
+        meta = {"epoch": epoch, "strategy": cfg.strategy, "config": cfg.model_dump(mode="json")}
+        save_atomic({"model": model.state_dict(), **meta}, out_dir / BEST)
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+        save_atomic({**state, **meta, "history": history}, out_dir / LAST)
+        log(f"[pretext {method}] epoch {epoch}/{cfg.epochs} loss {record['train_loss']:.5f}")
+        if on_epoch:
+            on_epoch(record, out_dir, [BEST, LAST])
+
+    return {
+        "strategy": cfg.strategy,
+        "seed": cfg.seed,
+        "run_name": cfg.run_name,
+        "trainable_params": applied.trainable_params,
+        "total_params": applied.total_params,
+        "epochs": len(history),
+        "resumed_after_epoch": start_epoch,
+        "pretext": method,
+        "pretext_images": len(images),
+        "wall_s": time.perf_counter() - started,
+        "history": history,
+        "val": {"reconstruction_loss": history[-1]["train_loss"]} if history else {},
+        "test": {},
+        "config": cfg.model_dump(mode="json"),
+    }
