@@ -177,6 +177,12 @@ class SearchConfig(_Strict):
         "past it the trial logs offline (start) or stops waiting (end), and goes on",
     )
     report_metric: str = "test_dice"
+    progress_s: float = Field(
+        10,
+        gt=0,
+        description="at most one progress line per this many seconds when the output is not a "
+        "terminal (a terminal gets a live table)",
+    )
     report: ReportSettings = ReportSettings()
     shared_storage: bool = Field(
         False,

@@ -15,8 +15,10 @@ import pandas as pd
 from ray import tune
 
 from search.experiment import Experiment
+from search.progress import StageProgress
 from search.spec import FINISHED, RECIPE_KEYS, TrialSpec
 from search.worker import drop_checkpoints
+from trainables.freeze import part_sizes
 from trainables.strategies import get_strategy
 
 WRITE_ATTEMPTS, WRITE_RETRY_S = 3, 1.0
@@ -69,10 +71,19 @@ class TrialsTable(tune.Callback):
         expected: how many trials the stage will run (for the progress count).
     """
 
-    def __init__(self, experiment: Experiment, stage: str, expected: int):
+    def __init__(
+        self,
+        experiment: Experiment,
+        stage: str,
+        expected: int,
+        epochs: int = 0,
+        progress_s: float = 10.0,
+    ):
         self.experiment, self.stage, self.expected = experiment, stage, expected
+        self.epochs, self.progress_s = epochs, progress_s
         self.rows: dict[str, dict] = {}
         self.started = time.monotonic()
+        self.progress: StageProgress | None = None
 
     def setup(self, **info) -> None:
         # Rows of other stages (and of this one, on resume) come from the file on disk.
@@ -81,6 +92,10 @@ class TrialsTable(tune.Callback):
         self.rows = {r["trial_name"]: dict(r) for r in self.others[mine].to_dict("records")}
         self.others = self.others[~mine]
         self.started = time.monotonic()
+        self.progress = StageProgress(self.stage, self.expected, self.epochs, self.progress_s)
+        self.progress.finished_before = sum(
+            r["status"] in ("ok", "stopped_early") for r in self.rows.values()
+        )
 
     def _row(self, trial) -> dict:
         spec = TrialSpec.from_tune_config(trial.config)
@@ -91,6 +106,9 @@ class TrialsTable(tune.Callback):
         row["encoder"] = strategy.network
         bn = spec.trial.bn_update_frozen
         row["bn_update_frozen"] = strategy.bn_update_frozen if bn is None else bn
+        if row.get("trainable_params") is None or pd.isna(row["trainable_params"]):
+            # Known before training (a trial stopped early never reports them).
+            row["trainable_params"], row["total_params"] = mask_counts(strategy, spec.trial)
         row.update(trial_name=name, recipe=spec.recipe)
         row.update({k: getattr(spec.trial, k) for k in RECIPE_KEYS})
         return row
@@ -117,8 +135,14 @@ class TrialsTable(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         row = self._row(trial)
+        if row["status"] in ("ok", "stopped_early") and self.progress:
+            self.progress.finished_before -= 1  # an earlier run's trial runs again
         row["status"] = "running"
         self._write()
+        if self.progress:
+            self.progress.start(
+                row["trial_name"], TrialSpec.from_tune_config(trial.config).trial.epochs
+            )
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         row = self._row(trial)
@@ -131,6 +155,8 @@ class TrialsTable(tune.Callback):
                 if key in result:
                     row[key] = result[key]
         self._write()
+        if self.progress:
+            self.progress.result(row["trial_name"], result.get("epoch"), result.get("val_dice"))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         row = self._row(trial)
@@ -157,7 +183,14 @@ class TrialsTable(tune.Callback):
         self._write()
         self._progress(row)
 
+    def on_experiment_end(self, trials, **info):
+        if self.progress:
+            self.progress.close()
+
     def _progress(self, row: dict) -> None:
+        if self.progress:
+            epochs = row.get("epochs")
+            self.progress.end(row["trial_name"], 0 if pd.isna(epochs) else int(epochs or 0))
         done = sum(r["status"] in ("ok", "failed", "stopped_early") for r in self.rows.values())
         metric = "test_dice" if self.stage == "final" else "val_dice"
         value = row.get(metric)
@@ -168,6 +201,15 @@ class TrialsTable(tune.Callback):
             f"{row['status']} {shown}",
             flush=True,
         )
+
+
+def mask_counts(strategy, trial) -> tuple[int, int]:
+    """(trainable, total) parameters of a strategy's mask, counted without training."""
+    sizes = part_sizes(strategy.network)
+    if strategy.trains_everything:
+        return sum(sizes.values()), sum(sizes.values())
+    parts = strategy.parts | ({"head"} if trial.train_head else set())
+    return sum(sizes[part] for part in parts), sum(sizes.values())
 
 
 def _error_text(trial) -> str | None:

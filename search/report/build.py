@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from search.experiment import TRIALS
-from search.report import clinical, interactive, plots, stats
+from search.report import clinical, explore, interactive, plots, stats
 from search.report.load import Results, load_results
 from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
 from search.report.text import build_notes, display_table, tune_display
@@ -47,6 +47,7 @@ def report_page(
     out_dir: Path,
     pareto_plotly,
     clinical_blocks: Sequence = (),
+    explore_blocks: Sequence = (),
 ) -> Page:
     """The one page report.md and report.html both show, section by section.
 
@@ -58,6 +59,8 @@ def report_page(
         out_dir: the folder holding the PNGs (the page is written beside them).
         pareto_plotly: the interactive Pareto plot the HTML shows instead of its PNG.
         clinical_blocks: the clinical section's blocks (`clinical.build_clinical`).
+        explore_blocks: the explore section's blocks (`explore.build_explore`; none without an
+            explore stage).
     """
     direction = "higher" if metric.higher_is_better else "lower"
     intro = (
@@ -78,6 +81,7 @@ def report_page(
             Section("Seeds per strategy", [Figure("Seeds per strategy", out_dir / BOXPLOT_PNG)]),
             Section("Clinical measurement (test images)", list(clinical_blocks)),
             Section("Tune stage", [tune_table]),
+            *([Section("Explore stage", list(explore_blocks))] if explore_blocks else []),
             Section(None, [Paragraph(csv_note)]),
         ],
     )
@@ -161,6 +165,8 @@ def build_report(
         hc_fail_mm = search.get("report", {}).get("hc_fail_mm", HC_FAIL_MM)
     clinic = clinical.build_clinical(results, table, info, out, hc_fail_mm, data_dir)
     table, notes = clinic.table, notes + clinic.notes
+    found = explore.build_explore(results.trials, table, info.column, out)
+    notes += found.notes
     table.to_csv(out / STRATEGIES_CSV, index=False)
 
     plots.save(plots.pareto_figure(table, info), out / PARETO_PNG, out / PARETO_SVG)
@@ -168,7 +174,9 @@ def build_report(
     plots.save(plots.box_figure(table, final, info), out / BOXPLOT_PNG)
     plotly_fig = interactive.plotly_pareto(table, info)
 
-    page = report_page(results, info, table, notes, tune, out, plotly_fig, clinic.blocks)
+    page = report_page(
+        results, info, table, notes, tune, out, plotly_fig, clinic.blocks, found.blocks
+    )
     (out / REPORT_MD).write_text(page.to_markdown(), encoding="utf-8")
     (out / REPORT_HTML).write_text(page.to_html(), encoding="utf-8")
     compact = display_table(table, info, compact=True).to_string(index=False)
@@ -180,9 +188,8 @@ def build_report(
     if wandb_mode != "disabled":
         project = wandb_project or search.get("wandb_project") or "freezeframe"
         try:
-            log_to_wandb(
-                results, table, out, plotly_fig, metric, wandb_mode, project, clinic.figures
-            )
+            figures = clinic.figures | ({"explore": found.figure} if found.figure else {})
+            log_to_wandb(results, table, out, plotly_fig, metric, wandb_mode, project, figures)
         except Exception as err:  # the files are written; W&B only holds a copy of them
             text += (
                 f"\nW&B logging failed ({type(err).__name__}: {err}); the files above are complete."

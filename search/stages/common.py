@@ -117,7 +117,15 @@ class StageRunner:
             name=stage,
             storage_path=self.experiment.uri,
             failure_config=tune.FailureConfig(max_failures=self.cfg.search.max_failures),
-            callbacks=[TrialsTable(self.experiment, stage, expected)],
+            callbacks=[
+                TrialsTable(
+                    self.experiment,
+                    stage,
+                    expected,
+                    epochs=self.base_trial.epochs,
+                    progress_s=self.cfg.search.progress_s,
+                )
+            ],
             verbose=0,
         )
         tuner = tune.Tuner(

@@ -21,11 +21,13 @@ from ray.tune.schedulers import ASHAScheduler
 
 from search.config import ExploreSettings
 from search.experiment import Experiment
+from search.report.explore import non_dominated
 from search.searcher import Past, StudyPlan, StudySearcher
 from search.spec import RECIPE_KEYS, TrialSpec, recipe_digest, recipe_params
 from search.stages.common import StageRunner
 from search.stages.tune import optuna_space
-from trainables.freeze import PART_ORDER, mask_name, part_sizes, safe_name
+from search.trials_table import mask_counts
+from trainables.freeze import PART_ORDER, mask_name, safe_name
 from trainables.strategies import get_strategy
 
 BN = {"update": True, "pinned": False}
@@ -74,19 +76,12 @@ def make_spec(
     return spec.model_copy(update={"name": f"{safe_name(mask)}__seed{spec.trial.seed}__{digest}"})
 
 
-def parameter_counts(spec: TrialSpec) -> tuple[int, int]:
-    """(trainable, total) parameters of a spec's mask, counted without training."""
-    strategy = get_strategy(spec.trial.strategy)
-    sizes = part_sizes(strategy.network)
-    return sum(sizes[part] for part in strategy.parts), sum(sizes.values())
-
-
 def objectives(settings: ExploreSettings, spec: TrialSpec, result: dict | None) -> list | None:
     """The study's objective values of a finished (or stopped) trial."""
     dice = (result or {}).get("val_dice")
     if dice is None:
         return None
-    trainable, total = parameter_counts(spec)
+    trainable, total = mask_counts(get_strategy(spec.trial.strategy), spec.trial)
     known = {"val_dice": dice, "trainable_params": trainable, "total_params": total}
     return [known[name] for name in settings.objectives]
 
@@ -188,20 +183,8 @@ def explore_table(experiment: Experiment) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    table["on_front"] = front_flags(table["val_dice"], table["trainable_params"])
+    table["on_front"] = non_dominated(table["val_dice"], table["trainable_params"])
     return table.sort_values(["on_front", "val_dice"], ascending=[False, False], kind="stable")
-
-
-def front_flags(dice: pd.Series, params: pd.Series) -> pd.Series:
-    """Non-dominated points: no other has at most the parameters and at least the Dice, and is
-    strictly better in one."""
-    flags = []
-    for i in dice.index:
-        better = (
-            (params <= params[i]) & (dice >= dice[i]) & ((params < params[i]) | (dice > dice[i]))
-        )
-        flags.append(not better.any())
-    return pd.Series(flags, index=dice.index)
 
 
 def write_top(experiment: Experiment, settings: ExploreSettings) -> list[dict]:
