@@ -43,7 +43,10 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
         (["--set", "trial.strategy=nope"], "strategy: unknown strategy 'nope'"),
         (["--set", "search.tune.trial_per_strategy=2"], "tune.trial_per_strategy: unknown key"),
         (["--set", "search.resources.gpu=one"], "resources.gpu: Input should be a valid number"),
-        (["--stages", "final,report"], "stages.1: Input should be 'pretrain', 'tune', 'explore' or"),
+        (
+            ["--stages", "final,report"],
+            "stages.1: Input should be 'pretrain', 'tune', 'explore' or",
+        ),
         (["--data", "{missing}"], "data_dir: '{missing}' is not a folder"),
         (["--data", "{tmp}"], "training_set_pixel_size_and_HC.csv: not found"),
         (["--set", "search.pretrain.source={missing}"], "search.pretrain.source: '{missing}'"),
