@@ -50,10 +50,15 @@ class PretrainSettings(_Strict):
         "training images, no labels), 'imagenet', a folder (HC18 layout: supervised on its "
         "labels; other images: self-supervised) or a checkpoint file (.pt)",
     )
-    synthetic_images: int = Field(80, ge=8, description="generated images ('synthetic')")
+    # 400 images x 10 epochs: decoder-only fine-tuning on the real HC18 images (64 px, 6
+    # epochs, 2 seeds) reached 88.8% test Dice from them, against 87.3% from the former 80 x 4
+    # and 86.8% from random weights; 800 x 12 gave 88.8% too (README, "Pretraining without
+    # ImageNet").
+    synthetic_images: int = Field(400, ge=8, description="generated images ('synthetic')")
     strategy: str = Field("all", description="what trains while pretraining")
-    epochs: int = Field(4, ge=1, description="epochs of supervised pretraining")
+    epochs: int = Field(10, ge=1, description="epochs of supervised pretraining")
     lr: float = Field(1e-3, gt=0)
+    # masked beat denoise in the same measurement: 88.3% vs 87.9% test Dice (decoder).
     pretext: Literal["masked", "denoise"] = Field(
         "masked", description="self-supervised objective (trainables.pretext)"
     )
@@ -127,6 +132,9 @@ class ExploreSettings(_Strict):
         ["update", "pinned"], description="frozen BatchNorm: keep updating statistics, or pin"
     )
     top_k: int = Field(3, ge=0, description="non-dominated configurations the final stage tests")
+    epochs: int | None = Field(
+        None, ge=1, description="epochs of an explore trial; None = trial.epochs"
+    )
     asha: bool = True
     grace_period: int = Field(1, ge=1)
     trial_seed: int = Field(0, description="the trial seed every explore proposal trains with")
@@ -153,7 +161,13 @@ class SearchConfig(_Strict):
     strategies: list[str] = list(PAPER_STRATEGIES)
     seeds: list[int] = [0, 1, 2, 3]
     resources: Resources = Resources()
-    max_concurrent_trials: int | None = Field(None, ge=1, description="None = what fits")
+    max_concurrent_trials: int | None = Field(
+        None,
+        ge=1,
+        description="trials at once; None = what the cluster holds when a stage starts (on an "
+        "autoscaling cluster that starts empty, set its size: the tune and explore stages ask "
+        "for this many proposals at a time)",
+    )
     max_failures: int = Field(1, ge=0, description="retries of a failed trial")
     keep_best_checkpoints: bool = Field(
         True, description="keep each final trial's best.pt (its model) in the experiment folder"

@@ -68,7 +68,7 @@ class StageProgress:
     def end(self, trial: str, epochs: int) -> None:
         self.running.pop(trial, None)
         self.finished[trial] = epochs
-        self.update(force=True)
+        self.update()
 
     def counts(self) -> tuple[int, int, int]:
         done = len(self.finished) + self.finished_before

@@ -12,6 +12,7 @@ from its recipe), and proposes the paper's recipe only if no trial has trained i
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,9 @@ class StudyPlan:
         fresh = [self.canonical(p) for p in self.first if self.canonical(p) not in tried]
         self.queue = unfinished + fresh
         self.proposed = len(self.history) - len(unfinished)
+        # Proposals already trained (or training): a sampler may propose one again (NSGA-II's
+        # crossover can), and a trial of the same name would only replay the stored result.
+        self.seen = {_key(p) for p in tried if p not in unfinished}
 
     @property
     def remaining(self) -> int:
@@ -99,15 +103,22 @@ class StudyPlan:
             if self.queue:
                 self.study.enqueue_trial(self.queue.pop(0))
             trial = self.study.ask()
-            if self.space(trial) is False:  # e.g. an all-frozen mask: never trained
+            valid = self.space(trial) is not False  # e.g. an all-frozen mask: never trained
+            params = self.canonical(trial.params)
+            if not valid or _key(params) in self.seen:
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
+            self.seen.add(_key(params))
             self.proposed += 1
-            return self.make_spec(self.canonical(trial.params)), trial
+            return self.make_spec(params), trial
         raise RuntimeError(f"{self.key}: {MAX_INVALID_ASKS} proposals in a row were invalid")
 
 
 MAX_INVALID_ASKS = 1000
+
+
+def _key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 def _frozen(space, params: dict, state: str, values) -> optuna.trial.FrozenTrial:

@@ -59,6 +59,8 @@ COLUMNS = [
     "recipe",
     "retries",
     "error",
+    "started",  # UNIX time of the last attempt's start, and of the trial's end
+    "ended",
 ]
 
 
@@ -138,6 +140,7 @@ class TrialsTable(tune.Callback):
         if row["status"] in ("ok", "stopped_early") and self.progress:
             self.progress.finished_before -= 1  # an earlier run's trial runs again
         row["status"] = "running"
+        row["started"], row["ended"] = round(time.time(), 3), None
         self._write()
         if self.progress:
             self.progress.start(
@@ -173,6 +176,7 @@ class TrialsTable(tune.Callback):
             row["error"] = None
         else:  # a trial ASHA stopped will not resume: its checkpoints are dead weight
             drop_checkpoints(self.experiment, self.stage, row["trial_name"])
+        row["ended"] = round(time.time(), 3)
         self._write()
         self._progress(row)
 
@@ -180,6 +184,7 @@ class TrialsTable(tune.Callback):
         row = self._row(trial)
         row["status"] = "failed"
         row["error"] = _error_text(trial)
+        row["ended"] = round(time.time(), 3)
         self._write()
         self._progress(row)
 

@@ -253,3 +253,27 @@ def _final_spec(tmp_path):
 
     runner = StageRunner(load_config(None, []), Experiment(str(tmp_path), "exp"), "disabled")
     return runner.spec("final", strategy="decoder", seed=0)
+
+
+@pytest.mark.slow
+def test_trials_stopped_early_finish_their_wandb_run_and_clean_up(ray_cluster, studies, tmp_path):
+    import hashlib
+
+    cluster = ray_cluster(head_cpus=1)
+    experiment = tmp_path / "runs" / "asha"
+    args = ["--storage", str(tmp_path / "runs"), "--name", "asha", "--stages", "tune"]
+    args += ["--set", "search.strategies=[decoder_4]", "--set", "search.tune.trials_per_strategy=4"]
+    args += ["--set", "search.tune.grace_period=1", "--set", "trial.epochs=4"]
+    args += ["--wandb", "offline", "--set", "trial.image_size=32", "--set", "trial.batch_size=4"]
+    study = studies(cluster.address, args)
+    assert study.wait(400) == 0, study.log_tail()
+    trials = pd.read_csv(experiment / "trials.csv")
+    assert set(trials.status) <= {"ok", "stopped_early"}, trials[["trial_name", "status"]]
+    assert (trials.status == "stopped_early").any(), "ASHA stopped no trial: nothing tested"
+    assert "could not re-use actor" not in study.log_path.read_text().lower()
+    for name in trials.trial_name:  # every run, stopped ones too, was finished by its trial
+        run_id = hashlib.sha1(f"asha/{name}".encode()).hexdigest()[:16]
+        (run,) = (experiment / "wandb").glob(f"offline-run-*-{run_id}")
+        assert "all finished" in (run / "logs" / "debug-internal.log").read_text(), name
+    scratch = next(Path(os.environ["TMPDIR"]).glob("freezeframe-*"))
+    assert not list(scratch.glob("work-*"))  # every work folder removed

@@ -70,6 +70,7 @@ def make_spec(
         seed=settings.trial_seed,
         bn_update_frozen=BN[params["bn"]],
         encoder_weights=encoder_weights,
+        epochs=settings.epochs or runner.base_trial.epochs,
         **recipe,
     )
     digest = recipe_digest({**recipe, "bn": params["bn"]})
@@ -142,19 +143,19 @@ def run(runner: StageRunner, encoder_weights: str) -> list[dict]:
         if settings.asha:
             scheduler = ASHAScheduler(
                 time_attr="training_iteration",
-                max_t=runner.base_trial.epochs + 1,  # the epochs, then the final report
+                # The epochs, then the final report.
+                max_t=(settings.epochs or runner.base_trial.epochs) + 1,
                 grace_period=settings.grace_period,
             )
         runner.fit(
             "explore",
             {},
             settings.trials,
-            search_alg=StudySearcher([plan], metric="val_dice", mode="max"),
+            search_alg=runner.searcher(StudySearcher([plan], metric="val_dice", mode="max")),
             scheduler=scheduler,
             metric="val_dice",
             mode="max",
             num_samples=-1,
-            max_concurrent_trials=runner.cfg.search.max_concurrent_trials,
         )
     from search.stages.tune import export_studies
 

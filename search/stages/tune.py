@@ -133,12 +133,11 @@ def run(runner: StageRunner, encoder_weights: str) -> dict[str, dict]:
             "tune",
             {},
             settings.trials_per_strategy * len(strategies),
-            search_alg=StudySearcher(plans, metric="val_dice", mode="max"),
+            search_alg=runner.searcher(StudySearcher(plans, metric="val_dice", mode="max")),
             scheduler=build_scheduler(settings, runner.base_trial.epochs),
             metric="val_dice",
             mode="max",
             num_samples=-1,  # until every study's budget is spent
-            max_concurrent_trials=runner.cfg.search.max_concurrent_trials,
         )
     export_studies(experiment, "tune", plans)
     return write_best_recipes(experiment)
