@@ -15,6 +15,18 @@ import pandas as pd
 import pytest
 
 RUN_PY = Path(__file__).resolve().parents[1] / "search" / "run.py"
+# The paper strategies' trainable parameter counts (the paper's logs imply them; the
+# segmentation head is frozen in all but the baseline).
+PAPER_TRAINABLE = {
+    "baseline": 31_037_633,
+    "decoder": 4_404_928,
+    "encoder": 2_223_872,
+    "decoder_0": 3_761_152,
+    "decoder_0_1": 4_240_896,
+    "decoder_0_1_2": 4_365_568,
+    "decoder_2_3_4": 164_032,
+    "decoder_4": 6_976,
+}
 # A study small enough for a test: no W&B, 32 px images, batches of 4 (the shipped sample).
 TINY = ["--wandb", "disabled", "--set", "trial.image_size=32", "--set", "trial.batch_size=4"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +250,16 @@ def test_training_steps_do_not_wait_for_the_gpu(synthetic_dir, tmp_path):
         syncs[steps] = sum("synchroniz" in str(w.message) for w in caught)
     assert syncs[2] >= 1  # the loss read at the end of the epoch is seen
     assert syncs[6] == syncs[2], syncs
+
+
+def test_pretraining_bench_runs_and_reports_each_source(sample_dir, tmp_path):
+    from trainables.bench import pretraining
+
+    out = tmp_path / "pretraining.json"
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    argv = ["--data", str(sample_dir), "--config", str(smoke), "--sources", "none"]
+    argv += ["--seeds", "0", "--threads", "1", "--json", str(out)]
+    assert pretraining.main(argv) == 0
+    figures = json.loads(out.read_text())
+    row = figures["sources"]["none"]
+    assert row["pretrain_s"] >= 0 and 0 <= row["test_dice"]["0"] <= 1

@@ -9,7 +9,7 @@ import time
 import optuna
 import pandas as pd
 import pytest
-from helpers import TINY, wait_for_trials
+from helpers import PAPER_TRAINABLE, TINY, wait_for_trials
 
 from search.config import load_config
 from search.experiment import Experiment
@@ -19,18 +19,6 @@ from search.stages.explore import build_plan
 from trainables.freeze import PART_ORDER, mask_name, parse_mask, part_sizes
 from trainables.models import ENCODERS, build_model, count_params
 from trainables.strategies import PAPER_STRATEGIES, apply_strategy, get_strategy
-
-# The paper's trainable counts (tests/test_strategies.py pins them against its logs).
-PAPER_TRAINABLE = {
-    "baseline": 31_037_633,
-    "decoder": 4_404_928,
-    "encoder": 2_223_872,
-    "decoder_0": 3_761_152,
-    "decoder_0_1": 4_240_896,
-    "decoder_0_1_2": 4_365_568,
-    "decoder_2_3_4": 164_032,
-    "decoder_4": 6_976,
-}
 
 
 @pytest.mark.parametrize("name", PAPER_STRATEGIES)
