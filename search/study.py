@@ -88,15 +88,23 @@ def connect_ray(num_cpus: int | None = None) -> bool:
         address = os.environ["RAY_ADDRESS"]
         ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
         return address == "local"
-    try:  # a cluster already running here
-        ray.init(address="auto", log_to_driver=False, runtime_env=runtime_env)
-        return False
-    except (ConnectionError, RuntimeError, ValueError):
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(
-            num_cpus=num_cpus or os.cpu_count(),
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env=runtime_env,
-        )
-        return True
+    # A cluster running on this machine (`ray start`, the head `ray submit` runs on): its GCS
+    # server process is there. Only then "auto": the address file it reads may be a dead
+    # cluster's, and connecting to that hangs for minutes.
+    from ray._private.services import find_gcs_addresses
+
+    if find_gcs_addresses():
+        try:
+            ray.init(address="auto", log_to_driver=False, runtime_env=runtime_env)
+            return False
+        except (ConnectionError, RuntimeError, ValueError):
+            pass
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(
+        address="local",  # a new instance, whatever a stale address file says
+        num_cpus=num_cpus or os.cpu_count(),
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env=runtime_env,
+    )
+    return True
