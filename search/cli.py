@@ -13,6 +13,7 @@ import sys
 import time
 
 from search.config import STAGES
+from search.encoders import needs_imagenet, networks
 from search.preflight import check_cluster, check_same_data, resolve
 from search.wandb_link import local_wandb_key
 from trainables.config import ConfigError
@@ -85,12 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         data = load_trial_data(cfg.trial)  # validates (and caches) the data on this node
         if args.resume:
             check_same_data(data.fingerprint(), experiment)
-        if cfg.trial.encoder_weights == "imagenet" and "pretrain" not in cfg.search.stages:
+        if needs_imagenet(cfg, experiment, args.resume):
             # Fetch (or find in smp's cache) the ImageNet weights once, here, so an offline
             # machine fails now with advice instead of in every trial.
             from trainables.models import build_model
 
-            build_model("unet_mobilenet_v2", "imagenet")
+            for network in networks(cfg):
+                build_model(f"unet_{network}", "imagenet")
     except (ConfigError, DataError, SplitError, WeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -123,11 +125,19 @@ def main(argv: list[str] | None = None) -> int:
             from search.wandb_link import share_key
 
             share_key(local_wandb_key())
-        report = run_study(cfg, experiment, wandb_mode, args.resume, data.digest())
+        try:
+            report = run_study(cfg, experiment, wandb_mode, args.resume, data.digest())
+        except ConfigError as err:  # found only with Ray up: stored results of other settings
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         if report is not None:
             print(report.text)
         elapsed = time.monotonic() - started
         print(f"FreezeFrame: done in {elapsed:.0f} s -> {experiment.uri}", flush=True)
         return 0
+    except KeyboardInterrupt:
+        if lease.lost:
+            return 2
+        raise
     finally:
         lease.release()

@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from trainables.config import (
     ConfigError,
@@ -68,6 +75,14 @@ class PretrainSettings(_Strict):
         description="where trained encoders are kept for reuse by later studies (a path or "
         "URI); None = 'pretrained' beside the experiments in --storage; 'none' = no reuse",
     )
+
+    @field_validator("source")
+    @classmethod
+    def _absolute(cls, source: str) -> str:
+        """A folder or checkpoint as an absolute path: trials run in other directories."""
+        if source in ("synthetic", "self_supervised", "imagenet") or "://" in source:
+            return source
+        return str(Path(source).expanduser().resolve())
 
 
 class TuneSettings(_Strict):

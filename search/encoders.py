@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from search.config import PRETRAIN_DATA, ResolvedConfig
-from search.experiment import Experiment
+from search.experiment import Experiment, stored_encoder_files
 from search.storage import ExperimentStore, is_uri
 from trainables.config import ConfigError
 from trainables.data import digest_of
@@ -33,7 +33,6 @@ from trainables.hc18_files import SUBSET_CSV
 
 KINDS = ("synthetic", "self_supervised", "hc18_folder", "image_folder", "imagenet", "checkpoint")
 KEY_VERSION = 1
-ENCODER, INFO = "encoder.pt", "encoder.json"  # one stored encoder: `<store>/<key>/...`
 # Trial settings that do not change what an encoder learns (where and how fast it runs).
 EXECUTION_KEYS = (
     "device",
@@ -47,6 +46,42 @@ EXECUTION_KEYS = (
     "data_dir",
     "augment_backend",
 )
+
+
+def networks(cfg: ResolvedConfig) -> list[str]:
+    """The networks (smp encoders) whose encoder weights the study's trials take."""
+    from trainables.freeze import BASELINE
+    from trainables.strategies import get_strategy
+
+    search = cfg.search
+    found = [get_strategy(s).network for s in search.strategies]
+    if "explore" in search.stages:
+        found += search.explore.encoders
+    return [n for n in dict.fromkeys(found) if n != BASELINE]
+
+
+def later_encoder_weights(cfg: ResolvedConfig, experiment: Experiment, resume: bool) -> str:
+    """The encoder weights of a study that does not run its pretrain stage now: on a resume,
+    what the first run's pretrain stage left (its encoders, or ImageNet for that source), else
+    the trial config's own."""
+    from search.spec import PRETRAINED
+
+    if resume and experiment.pretrained_networks():
+        return PRETRAINED
+    saved = experiment.read_config().get("search", {}) if resume else {}
+    if (
+        "pretrain" in saved.get("stages", [])
+        and saved.get("pretrain", {}).get("source") == "imagenet"
+    ):
+        return "imagenet"
+    return cfg.trial.encoder_weights
+
+
+def needs_imagenet(cfg: ResolvedConfig, experiment: Experiment, resume: bool) -> bool:
+    """Whether the study's trials take ImageNet weights (fetched once, before Ray starts)."""
+    if "pretrain" in cfg.search.stages:
+        return source_kind(cfg.search.pretrain.source) == "imagenet"
+    return later_encoder_weights(cfg, experiment, resume) == "imagenet"
 
 
 def source_kind(source: str) -> str:
@@ -130,16 +165,19 @@ class EncoderStore:
         if not is_uri(location):
             location = str(Path(location).expanduser().resolve())
         parent, _, name = location.rstrip("/").rpartition("/")
+        if not parent or (is_uri(location) and not is_uri(parent)):
+            raise ConfigError(f"search.pretrain.store: {location}: name a folder, not a root")
         return cls(ExperimentStore(parent, name))
 
     def has(self, key: str) -> bool:
-        return self.store.exists(f"{key}/{INFO}")
+        return self.store.exists(stored_encoder_files(key)[1])
 
     def fetch(self, key: str, experiment: Experiment, network: str) -> dict:
         """Copy the stored encoder into the experiment; returns its description."""
-        weights = self.store.read_bytes(f"{key}/{ENCODER}")
+        checkpoint, description = stored_encoder_files(key)
+        weights = self.store.read_bytes(checkpoint)
         experiment.store.write_bytes(experiment.pretrain_encoder(network), weights)
-        info = json.loads(self.store.read_text(f"{key}/{INFO}"))
+        info = json.loads(self.store.read_text(description))
         info["reused_from"] = self.store.uri_of(key)
         experiment.write_encoder_info(network, info)
         return info
@@ -147,10 +185,12 @@ class EncoderStore:
     def put(self, key: str, experiment: Experiment, network: str) -> None:
         """Keep the experiment's freshly trained encoder for later studies (description last:
         a reader who finds it finds the checkpoint too)."""
+        checkpoint, description = stored_encoder_files(key)
         weights = experiment.store.read_bytes(experiment.pretrain_encoder(network))
-        self.store.write_bytes(f"{key}/{ENCODER}", weights)
-        info = experiment.store.read_bytes(experiment.pretrain_info(network))
-        self.store.write_bytes(f"{key}/{INFO}", info)
+        self.store.write_bytes(checkpoint, weights)
+        self.store.write_bytes(
+            description, experiment.store.read_bytes(experiment.pretrain_info(network))
+        )
 
 
 def encoder_info(cfg: ResolvedConfig, key: str | None, result: dict | None) -> dict:

@@ -23,6 +23,9 @@
     report/                            the report (its default folder for a local experiment)
     wandb/                             offline W&B runs (local storage)
 
+Beside the experiments, `<storage>/pretrained/<key>/encoder.pt` and `encoder.json` keep a
+trained encoder for reuse (`search.encoders.EncoderStore`; `stored_encoder_files(key)`).
+
 No other module spells these paths (`tests/test_experiment.py` greps for them).
 """
 
@@ -52,6 +55,11 @@ REPORT_DIR = "report"
 WANDB_DIR = "wandb"
 
 
+def stored_encoder_files(key: str) -> tuple[str, str]:
+    """(checkpoint, description) of one encoder in the reuse store, relative to the store."""
+    return f"{key}/encoder.pt", f"{key}/encoder.json"
+
+
 class Experiment:
     """One experiment folder: its named files over an `ExperimentStore` (local or remote)."""
 
@@ -64,6 +72,8 @@ class Experiment:
         location = str(location).rstrip("/")
         if is_uri(location):
             parent, _, name = location.rpartition("/")
+            if not is_uri(parent):  # s3://bucket: a bucket, not a folder in one
+                raise ValueError(f"{location}: name a folder inside the bucket")
             return cls(parent, name)
         path = Path(location).expanduser().resolve()
         return cls(str(path.parent), path.name)

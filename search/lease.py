@@ -14,10 +14,12 @@ one whose write landed last keeps the lease and the other stops.
 
 from __future__ import annotations
 
+import _thread
 import getpass
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -48,6 +50,7 @@ class Lease:
         }
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.lost = False
 
     def _read(self) -> dict | None:
         store = self.experiment.store
@@ -80,11 +83,20 @@ class Lease:
             try:
                 current = self._read()
                 if current is not None and current.get("token") != self.token:
-                    print("warning: another driver took this experiment's lease", flush=True)
+                    # Two drivers must not write one experiment: this one stops (KeyboardInterrupt
+                    # in the main thread; the CLI exits).
+                    print(
+                        "error: another driver took this experiment's lease (no heartbeat from "
+                        f"here reached the storage for {STALE_S:.0f} s?); stopping",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    self.lost = True
+                    _thread.interrupt_main()
                     return
                 self._write()
-            except OSError as err:  # a storage hiccup: the next beat tries again
-                print(f"warning: lease heartbeat failed ({err})", flush=True)
+            except Exception as err:  # a storage hiccup: the next beat tries again
+                print(f"warning: lease heartbeat failed ({err})", file=sys.stderr, flush=True)
 
     def release(self) -> None:
         self._stop.set()

@@ -87,7 +87,7 @@ def _check_stages_on_resume(cfg: ResolvedConfig, saved: dict, experiment: Experi
     pretrain stage after tune or final trials trained without its encoder is refused."""
     before = saved.get("search", {}).get("stages", [])
     if "pretrain" in cfg.search.stages and "pretrain" not in before:
-        trained = [stage for stage in ("tune", "final") if experiment.results(stage)]
+        trained = [s for s in ("tune", "explore", "final") if experiment.results(s)]
         if trained:
             raise ConfigError(
                 f"--resume --stages: adds pretrain, but {' and '.join(trained)} trials of "
@@ -155,14 +155,12 @@ def _check_pretrain_source(cfg: ResolvedConfig) -> None:
             from trainables.pretext import load_unlabelled
 
             load_unlabelled(source, cfg.trial.image_size)
-        elif kind == "checkpoint":
+        elif kind == "checkpoint":  # it must fit every network the study pretrains
+            from search.encoders import networks
             from trainables.models import build_model
 
-            build_model("unet_mobilenet_v2", source)  # its encoder must fit
-        elif kind == "imagenet":
-            from trainables.models import build_model
-
-            build_model("unet_mobilenet_v2", "imagenet")  # fetched once, here
+            for network in networks(cfg):
+                build_model(f"unet_{network}", source)
     except (DataError, SplitError, WeightsError) as err:
         raise ConfigError(f"search.pretrain.source: {err}") from None
 

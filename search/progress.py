@@ -16,8 +16,6 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-DONE = ("ok", "failed", "stopped_early")
-
 
 @dataclass
 class Running:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import optuna
+from optuna.distributions import FloatDistribution, IntDistribution
 from ray.tune.search import Searcher
 
 from search.spec import TrialSpec
@@ -98,7 +99,9 @@ class StudyPlan:
     def remaining(self) -> int:
         return max(0, self.budget - self.proposed)
 
-    def propose(self) -> tuple[TrialSpec, optuna.trial.Trial]:
+    def propose(self) -> tuple[TrialSpec, optuna.trial.Trial] | None:
+        """The next proposal as a trial spec; None when the space has no new proposal left
+        (then the study's budget ends where it is, with a warning)."""
         for _ in range(MAX_INVALID_ASKS):
             if self.queue:
                 self.study.enqueue_trial(self.queue.pop(0))
@@ -111,7 +114,13 @@ class StudyPlan:
             self.seen.add(_key(params))
             self.proposed += 1
             return self.make_spec(params), trial
-        raise RuntimeError(f"{self.key}: {MAX_INVALID_ASKS} proposals in a row were invalid")
+        print(
+            f"warning: {self.key}: {MAX_INVALID_ASKS} proposals in a row were all-frozen or "
+            f"already trained; the study ends after {self.proposed} of {self.budget}",
+            flush=True,
+        )
+        self.budget = self.proposed
+        return None
 
 
 MAX_INVALID_ASKS = 1000
@@ -121,14 +130,39 @@ def _key(params: dict) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
+def widened(distributions: dict, params: dict) -> dict:
+    """Distributions that hold the given values: a config's own recipe may lie outside the
+    search ranges (Optuna proposes it as given), and Optuna refuses to record a trial whose
+    value its distribution does not contain."""
+    out = {}
+    for name, dist in distributions.items():
+        value = params.get(name)
+        numeric = isinstance(dist, FloatDistribution | IntDistribution) and value is not None
+        if numeric and not dist.low <= value <= dist.high:
+            dist = type(dist)(min(dist.low, value), max(dist.high, value), log=dist.log)
+        out[name] = dist
+    return out
+
+
+def recorded(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+    """A finished trial as another study can record it (`study.add_trial`)."""
+    return optuna.trial.create_trial(
+        params=trial.params,
+        distributions=widened(trial.distributions, trial.params),
+        values=trial.values,
+        state=trial.state,
+    )
+
+
 def _frozen(space, params: dict, state: str, values) -> optuna.trial.FrozenTrial:
     """An earlier trial as Optuna records it (distributions from the space itself)."""
     probe = optuna.trial.FixedTrial(params)
     space(probe)
     complete = state == "complete" and values is not None
+    kept = {k: v for k, v in params.items() if k in probe.distributions}
     return optuna.trial.create_trial(
-        params={k: v for k, v in params.items() if k in probe.distributions},
-        distributions=dict(probe.distributions),
+        params=kept,
+        distributions=widened(dict(probe.distributions), kept),
         values=list(values) if complete else None,
         state=optuna.trial.TrialState.COMPLETE if complete else optuna.trial.TrialState.FAIL,
     )
@@ -145,13 +179,14 @@ class StudySearcher(Searcher):
         self.running: dict[str, tuple[StudyPlan, TrialSpec, optuna.trial.Trial]] = {}
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        open_plans = [plan for plan in self.plans if plan.remaining]
-        if not open_plans:
-            return Searcher.FINISHED
-        plan = min(open_plans, key=lambda p: p.proposed)
-        spec, trial = plan.propose()
-        self.running[trial_id] = (plan, spec, trial)
-        return {"spec": spec.to_param()}
+        while open_plans := [plan for plan in self.plans if plan.remaining]:
+            plan = min(open_plans, key=lambda p: p.proposed)
+            proposal = plan.propose()
+            if proposal is not None:
+                spec, trial = proposal
+                self.running[trial_id] = (plan, spec, trial)
+                return {"spec": spec.to_param()}
+        return Searcher.FINISHED
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         plan, spec, trial = self.running.pop(trial_id)

@@ -9,13 +9,14 @@ import os
 import ray
 
 from search.config import ResolvedConfig
+from search.encoders import later_encoder_weights
 from search.experiment import Experiment
-from search.spec import PRETRAINED
 from search.stages import explore as explore_stage
 from search.stages import final as final_stage
 from search.stages import pretrain as pretrain_stage
 from search.stages import tune as tune_stage
 from search.stages.common import StageRunner
+from search.trials_table import settle_finished
 from search.wandb_link import local_wandb_key, sync_hint
 
 
@@ -31,13 +32,15 @@ def run_study(
     """
     stages = cfg.search.stages
     runner = StageRunner(cfg, experiment, wandb_mode, data_digest)
-    weights = cfg.trial.encoder_weights
+    if resume:
+        for stage in stages:
+            settle_finished(experiment, stage)
     if "pretrain" in stages:
         weights = pretrain_stage.run(runner)
         for network, info in experiment.read_encoder_info().items():
             print(f"[pretrain] {network} encoder: {info['description']}", flush=True)
-    elif resume and experiment.pretrained_networks():
-        weights = PRETRAINED
+    else:
+        weights = later_encoder_weights(cfg, experiment, resume)
     if "tune" in stages:
         recipes = tune_stage.run(runner, weights)
     else:

@@ -16,9 +16,8 @@ from ray import tune
 
 from search.experiment import Experiment
 from search.progress import StageProgress
-from search.spec import FINISHED, RECIPE_KEYS, TrialSpec
+from search.spec import FINISHED, RECIPE_KEYS, TrialSpec, summary_metrics
 from search.worker import drop_checkpoints
-from trainables.freeze import part_sizes
 from trainables.strategies import get_strategy
 
 WRITE_ATTEMPTS, WRITE_RETRY_S = 3, 1.0
@@ -96,7 +95,7 @@ class TrialsTable(tune.Callback):
         self.started = time.monotonic()
         self.progress = StageProgress(self.stage, self.expected, self.epochs, self.progress_s)
         self.progress.finished_before = sum(
-            r["status"] in ("ok", "stopped_early") for r in self.rows.values()
+            r["status"] in ("ok", "stopped_early", "failed") for r in self.rows.values()
         )
 
     def _row(self, trial) -> dict:
@@ -110,7 +109,7 @@ class TrialsTable(tune.Callback):
         row["bn_update_frozen"] = strategy.bn_update_frozen if bn is None else bn
         if row.get("trainable_params") is None or pd.isna(row["trainable_params"]):
             # Known before training (a trial stopped early never reports them).
-            row["trainable_params"], row["total_params"] = mask_counts(strategy, spec.trial)
+            row["trainable_params"], row["total_params"] = strategy.counts(spec.trial.train_head)
         row.update(trial_name=name, recipe=spec.recipe)
         row.update({k: getattr(spec.trial, k) for k in RECIPE_KEYS})
         return row
@@ -137,7 +136,7 @@ class TrialsTable(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         row = self._row(trial)
-        if row["status"] in ("ok", "stopped_early") and self.progress:
+        if row["status"] in ("ok", "stopped_early", "failed") and self.progress:
             self.progress.finished_before -= 1  # an earlier run's trial runs again
         row["status"] = "running"
         row["started"], row["ended"] = round(time.time(), 3), None
@@ -167,6 +166,8 @@ class TrialsTable(tune.Callback):
         row["retries"] = (0 if earlier is None or pd.isna(earlier) else int(earlier)) + 1
         row["error"] = _error_text(trial)
         self._write()
+        if self.progress:  # pending again until its retry starts
+            self.progress.running.pop(row["trial_name"], None)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         row = self._row(trial)
@@ -208,13 +209,25 @@ class TrialsTable(tune.Callback):
         )
 
 
-def mask_counts(strategy, trial) -> tuple[int, int]:
-    """(trainable, total) parameters of a strategy's mask, counted without training."""
-    sizes = part_sizes(strategy.network)
-    if strategy.trains_everything:
-        return sum(sizes.values()), sum(sizes.values())
-    parts = strategy.parts | ({"head"} if trial.train_head else set())
-    return sum(sizes[part] for part in parts), sum(sizes.values())
+def settle_finished(experiment: Experiment, stage: str) -> None:
+    """Mark `ok`, with their figures, the rows a killed driver left `running` whose trial had
+    stored its result (a resumed stage trains them no more, so no callback would)."""
+    rows = experiment.read_trials(COLUMNS)
+    if rows.empty:
+        return
+    open_rows = (rows["stage"] == stage) & ~rows["status"].isin(["ok", "stopped_early", "failed"])
+    settled = False
+    for index in rows.index[open_rows]:
+        name = rows.at[index, "trial_name"]
+        if experiment.has_result(stage, name):
+            summary = summary_metrics(experiment.read_result(stage, name))
+            for key in COLUMNS:
+                if key in summary:
+                    rows[key] = rows[key].astype(object)
+                    rows.at[index, key] = summary[key]
+            rows.at[index, "status"], settled = "ok", True
+    if settled:
+        experiment.write_trials(rows)
 
 
 def _error_text(trial) -> str | None:

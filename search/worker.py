@@ -27,7 +27,7 @@ import torch
 from search.experiment import Experiment
 from search.spec import PRETRAINED, TrialSpec
 from trainables.atomic import pid_of
-from trainables.config import TrialConfig
+from trainables.config import ConfigError, TrialConfig
 from trainables.data import DataError, default_cache_dir, fingerprint_problems
 from trainables.device import DeviceError, cuda_missing_reason
 from trainables.hc18_files import SUBSET_CSV
@@ -175,14 +175,22 @@ def granted_gpus() -> list:
     return list(ray.get_gpu_ids()) if ray.is_initialized() else []
 
 
-def stored_result(experiment: Experiment, spec: TrialSpec) -> dict | None:
-    """The stored result of `spec`'s trial if it was trained with the same settings; one of
-    other settings under the same name is removed (with its checkpoints) and None returned."""
+def stored_result(experiment: Experiment, spec: TrialSpec, refuse: bool = False) -> dict | None:
+    """The stored result of `spec`'s trial if it was trained with the same settings. One of
+    other settings under the same name is refused (`refuse`, the driver: ConfigError naming
+    the settings) or removed with its checkpoints (a trial, which then trains)."""
     if not experiment.has_result(spec.stage, spec.name):
         return None
     result = experiment.read_result(spec.stage, spec.name)
-    if result.get("spec_trial") == spec.trial.model_dump(mode="json"):
+    stored, now = result.get("spec_trial") or {}, spec.trial.model_dump(mode="json")
+    if stored == now:
         return result
+    if refuse:
+        changed = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
+        raise ConfigError(
+            f"{experiment.uri}: {spec.stage}/{spec.name} was trained with other settings "
+            f"({', '.join(changed)}); use another --name for a study with these settings"
+        )
     print(
         f"warning: {spec.stage}/{spec.name}: the stored result was trained with other settings; "
         "training it again",

@@ -240,7 +240,17 @@ def resolve_trial_config(
         )
     if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
         raise ConfigError(f"{source}: data_dir: {cfg.data_dir!r} is not a folder")
-    return cfg
+    # Paths as absolute ones: a trial runs in another working directory (Ray's trial folder),
+    # and a resumed study compares them with the first run's.
+    paths = {
+        key: str(Path(value).expanduser().resolve())
+        for key in PATH_KEYS
+        if (value := getattr(cfg, key)) is not None and value not in ("imagenet", "none")
+    }
+    return cfg.model_copy(update=paths)
+
+
+PATH_KEYS = ("data_dir", "split_file", "cache_dir", "encoder_weights")
 
 
 def load_trial_config(

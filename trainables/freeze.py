@@ -83,6 +83,11 @@ def part_of(name: str, stages: dict[str, str]) -> str:
     raise ValueError(f"parameter {name} belongs to no freeze-mask part")
 
 
+def _check_baseline(network: str, parts: set) -> None:
+    if network == BASELINE and parts != {"all"}:
+        raise ValueError(f"{BASELINE} trains as a whole: its only mask is '{BASELINE}:all'")
+
+
 def mask_name(network: str, parts) -> str:
     """`mobilenet_v2:enc3-4+dec0-4+head` from a network and its trainable parts."""
     parts = set(parts)
@@ -117,6 +122,7 @@ def parse_mask(name: str) -> tuple[str, frozenset[str]]:
         parts |= {f"{prefix}{i}" for i in range(first, last + 1)}
     if "all" in parts and parts != {"all"}:
         raise ValueError(f"{name!r}: 'all' stands alone")
+    _check_baseline(match["net"], parts)
     if parts != {"all"}:
         mask_name(match["net"], parts)  # validates the parts
     return match["net"], frozenset(parts)

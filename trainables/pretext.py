@@ -33,7 +33,7 @@ from trainables.data import DataError
 from trainables.device import resolve_device
 from trainables.models import build_model
 from trainables.strategies import apply_strategy, get_strategy
-from trainables.train import BEST, LAST, load_checkpoint
+from trainables.train import BEST, LAST, check_same_settings, load_checkpoint
 from trainables.trial import save_atomic, seed_everything
 
 METHODS = ("masked", "denoise")
@@ -113,8 +113,11 @@ def run_pretext(
     """
     if method not in METHODS:
         raise ValueError(f"unknown pretext method {method!r}; valid: {list(METHODS)}")
-    if len(images) < 2:
-        raise ValueError(f"self-supervised pretraining needs 2+ images, got {len(images)}")
+    if len(images) < 2 or cfg.batch_size < 2:
+        raise ValueError(
+            "self-supervised pretraining needs 2+ images and batches of 2+ (BatchNorm), got "
+            f"{len(images)} images, batch_size {cfg.batch_size}"
+        )
     log = print if verbose else (lambda *a, **k: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -133,6 +136,7 @@ def run_pretext(
     start_epoch, history = 0, []
     if (out_dir / LAST).exists():
         state = load_checkpoint(out_dir / LAST, device)
+        check_same_settings(state["config"], cfg, out_dir / LAST)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"], state["history"]

@@ -33,6 +33,7 @@ from trainables.freeze import (
     mask_name,
     parse_mask,
     part_of,
+    part_sizes,
 )
 from trainables.models import build_model, count_params
 
@@ -59,6 +60,19 @@ class Strategy:
     @property
     def trains_everything(self) -> bool:
         return self.parts == {"all"} or self.parts >= ENCODER | DECODER | {"head"}
+
+    def trainable_parts(self, train_head: bool = False) -> frozenset[str]:
+        """The parts that train (`{'all'}` for the baseline); never an encoder's unused part."""
+        if self.network == BASELINE:
+            return frozenset({"all"})
+        parts = ENCODER | DECODER | {"head"} if self.trains_everything else self.parts
+        return frozenset(parts | ({"head"} if train_head else set()))
+
+    def counts(self, train_head: bool = False) -> tuple[int, int]:
+        """(trainable, total) parameters, counted without building the network."""
+        sizes = part_sizes(self.network)
+        trainable = sum(sizes[part] for part in self.trainable_parts(train_head))
+        return trainable, sum(sizes.values())
 
 
 def _row(name: str, parts, network: str = "mobilenet_v2", **kwargs) -> Strategy:
@@ -153,7 +167,7 @@ def apply_strategy(
         ValueError: a part matches no parameter (the wrong network).
     """
     trainable = []
-    if strategy.trains_everything:  # its head trains already: train_head adds nothing
+    if strategy.network == BASELINE:  # the from-scratch U-Net trains as a whole
         for param in model.parameters():
             param.requires_grad_(True)
             trainable.append(param)
@@ -163,7 +177,7 @@ def apply_strategy(
                 f"strategy {strategy.name!r}: parts {sorted(strategy.parts)} match no parameter "
                 f"of {type(model).__name__}"
             )
-        parts = strategy.parts | ({"head"} if train_head else set())
+        parts = strategy.trainable_parts(train_head)
         stages, matched = _stages(strategy.network), set()
         for name, param in model.named_parameters():
             part = part_of(name, stages)

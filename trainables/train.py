@@ -76,10 +76,24 @@ def _state(trial: Training, epoch: int, history: list, best: dict) -> dict:
     }
 
 
+# Where a trial finds its inputs on the node it runs on: a retry on another node (another
+# TMPDIR, HOME or cache) continues from the same checkpoint.
+NODE_LOCAL_KEYS = ("data_dir", "cache_dir", "encoder_weights", "device", "num_threads")
+
+
+def check_same_settings(saved: dict, cfg: TrialConfig, path: Path) -> None:
+    """A checkpoint resumes only the training it was written by (node-local paths aside)."""
+    now = cfg.model_dump(mode="json")
+    changed = [k for k in now if k not in NODE_LOCAL_KEYS and saved.get(k) != now[k]]
+    if changed:
+        raise ConfigError(
+            f"{path} was written with other settings ({', '.join(changed)}); use a new --out"
+        )
+
+
 def _restore(trial: Training, path: Path) -> tuple[int, list, dict]:
     state = load_checkpoint(path, trial.device)
-    if state["config"] != trial.cfg.model_dump(mode="json"):
-        raise ConfigError(f"{path} was written by a different config; use a new --out")
+    check_same_settings(state["config"], trial.cfg, path)
     trial.model.load_state_dict(state["model"])
     trial.optimizer.load_state_dict(state["optimizer"])
     if trial.scheduler and state["scheduler"]:

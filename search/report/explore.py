@@ -16,13 +16,12 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats as scipy_stats  # noqa: E402
 
 from search.report.page import Figure, Paragraph, Table  # noqa: E402
 from search.report.plots import DPI, PAPER_SIZE_IN, save  # noqa: E402
-from search.report.stats import ALPHA, final_trials  # noqa: E402
+from search.report.stats import ALPHA, Metric, final_trials  # noqa: E402
 
 EXPLORE_PNG = "explore.png"
 EXPLORE_CSV = "explore.csv"
@@ -30,9 +29,15 @@ EXPLORE_CSV = "explore.csv"
 
 def non_dominated(score: pd.Series, cost: pd.Series) -> pd.Series:
     """True where no other point has at most the cost and at least the score, and is strictly
-    better in one of the two (score: higher is better; cost: lower is better)."""
+    better in one of the two (score: higher is better; cost: lower is better); points without
+    a score or a cost are never on the front."""
+    known = score.notna() & cost.notna()
+    score, cost = score.where(known), cost.where(known)
     flags = {}
     for i in score.index:
+        if not known[i]:
+            flags[i] = False
+            continue
         better = (cost <= cost[i]) & (score >= score[i]) & ((cost < cost[i]) | (score > score[i]))
         flags[i] = not bool(better.any())
     return pd.Series(flags, dtype=bool).reindex(score.index)
@@ -100,10 +105,12 @@ def explore_display(rows: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def dominance(trials: pd.DataFrame, table: pd.DataFrame, metric_column: str) -> list[str]:
+def dominance(trials: pd.DataFrame, table: pd.DataFrame, metric: Metric) -> list[str]:
     """Which discovered configurations (final rows with recipe 'explore') beat a named paper
-    strategy on the test set with fewer trainable parameters. 'Better' needs a paired t-test
-    over common seeds with p < 0.05; not separated counts as not better."""
+    strategy on the test set with fewer trainable parameters. 'Better' (in the metric's own
+    direction) needs a paired t-test over common seeds with p < 0.05; not separated counts as
+    not better."""
+    metric_column, sign = metric.column, 1.0 if metric.higher_is_better else -1.0
     final = final_trials(trials)
     discovered = sorted(final.loc[final["recipe"] == "explore", "strategy"].unique())
     paper = [s for s in table["strategy"] if s not in discovered]
@@ -118,8 +125,8 @@ def dominance(trials: pd.DataFrame, table: pd.DataFrame, metric_column: str) -> 
             common = sorted(set(mine.index) & set(theirs.index))
             if len(common) < 2 or not params[found] < params[name]:
                 continue
-            diff = mine[common].to_numpy() - theirs[common].to_numpy()
-            if diff.mean() <= 0 or np.allclose(diff, diff[0]) and diff[0] == 0:
+            diff = sign * (mine[common].to_numpy() - theirs[common].to_numpy())
+            if diff.mean() <= 0:
                 continue
             p = float(scipy_stats.ttest_rel(mine[common], theirs[common]).pvalue)
             if p < ALPHA:
@@ -142,7 +149,7 @@ class ExploreSection:
 
 
 def build_explore(
-    trials: pd.DataFrame, table: pd.DataFrame, metric_column: str, out_dir: Path
+    trials: pd.DataFrame, table: pd.DataFrame, metric: Metric, out_dir: Path
 ) -> ExploreSection:
     """The explore section's blocks and notes (no blocks without an explore stage)."""
     rows = explore_rows(trials)
@@ -157,7 +164,7 @@ def build_explore(
         "finished trials only). The final stage confirms the front's best by validation on "
         "the test set, beside the named strategies."
     )
-    notes = dominance(trials, table, metric_column)
+    notes = dominance(trials, table, metric)
     return ExploreSection(
         blocks=[
             Paragraph(text),

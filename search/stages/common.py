@@ -20,6 +20,7 @@ from search.spec import (
 from search.trainable import run_ray_trial
 from search.trials_table import TrialsTable
 from trainables.config import TrialConfig
+from trainables.strategies import get_strategy
 
 
 def trial_dirname(trial) -> str:
@@ -77,6 +78,8 @@ class StageRunner:
         `<strategy>__seed<k>`; its trial checks its data against `data_digest` (True: the
         study's target data; None: no check, e.g. another source domain)."""
         trial = TrialConfig.model_validate({**self.base_trial.model_dump(), **trial_updates})
+        if not get_strategy(trial.strategy).pretrained:  # the baseline starts from scratch
+            trial = trial.model_copy(update={"encoder_weights": "none"})
         store = self.experiment.store
         return TrialSpec(
             stage=stage,

@@ -26,7 +26,6 @@ from search.searcher import Past, StudyPlan, StudySearcher
 from search.spec import RECIPE_KEYS, TrialSpec, recipe_digest, recipe_params
 from search.stages.common import StageRunner
 from search.stages.tune import optuna_space
-from search.trials_table import mask_counts
 from trainables.freeze import PART_ORDER, mask_name, safe_name
 from trainables.strategies import get_strategy
 
@@ -82,7 +81,7 @@ def objectives(settings: ExploreSettings, spec: TrialSpec, result: dict | None) 
     dice = (result or {}).get("val_dice")
     if dice is None:
         return None
-    trainable, total = mask_counts(get_strategy(spec.trial.strategy), spec.trial)
+    trainable, total = get_strategy(spec.trial.strategy).counts(spec.trial.train_head)
     known = {"val_dice": dice, "trainable_params": trainable, "total_params": total}
     return [known[name] for name in settings.objectives]
 
@@ -142,7 +141,7 @@ def run(runner: StageRunner, encoder_weights: str) -> list[dict]:
         scheduler = None
         if settings.asha:
             scheduler = ASHAScheduler(
-                time_attr="training_iteration",
+                time_attr="epoch",  # a resumed trial goes on at its epoch, not at 1
                 # The epochs, then the final report.
                 max_t=(settings.epochs or runner.base_trial.epochs) + 1,
                 grace_period=settings.grace_period,
@@ -192,7 +191,9 @@ def write_top(experiment: Experiment, settings: ExploreSettings) -> list[dict]:
     """The top-k front configurations by validation Dice (each one's own recipe and BatchNorm
     mode), stored for the final stage and the report."""
     table = explore_table(experiment)
-    top = [] if table.empty else table[table["on_front"]].head(settings.top_k)
+    front = table[table["on_front"]] if len(table) else table
+    # One configuration per mask (a tie on the front), best by validation first.
+    top = front.drop_duplicates("strategy").head(settings.top_k) if len(front) else front
     chosen = [
         {
             "strategy": row["strategy"],

@@ -10,6 +10,7 @@ from ray import tune
 from search.spec import RECIPE_KEYS
 from search.stages.common import StageRunner
 from search.worker import stored_result
+from trainables.strategies import get_strategy
 
 
 def run(
@@ -31,9 +32,9 @@ def run(
         recipe = recipes.get(strategy)
         updates = {k: recipe[k] for k in RECIPE_KEYS} if recipe else {}
         cells.append((strategy, "best" if recipe else "paper", updates))
-    named = set(search.strategies)
+    named = {get_strategy(s).mask for s in search.strategies}  # a found mask may be a row's
     for found in discovered or []:
-        if found["strategy"] not in named:
+        if get_strategy(found["strategy"]).mask not in named:
             updates = {k: found[k] for k in (*RECIPE_KEYS, "bn_update_frozen")}
             cells.append((found["strategy"], "explore", updates))
     specs = [
@@ -51,7 +52,7 @@ def run(
     ]
     # A resumed study trains only what is not finished (an interrupted trial continues from its
     # checkpoint); finished trials keep their rows in trials.csv.
-    todo = [spec for spec in specs if stored_result(runner.experiment, spec) is None]
+    todo = [spec for spec in specs if stored_result(runner.experiment, spec, refuse=True) is None]
     if todo:
         space = {"spec": tune.grid_search([spec.to_param() for spec in todo])}
         runner.fit("final", space, len(specs), max_concurrent_trials=search.max_concurrent_trials)

@@ -15,21 +15,19 @@ from pathlib import Path
 from ray import tune
 
 from search.config import PRETRAIN_DATA
-from search.encoders import EncoderStore, describe, encoder_info, encoder_key, source_kind
+from search.encoders import (
+    EncoderStore,
+    describe,
+    encoder_info,
+    encoder_key,
+    networks,
+    source_kind,
+)
 from search.experiment import TRIALS
 from search.spec import PRETRAINED, SyntheticSource, TrialSpec
 from search.stages.common import StageRunner
-from trainables.freeze import BASELINE, mask_name
+from trainables.freeze import mask_name
 from trainables.strategies import get_strategy
-
-
-def networks(runner: StageRunner) -> list[str]:
-    """The networks whose encoder the study takes from the pretrain stage."""
-    search = runner.cfg.search
-    found = [get_strategy(s).network for s in search.strategies]
-    if "explore" in search.stages:
-        found += search.explore.encoders
-    return [n for n in dict.fromkeys(found) if n != BASELINE]
 
 
 def pretrain_spec(runner: StageRunner, network: str) -> TrialSpec:
@@ -64,7 +62,7 @@ def run(runner: StageRunner) -> str:
     kind = source_kind(cfg.search.pretrain.source)
     if kind == "imagenet":
         return "imagenet"
-    todo = [n for n in networks(runner) if n not in experiment.pretrained_networks()]
+    todo = [n for n in networks(cfg) if n not in experiment.pretrained_networks()]
     if kind == "checkpoint":  # into the experiment, where every node's trials find it
         for network in todo:
             experiment.store.upload(

@@ -21,7 +21,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from search.config import TuneSettings
 from search.experiment import Experiment
-from search.searcher import Past, StudyPlan, StudySearcher
+from search.searcher import Past, StudyPlan, StudySearcher, recorded
 from search.spec import RECIPE_KEYS, paper_recipe, recipe_params
 from search.stages.common import StageRunner
 
@@ -75,7 +75,7 @@ def build_scheduler(settings: TuneSettings, epochs: int) -> PerGroupASHA | None:
         return None
     make = functools.partial(
         ASHAScheduler,
-        time_attr="training_iteration",
+        time_attr="epoch",  # a resumed trial goes on at its epoch, not at 1
         # One report per epoch, then one with the final metrics: a trial that survives every
         # rung must reach that last report.
         max_t=epochs + 1,
@@ -157,7 +157,7 @@ def export_studies(experiment: Experiment, stage: str, plans: list[StudyPlan]) -
                 directions=list(plan.directions),
                 load_if_exists=True,
             )
-            copy.add_trials([t for t in plan.study.trials if t.state.is_finished()])
+            copy.add_trials([recorded(t) for t in plan.study.trials if t.state.is_finished()])
         storage.engine.dispose()
         experiment.store.upload(path, experiment.study_db(stage))
 
