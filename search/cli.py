@@ -2,8 +2,8 @@
 
 Everything is validated - config keys, strategies, data path, the data set itself - before Ray
 starts. With no arguments it runs the embedded default (configs/demo.yaml): the shipped HC18
-sample, a synthetic pretraining domain, a small tune budget, 8 strategies x 4 seeds at 64 px,
-W&B offline, then the ranked report.
+sample, a synthetic pretraining domain, a small tune budget, a small explore stage, the 8 paper
+strategies and the explore stage's top 2 x 4 seeds at 64 px, W&B offline, then the ranked report.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python search/run.py",
         description=__doc__.split("\n\n")[0]
         + " Stages: pretrain (optional source-domain pretraining), tune (Optuna proposes lr and "
-        "decay per strategy), final (strategies x seeds with the best recipes), then the report.",
+        "decay per strategy), explore (optional: a multi-objective search over encoder, freeze mask "
+        "and recipe), final (strategies x seeds with the best recipes, plus explore's top-k), "
+        "then the report.",
     )
     parser.add_argument(
         "--config",

@@ -19,7 +19,7 @@
                                        per-image statistics and figures
     checkpoints/<stage>/<trial>/<file> last.pt / best.pt of an unfinished (or kept) trial
     <stage>/                           Ray Tune's state of the stage's Tune experiment(s):
-                                       pretrain, tune, final
+                                       pretrain, tune, explore, final
     report/                            the report (its default folder for a local experiment)
     wandb/                             offline W&B runs (local storage)
 

@@ -78,7 +78,8 @@ def _check_same_config(cfg: ResolvedConfig, saved: dict, uri: str) -> None:
     if changed:
         raise ConfigError(
             f"--resume: {', '.join(changed)} differ from the config stored in {uri}; repeat the "
-            "first run's --config/--set/--data (only --stages may change)"
+            "first run's --config/--set/--data (only --stages, --wandb and "
+            "search.wandb_key_on_workers may change)"
         )
 
 

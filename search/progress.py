@@ -2,8 +2,11 @@
 the stage's finished / running / pending counts and an ETA.
 
 On a terminal a `rich` live table refreshes in place; elsewhere (a log file, `ray submit`, a
-job's output) the same facts come as plain lines, at most one every `interval_s` seconds, so a
-slow study and a hung one look different. The trials table (`search.trials_table`) feeds it.
+job's output) the same facts come as plain lines, at most one every `interval_s` seconds: a
+change held back by that limit is printed when it expires, and with no change at all a line
+still comes every `HEARTBEAT_INTERVALS` x `interval_s` seconds (elapsed times growing), so a
+slow study and a hung one look different. The trials table (`search.trials_table`) feeds it and
+calls `tick()` on every step of Tune's loop.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+
+HEARTBEAT_INTERVALS = 6  # a plain line at least every 6 x interval_s (60 s by default)
 
 
 @dataclass
@@ -47,6 +52,7 @@ class StageProgress:
         self.finished: dict[str, int] = {}  # trial -> epochs it trained, this run and earlier
         self.finished_before = 0
         self.last_line = 0.0
+        self.held_back = False  # a change not yet printed (plain lines only)
         self.live: Live | None = None
         if self.stream.isatty():
             console = Console(file=self.stream)
@@ -110,10 +116,23 @@ class StageProgress:
             return
         now = time.monotonic()
         if not force and now - self.last_line < self.interval_s:
+            self.held_back = True
             return
-        self.last_line = now
+        self.last_line, self.held_back = now, False
         trials = "; ".join(self._trial_text(n, r) for n, r in sorted(self.running.items()))
         print(self.summary() + (f" | {trials}" if trials else ""), file=self.stream, flush=True)
+
+    def tick(self) -> None:
+        """Called often (every step of Tune's loop): refreshes the elapsed times on a terminal;
+        in a log prints a held-back change once the interval allows, or a heartbeat line."""
+        if self.live is not None:
+            self.live.update(self._table())
+            return
+        since = time.monotonic() - self.last_line
+        if (self.held_back and since >= self.interval_s) or (
+            self.running and since >= HEARTBEAT_INTERVALS * self.interval_s
+        ):
+            self.update(force=True)
 
     def close(self) -> None:
         if self.live is not None:

@@ -1,6 +1,7 @@
 """One study: the configured stages in order, each handing what it produced to the next, then
 the report. Every stage is its own Tune experiment in the experiment folder, so each can run
-alone, and a resumed study restores the unfinished one while finished ones are read back."""
+alone, and a resumed study reruns the unfinished one from the experiment's results and
+checkpoints while finished ones are read back."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """`trials.csv`: one row per trial, rewritten as trials report, start, fail and finish.
 
 A Ray Tune callback on the driver keeps the rows; each change rewrites the CSV atomically, so
-the file is usable (by the report, by a person) while a search runs. It also prints one
-progress line per finished trial.
+the file is usable (by the report, by a person) while a search runs. Rows of every stage
+(pretrain, tune, explore, final) share one table; running trials carry their epochs so far.
+The live progress display (`search.progress`) reads the same rows.
 """
 
 from __future__ import annotations
@@ -188,6 +189,10 @@ class TrialsTable(tune.Callback):
         row["ended"] = round(time.time(), 3)
         self._write()
         self._progress(row)
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.progress:
+            self.progress.tick()
 
     def on_experiment_end(self, trials, **info):
         if self.progress:

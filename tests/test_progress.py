@@ -43,6 +43,31 @@ def test_plain_lines_say_epoch_dice_elapsed_counts_and_eta_at_most_every_interva
     assert LINE.search(last).group(4) != "-"
 
 
+def test_a_held_back_change_is_printed_when_the_interval_allows_and_silence_gets_heartbeats(
+    monkeypatch,
+):
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    progress = StageProgress("final", expected=2, epochs=4, interval_s=10, stream=out)
+    progress.start("baseline__seed0", 4)
+    clock[0] += 1
+    progress.start("baseline__seed1", 4)  # held back: 1 s after the last line
+    progress.tick()
+    assert len(out.getvalue().splitlines()) == 1
+    clock[0] += 9
+    progress.tick()  # the interval has passed: the second trial shows up without a new event
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and LINE.search(lines[-1]).groups()[:3] == ("0", "2", "0")
+    clock[0] += 30
+    progress.tick()  # nothing changed: no line before the heartbeat is due
+    assert len(out.getvalue().splitlines()) == 2
+    clock[0] += 30
+    progress.tick()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and "baseline__seed1 epoch 0/4 val_dice - 1m09s" in lines[-1]
+
+
 def run_study(args: list[str], tmp_path, **kwargs):
     env = {
         **os.environ,

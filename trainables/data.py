@@ -212,8 +212,9 @@ def load_arrays(
         subset: 'training_set' or 'test_set' (no masks, no reference HC).
         filenames: restrict to these files (each must be in the CSV).
         cache_dir: where the .npz goes; None = `default_cache_dir()` ($FREEZEFRAME_CACHE or
-            ~/.cache/freezeframe, never the data folder). The key hashes the resolved folder, subset, file names,
-            sizes and mtimes, and S, so an edited file is decoded again.
+            ~/.cache/freezeframe, never the data folder). The key hashes the subset, S and every
+            file's name and content digest (image, annotation, CSV row), so an edited or
+            replaced file is decoded again whatever its size and mtime.
         validate: run every `validate_samples` check while decoding (a cache written after
             validation is trusted as validated).
 

@@ -1,4 +1,4 @@
-"""The two networks of the study and how encoder weights reach them.
+"""The networks (the from-scratch baseline, smp U-Nets) and how encoder weights reach them.
 
 - `unet_baseline`: Ronneberger's U-Net as the paper trained it from scratch (features
   64-128-256-512, a 1024-channel bottleneck, BatchNorm, transposed-conv upsampling): 31,037,633
