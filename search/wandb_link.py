@@ -29,7 +29,7 @@ def local_wandb_key() -> str | None:
         return os.environ["WANDB_API_KEY"]
     try:
         auth = netrc.netrc().authenticators("api.wandb.ai")
-    except (FileNotFoundError, netrc.NetrcParseError):
+    except (OSError, netrc.NetrcParseError):  # none, unreadable or malformed: no login
         return None
     return auth[2] if auth else None
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -41,8 +42,9 @@ def scratch_dir() -> Path:
     """This user's private folder for FreezeFrame's node-local files."""
     folder = Path(tempfile.gettempdir()) / f"freezeframe-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
-    if folder.stat().st_uid != os.getuid() or folder.stat().st_mode & 0o077:
-        raise PermissionError(f"{folder} is not private to this user; remove it")
+    info = folder.lstat()  # not followed: a link planted by another user is refused too
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise PermissionError(f"{folder} is not a folder private to this user; remove it")
     return folder
 
 
