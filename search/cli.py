@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if not args.resume:
+            experiment.create_identity()
             experiment.write_config(cfg.model_dump(mode="json"))
             experiment.write_split(data.split)
             experiment.write_data_fingerprint(data.fingerprint())

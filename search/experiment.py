@@ -5,6 +5,8 @@
     data.json                          the data's fingerprint: every image's content digest
                                        and its side (trials check their node's copy against it)
     lease.json                         the driver that runs the study now, and its heartbeat
+    experiment.json                    a random id made when the experiment was created (W&B
+                                       run ids: a new experiment of an old name starts new runs)
     trials.csv                         one row per trial, rewritten as trials progress
     best_recipes.yaml                  the tune stage's best recipe per strategy
     pretrain/<network>.pt              the pretrain stage's model per network (mobilenet_v2, ...):
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -46,6 +49,7 @@ CONFIG = "config.yaml"
 SPLIT = "split.csv"
 DATA = "data.json"
 LEASE = "lease.json"
+IDENTITY = "experiment.json"
 TRIALS = "trials.csv"
 BEST_RECIPES = "best_recipes.yaml"
 PRETRAIN_DIR = "pretrain"
@@ -187,6 +191,17 @@ class Experiment:
 
     def write_encoder_info(self, network: str, info: dict) -> None:
         self.store.write_text(self.pretrain_info(network), json.dumps(info, indent=1))
+
+    def identity(self) -> str:
+        """The experiment's random id, made on first use ('' for experiments made before it)."""
+        if self.store.exists(IDENTITY):
+            return json.loads(self.store.read_text(IDENTITY))["id"]
+        return ""
+
+    def create_identity(self) -> str:
+        identity = uuid.uuid4().hex[:12]
+        self.store.write_text(IDENTITY, json.dumps({"id": identity}))
+        return identity
 
     def read_data_fingerprint(self) -> dict | None:
         return json.loads(self.store.read_text(DATA)) if self.store.exists(DATA) else None

@@ -34,6 +34,11 @@ class WandbSettings(_Strict):
     mode: Literal["online", "offline", "disabled"]
     project: str
     group: str = Field(description="the experiment name: one W&B group per experiment")
+    experiment_id: str = Field(
+        "",
+        description="the experiment's random id: part of every run id, so a new experiment "
+        "reusing an old name never resumes the old one's runs",
+    )
     dir: str | None = Field(
         None,
         description="offline run files: the experiment folder when local; None = the node's "

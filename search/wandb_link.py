@@ -34,6 +34,13 @@ def local_wandb_key() -> str | None:
     return auth[2] if auth else None
 
 
+def wandb_run_id(settings: WandbSettings, name: str) -> str:
+    """A retried or resumed trial continues its own run instead of starting a second one; a
+    new experiment under an old name (the old folder deleted) starts runs of its own."""
+    key = f"{settings.experiment_id}/{settings.group}/{name}"
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
 @ray.remote(num_cpus=0)
 class _KeyHolder:
     def __init__(self):
@@ -85,8 +92,7 @@ def start_run(settings: WandbSettings, stage: str, name: str, config: dict, scra
         key = fetch_key()
         if key:
             os.environ["WANDB_API_KEY"] = key  # this process only; never written to disk
-    # A retried or resumed trial continues its own run instead of starting a second one.
-    run_id = hashlib.sha1(f"{settings.group}/{name}".encode()).hexdigest()[:16]
+    run_id = wandb_run_id(settings, name)
 
     def init(mode: str):
         return wandb.init(

@@ -4,6 +4,7 @@ both sides; every path of the experiment folder spelled in one module."""
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,23 @@ def test_experiment_paths_are_named_once(tmp_path):
     assert experiment.results("final") == [{"x": 1}]
     assert Experiment.at(tmp_path / "exp").uri == experiment.uri
     assert Experiment.at(f"file://{tmp_path}/exp/").uri == f"file://{tmp_path}/exp"
+
+
+def test_wandb_run_ids_survive_a_resume_but_not_a_new_experiment_of_the_same_name(tmp_path):
+    from search.spec import WandbSettings
+    from search.wandb_link import wandb_run_id
+
+    def run_id(experiment):
+        settings = WandbSettings(
+            mode="offline", project="p", group="demo", experiment_id=experiment.identity()
+        )
+        return wandb_run_id(settings, "decoder__seed0")
+
+    experiment = Experiment(str(tmp_path), "demo")
+    experiment.create_identity()
+    first = run_id(experiment)
+    assert run_id(Experiment(str(tmp_path), "demo")) == first  # a resume reads the same id
+    shutil.rmtree(tmp_path / "demo")
+    again = Experiment(str(tmp_path), "demo")
+    again.create_identity()
+    assert run_id(again) != first

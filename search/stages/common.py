@@ -57,6 +57,7 @@ class StageRunner:
             mode=wandb_mode,
             project=cfg.search.wandb_project,
             group=experiment.name,
+            experiment_id=experiment.identity(),
             dir=experiment.wandb_dir(),
             timeout_s=cfg.search.wandb_timeout_s,
         )
