@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.samplers import BaseGASampler
 from ray.tune.search import Searcher
 
 from search.spec import TrialSpec
@@ -79,14 +80,18 @@ class StudyPlan:
         self.study = optuna.create_study(
             study_name=self.key, directions=list(self.directions), sampler=self.sampler
         )
-        tried = []
+        tried, completed = [], 0
         for past in self.history:
             params = self.canonical(past.params)
             tried.append(params)
             if past.state == "unfinished":
                 continue
             values = self.objectives(self.make_spec(params), past.result)
-            self.study.add_trial(_frozen(self.space, params, past.state, values))
+            frozen = _frozen(self.space, params, past.state, values)
+            if frozen.state == optuna.trial.TrialState.COMPLETE:
+                frozen.system_attrs.update(_generation(self.sampler, completed))
+                completed += 1
+            self.study.add_trial(frozen)
         unfinished = [self.canonical(p.params) for p in self.history if p.state == "unfinished"]
         fresh = [self.canonical(p) for p in self.first if self.canonical(p) not in tried]
         self.queue = unfinished + fresh
@@ -152,6 +157,15 @@ def recorded(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
         values=trial.values,
         state=trial.state,
     )
+
+
+def _generation(sampler, index: int) -> dict:
+    """A genetic sampler's (NSGA-II's) generation for the `index`-th rebuilt complete trial, in
+    the order they were proposed: without it the rebuilt trials belong to no population, and a
+    resumed NSGA-II would start again from random proposals instead of breeding from them."""
+    if not isinstance(sampler, BaseGASampler):
+        return {}
+    return {sampler._get_generation_key(): index // sampler.population_size}
 
 
 def _frozen(space, params: dict, state: str, values) -> optuna.trial.FrozenTrial:

@@ -3,6 +3,7 @@ mask trained, explore rows and their front, a resumed explore stage, a busy clus
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -14,6 +15,7 @@ from helpers import PAPER_TRAINABLE, TINY, wait_for_trials
 from search.config import load_config
 from search.experiment import Experiment
 from search.report.explore import explore_rows
+from search.searcher import Past
 from search.stages.common import StageRunner
 from search.stages.explore import build_plan
 from trainables.freeze import PART_ORDER, mask_name, parse_mask, part_sizes
@@ -72,6 +74,24 @@ def test_an_all_frozen_mask_is_never_trained(tmp_path):
     failed = [t for t in plan.study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert failed and not any(failed[0].params[f"train_{p}"] for p in PART_ORDER)
     assert plan.proposed == 5  # the refused proposal used no budget
+
+
+def test_a_rebuilt_nsga2_study_breeds_from_the_earlier_generations(tmp_path):
+    cfg = load_config(None, ["search.explore.trials=12", "search.explore.population=4"])
+    runner = StageRunner(cfg, Experiment(str(tmp_path), "x"), "disabled")
+    first = build_plan(runner, "none")
+    past = []
+    for i in range(8):
+        _spec, trial = first.propose()
+        past.append(Past(first.canonical(trial.params), "complete", {"val_dice": 0.5 + i / 100}))
+    sampler = optuna.samplers.NSGAIISampler(seed=1, population_size=4)
+    rebuilt = dataclasses.replace(first, history=past, sampler=sampler)
+    generation = sampler._get_generation_key()
+    assert [t.system_attrs[generation] for t in rebuilt.study.trials] == [0] * 4 + [1] * 4
+    _spec, trial = rebuilt.propose()
+    assert rebuilt.study.trials[trial.number].system_attrs[generation] == 2
+    parents = sampler.get_parent_population(rebuilt.study, 2)
+    assert parents and {p.number for p in parents} <= set(range(8))
 
 
 @pytest.mark.slow
