@@ -97,6 +97,11 @@ class TrialSpec(_Strict):
     unlabelled_dir: str | None = Field(
         None, description="pretext images from this folder, not the target's training split"
     )
+    source_digest: str | None = Field(
+        None,
+        description="the pretraining folder's content digest on the driver "
+        "(`search.encoders.folder_digest`): a node whose copy differs fails the trial",
+    )
     encoder_source: str | None = Field(
         None, description="where the encoder weights came from, for W&B and the result"
     )

@@ -25,6 +25,7 @@ import pandas as pd
 import ray
 import torch
 
+from search.encoders import folder_digest
 from search.experiment import Experiment
 from search.spec import PRETRAINED, TrialSpec
 from trainables.atomic import pid_of
@@ -103,6 +104,15 @@ class TrialFiles:
         if granted_gpus() and self.spec.trial.device == "auto":
             updates["device"] = "cuda"  # never the CPU of a GPU that Ray reserved for us
         cfg = self.spec.trial.model_copy(update=updates)
+        source = self.spec.unlabelled_dir or cfg.data_dir
+        if self.spec.source_digest and folder_digest(source) != self.spec.source_digest:
+            raise DataError(
+                [
+                    f"node {os.uname().nodename}: the pretraining folder differs from the "
+                    "driver's copy (another file set or content); sync it to every node"
+                ],
+                source,
+            )
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise DeviceError(
                 f"this trial was granted GPU(s) {granted_gpus()} by Ray, but "

@@ -79,6 +79,33 @@ def test_an_unreadable_source_fails_before_ray_naming_the_files(tmp_path, capsys
     assert not storage.exists()
 
 
+def test_a_node_whose_pretraining_folder_differs_from_the_drivers_fails_the_trial(
+    tmp_path, sample_dir
+):
+    import shutil
+
+    from search.config import load_config
+    from search.experiment import Experiment
+    from search.stages.common import StageRunner
+    from search.stages.pretrain import pretrain_spec
+    from search.worker import TrialFiles
+    from trainables.data import DataError
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for png in sorted((sample_dir / "training_set").glob("*HC.png"))[:2]:
+        shutil.copy(png, folder / png.name)
+    cfg = load_config(None, [f"search.pretrain.source={folder}", *TINY[3::2]])
+    spec = pretrain_spec(
+        StageRunner(cfg, Experiment(str(tmp_path), "x"), "disabled"), "mobilenet_v2"
+    )
+    assert spec.source_digest and spec.unlabelled_dir == str(folder)
+    TrialFiles(spec).prepare()  # the same copy: no complaint
+    (folder / png.name).write_bytes(b"another scan")  # this node's copy differs now
+    with pytest.raises(DataError, match="pretraining folder differs from the driver's copy"):
+        TrialFiles(spec).prepare()
+
+
 def run(args, cwd) -> subprocess.CompletedProcess:
     env = {**os.environ, "RAY_ADDRESS": "local", "RAY_AUTH_MODE": "disabled"}
     return subprocess.run(

@@ -72,6 +72,7 @@ class StageRunner:
         data_digest: str | None | bool = True,
         pretext: str | None = None,
         unlabelled_dir: str | None = None,
+        source_digest: str | None = None,
         encoder_source: str | None = None,
         **trial_updates,
     ) -> TrialSpec:
@@ -94,6 +95,7 @@ class StageRunner:
             data_digest=self.data_digest if data_digest is True else data_digest,
             pretext=pretext,
             unlabelled_dir=unlabelled_dir,
+            source_digest=source_digest,
             encoder_source=encoder_source or self._encoder_source(trial.encoder_weights),
         )
 

@@ -20,6 +20,7 @@ from search.encoders import (
     describe,
     encoder_info,
     encoder_key,
+    folder_digest,
     networks,
     source_kind,
 )
@@ -45,11 +46,13 @@ def pretrain_spec(runner: StageRunner, network: str) -> TrialSpec:
         updates |= {"hc_mask_outset_px": 0.0, **PRETRAIN_DATA}  # generated masks are exact
     elif kind == "hc18_folder":
         updates |= {"data_dir": settings.source, **PRETRAIN_DATA}
+        extra["source_digest"] = folder_digest(settings.source)
     else:  # self-supervised: the target's training split (checked), or a folder of images
         updates["epochs"] = settings.pretext_epochs
         extra["pretext"] = settings.pretext
         if kind == "image_folder":
             extra["unlabelled_dir"] = str(Path(settings.source).resolve())
+            extra["source_digest"] = folder_digest(settings.source)
         else:
             extra["data_digest"] = True
     return runner.spec("pretrain", **extra, **updates)
