@@ -124,7 +124,15 @@ class StageRunner:
             fits.append(int(have.get("GPU", 0) // resources.gpu))
         return max(1, min(fits))
 
-    def fit(self, stage: Stage, param_space: dict, expected: int, callbacks=(), **tune_config):
+    def fit(
+        self,
+        stage: Stage,
+        param_space: dict,
+        expected: int,
+        callbacks=(),
+        epochs: int | None = None,
+        **tune_config,
+    ):
         """Run one Tune experiment for `stage`, in the experiment's `<stage>/` folder.
 
         A resumed study does not restore Tune's own state (`Tuner.restore` would reuse the first
@@ -137,6 +145,7 @@ class StageRunner:
                 a search algorithm makes the specs).
             expected: how many trials the stage has in all, earlier runs included (progress).
             callbacks: more Tune callbacks (measurements) beside the trials table.
+            epochs: epochs per trial when the stage's differ from the study's (progress ETA).
             tune_config: `tune.TuneConfig` arguments (search algorithm, scheduler, samples).
         """
         run_config = tune.RunConfig(
@@ -148,7 +157,7 @@ class StageRunner:
                     self.experiment,
                     stage,
                     expected,
-                    epochs=self.base_trial.epochs,
+                    epochs=epochs or self.base_trial.epochs,
                     progress_s=self.cfg.search.progress_s,
                 ),
                 *callbacks,

@@ -150,6 +150,7 @@ def run(runner: StageRunner, encoder_weights: str) -> list[dict]:
             "explore",
             {},
             settings.trials,
+            epochs=settings.epochs or runner.base_trial.epochs,
             search_alg=runner.searcher(StudySearcher([plan], metric="val_dice", mode="max")),
             scheduler=scheduler,
             metric="val_dice",

@@ -89,7 +89,8 @@ def run(runner: StageRunner) -> str:
             specs[network] = (spec, key)
     if specs:
         grid = tune.grid_search([spec.to_param() for spec, _ in specs.values()])
-        runner.fit("pretrain", {"spec": grid}, len(specs))
+        epochs = max(spec.trial.epochs for spec, _key in specs.values())
+        runner.fit("pretrain", {"spec": grid}, len(specs), epochs=epochs)
     for network, (spec, key) in specs.items():
         if network not in experiment.pretrained_networks():
             raise RuntimeError(f"the pretrain stage left no {network} encoder; see {TRIALS}")
