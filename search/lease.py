@@ -4,7 +4,8 @@ The driver refreshes the lease's heartbeat every `HEARTBEAT_S` seconds from a ba
 and removes it when it exits. A second driver on the same experiment (a `--resume` started
 while the first is alive) finds a fresh heartbeat and stops, naming the owner. A lease whose
 heartbeat is older than `STALE_S` belongs to a driver that died (SIGKILL, a lost head node):
-`--resume` takes it over. Heartbeats compare clocks of two machines when the storage is shared:
+`--resume` takes it over - at once when the lease names a process of this machine that no longer
+runs (a driver killed on a laptop need not wait). Heartbeats compare clocks of two machines when the storage is shared:
 keep them synchronised (NTP), as any cluster does.
 
 Object stores have no atomic create-if-absent, so taking a lease is write-then-verify: a
@@ -68,7 +69,7 @@ class Lease:
     def acquire(self) -> None:
         """Take the lease, or raise LeaseHeld naming the live owner."""
         current = self._read()
-        if current is not None and time.time() - current.get("heartbeat", 0) < STALE_S:
+        if current is not None and not _is_stale(current):
             raise LeaseHeld(_held_message(self.experiment, current))
         self._write()
         time.sleep(SETTLE_S)
@@ -105,6 +106,22 @@ class Lease:
         current = self._read()
         if current is not None and current.get("token") == self.token:
             self.experiment.store.delete(LEASE)
+
+
+def _is_stale(record: dict) -> bool:
+    """No heartbeat for STALE_S, or the owner was a process on this machine that has ended."""
+    if time.time() - record.get("heartbeat", 0) >= STALE_S:
+        return True
+    owner = record.get("owner", {})
+    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+        return False
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _held_message(experiment: Experiment, record: dict) -> str:

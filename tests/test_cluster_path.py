@@ -9,7 +9,7 @@ import socket
 import pandas as pd
 import pytest
 import torch
-from helpers import TINY, wait_for_trials
+from helpers import TINY, wait_for_trials, wandb_run_ids
 
 from search import cli
 from trainables.config import TrialConfig
@@ -165,17 +165,9 @@ def test_multi_node_study_on_uri_storage_survives_a_lost_worker(ray_cluster, stu
         assert (experiment / "checkpoints" / "final" / name / "best.pt").exists()
         assert not (experiment / "checkpoints" / "final" / name / "last.pt").exists()
     runs = list((experiment / "wandb").glob("offline-run-*"))
-    assert {run.name.rsplit("-", 1)[1] for run in runs} >= set(_run_ids(["multi"], trials.index))
+    assert {run.name.rsplit("-", 1)[1] for run in runs} >= set(
+        wandb_run_ids(experiment, trials.index)
+    )
     # The surviving node's scratch folder holds no work folder: every trial cleaned up.
     scratch = node_tmp[0] / f"freezeframe-{os.getuid()}"
     assert not list(scratch.glob("work-*")) and (scratch.stat().st_mode & 0o777) == 0o700
-
-
-def _run_ids(groups: list[str], names) -> list[str]:
-    import hashlib
-
-    return [
-        hashlib.sha1(f"{group}/{name}".encode()).hexdigest()[:16]
-        for group in groups
-        for name in names
-    ]

@@ -179,14 +179,22 @@ def test_second_load_reads_the_cache_without_decoding(synthetic_dir, tmp_path, m
     for field in ("images", "masks", "pixel_size_mm", "original_hw", "reference_hc_mm"):
         np.testing.assert_array_equal(getattr(second, field), getattr(first, field))
 
-    # Neither another size nor a folder with an edited file is served from the cache.
+    # A re-copied folder (new times, same bytes) is served from the cache; neither another size
+    # nor a folder with an edited file (its old time kept, as `cp -p` does) is.
     with pytest.raises(AssertionError, match="decoded"):
         load_arrays(synthetic_dir, 32, cache_dir=cache_dir)
     monkeypatch.undo()
     edited = tmp_path / "edited"
     shutil.copytree(synthetic_dir, edited)
+    image = edited / "training_set" / "000_HC.png"
+    os.utime(image, ns=(0, 0))
+    monkeypatch.setattr(hc18_files, "_decode_png", no_decoding)
     load_arrays(edited, 64, cache_dir=cache_dir)
-    os.utime(edited / "training_set" / "000_HC.png", ns=(0, 0))
+    monkeypatch.undo()
+    stat = image.stat()
+    pixels = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(image), 255 - pixels)
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     monkeypatch.setattr(hc18_files, "_decode_png", no_decoding)
     with pytest.raises(AssertionError, match="decoded"):
         load_arrays(edited, 64, cache_dir=cache_dir)

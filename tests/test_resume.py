@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import TINY, wait_for_log, wait_for_trials
+from helpers import TINY, wait_for_log, wait_for_trials, wandb_run_ids
 
 from search.experiment import LEASE, Experiment
 from search.lease import Lease, LeaseHeld
@@ -90,10 +92,8 @@ def test_killed_tune_stage_resumes_on_a_fresh_home_from_a_file_uri(ray_cluster, 
     assert written and len(written) < 2 * budget
     shutil.rmtree(first_home)  # the first run's HOME is gone: nothing may live there
 
-    # The dead driver's lease is taken over once its heartbeat is stale.
-    lease = json.loads((experiment / LEASE).read_text())
-    wait = max(0.0, lease["heartbeat"] + 31 - time.time())
-    time.sleep(wait)
+    # The dead driver's lease is taken over at once: it names a process here that has ended.
+    assert (experiment / LEASE).exists()
     second_home = tmp_path / "home2"
     second_home.mkdir()
     resumed = studies(cluster.address, [*args, "--resume"], "resume.log", HOME=str(second_home))
@@ -207,6 +207,25 @@ def test_a_lease_is_held_by_a_live_driver_and_taken_over_when_stale(tmp_path, mo
     assert not experiment.store.exists(LEASE)
 
 
+def test_a_lease_of_an_ended_process_on_this_machine_is_taken_over_at_once(tmp_path):
+    experiment = Experiment(str(tmp_path), "exp")
+    code = "import os; print(os.getpid())"
+    ended = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first = Lease(experiment)
+    first.owner["pid"] = int(ended.stdout)  # a driver that was killed a moment ago
+    first.acquire()
+    first._stop.set()
+    second = Lease(experiment)
+    second.acquire()  # the heartbeat is fresh, yet its process is gone
+    assert json.loads(experiment.store.read_text(LEASE))["token"] == second.token
+    second.release()
+    # The same record from another machine is held until its heartbeat is stale.
+    first.owner["host"] = "another-host"
+    first._write()
+    with pytest.raises(LeaseHeld, match="on another-host"):
+        Lease(experiment).acquire()
+
+
 def test_a_checkpoint_holding_a_pickled_callable_is_refused(tmp_path):
     bad = tmp_path / "last.pt"
     torch.save({"model": {}, "epoch": 1, "hook": np.save}, bad)
@@ -257,8 +276,6 @@ def _final_spec(tmp_path):
 
 @pytest.mark.slow
 def test_trials_stopped_early_finish_their_wandb_run_and_clean_up(ray_cluster, studies, tmp_path):
-    import hashlib
-
     cluster = ray_cluster(head_cpus=1)
     experiment = tmp_path / "runs" / "asha"
     args = ["--storage", str(tmp_path / "runs"), "--name", "asha", "--stages", "tune"]
@@ -271,8 +288,8 @@ def test_trials_stopped_early_finish_their_wandb_run_and_clean_up(ray_cluster, s
     assert set(trials.status) <= {"ok", "stopped_early"}, trials[["trial_name", "status"]]
     assert (trials.status == "stopped_early").any(), "ASHA stopped no trial: nothing tested"
     assert "could not re-use actor" not in study.log_path.read_text().lower()
-    for name in trials.trial_name:  # every run, stopped ones too, was finished by its trial
-        run_id = hashlib.sha1(f"asha/{name}".encode()).hexdigest()[:16]
+    run_ids = wandb_run_ids(experiment, trials.trial_name)
+    for name, run_id in zip(trials.trial_name, run_ids, strict=True):  # stopped ones too
         (run,) = (experiment / "wandb").glob(f"offline-run-*-{run_id}")
         assert "all finished" in (run / "logs" / "debug-internal.log").read_text(), name
     scratch = next(Path(os.environ["TMPDIR"]).glob("freezeframe-*"))

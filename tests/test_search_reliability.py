@@ -38,6 +38,7 @@ def test_lost_worker_node_retries_its_trial_on_the_other_node_from_its_checkpoin
     study = studies(
         cluster.address,
         ["--storage", str(tmp_path / "runs"), "--name", "lost_node", "--stages", "final"]
+        + ["--set", "search.shared_storage=true"]  # one machine: its nodes share this disk
         + ["--set", "search.strategies=[decoder]", "--set", "search.seeds=[0,1]"]
         + ["--set", "search.resources={cpu: 1, gpu: 1}", "--set", "search.max_failures=1"]
         + ["--set", "trial.device=cpu"]
