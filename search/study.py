@@ -71,6 +71,7 @@ def run_study(
         metric=cfg.search.report_metric,
         wandb_mode=wandb_mode,
         wandb_project=cfg.search.wandb_project,
+        wandb_timeout_s=cfg.search.wandb_timeout_s,
     )
 
 

@@ -4,7 +4,6 @@ mask trained, explore rows and their front, a resumed explore stage, a busy clus
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 
 import optuna
@@ -109,8 +108,7 @@ def test_explore_writes_its_rows_front_and_resumes_without_repeating(
     first.kill()
     time.sleep(2)
     written = {p: p.stat().st_mtime_ns for p in (experiment / "results").rglob("*.json")}
-    lease = json.loads((experiment / "lease.json").read_text())  # the killed driver's
-    time.sleep(max(0.0, lease["heartbeat"] + 31 - time.time()))
+    assert (experiment / "lease.json").exists()  # the killed driver's: taken over at once
     resumed = studies(cluster.address, [*args, "--resume"], "resume.log")
     assert resumed.wait(400) == 0, resumed.log_tail()
     assert {p: p.stat().st_mtime_ns for p in written} == written  # none trained twice
@@ -160,7 +158,7 @@ def test_one_tune_experiment_keeps_every_gpu_busy_until_the_budget_runs_out(
     args += ["--set", "search.strategies=[decoder_4,decoder_0_1]"]
     args += ["--set", "search.tune.trials_per_strategy=3", "--set", "search.tune.asha=false"]
     args += ["--set", "search.resources={cpu: 1, gpu: 1}", "--set", "trial.device=cpu"]
-    args += ["--set", "trial.epochs=10", *TINY, "--set", "trial.image_size=320"]
+    args += ["--set", "trial.epochs=6", *TINY, "--set", "trial.image_size=320"]
     study = studies(cluster.address, args)
     assert study.wait(600) == 0, study.log_tail()
     trials = pd.read_csv(experiment / "trials.csv")

@@ -289,6 +289,26 @@ def test_wandb_offline_writes_a_run(tmp_path, monkeypatch):
     assert not list(out.glob("wandb"))  # WANDB_DIR wins over the report folder
 
 
+def test_an_unreachable_wandb_is_given_up_after_the_timeout_and_the_files_stay(
+    tmp_path, monkeypatch
+):
+    import wandb
+
+    seen = {}
+
+    def init(**kwargs):  # the server never answers: wandb.init raises after init_timeout
+        seen.update(kwargs)
+        raise TimeoutError("no answer")
+
+    monkeypatch.setattr(wandb, "init", init)
+    out = tmp_path / "out"
+    argv = [str(EXP), "--out", str(out), "--wandb", "online", "--wandb-timeout-s", "7"]
+    assert report_main(argv) == 0
+    assert seen["settings"].init_timeout == 7 and seen["settings"].finish_timeout == 7
+    assert (out / "report.md").exists()
+    assert report_main([str(EXP), "--out", str(out), "--wandb-timeout-s", "0"]) == 2
+
+
 def test_one_page_renders_the_same_content_as_markdown_and_html(tmp_path):
     png = tmp_path / "seeds.png"
     matplotlib.image.imsave(png, np.zeros((4, 4, 3)))

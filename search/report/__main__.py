@@ -50,8 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--wandb", choices=["online", "offline", "disabled"], default="disabled")
     parser.add_argument("--wandb-project", default=None, help="default: the config's project")
+    parser.add_argument(
+        "--wandb-timeout-s",
+        type=float,
+        default=None,
+        help="seconds W&B may take to start and to finish before the report gives it up "
+        "(default: the experiment's search.wandb_timeout_s, else 60)",
+    )
     args = parser.parse_args(argv)
     try:
+        if args.wandb_timeout_s is not None and not args.wandb_timeout_s > 0:
+            raise ValueError(f"--wandb-timeout-s must be > 0, got {args.wandb_timeout_s}")
         if args.hc_fail_mm is not None and not args.hc_fail_mm > 0:
             raise ValueError(f"--hc-fail-mm must be > 0, got {args.hc_fail_mm}")
         result = build_report(
@@ -62,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             args.wandb_project,
             hc_fail_mm=args.hc_fail_mm,
             data_dir=args.data,
+            wandb_timeout_s=args.wandb_timeout_s,
         )
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)

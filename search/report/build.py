@@ -96,8 +96,10 @@ def log_to_wandb(
     mode: str,
     project: str,
     figures: dict[str, Path] | None = None,
+    timeout_s: float = 60.0,
 ) -> None:
-    """A report run in the experiment's group: the table, the plots. No key is written."""
+    """A report run in the experiment's group: the table, the plots. No key is written; an
+    unreachable server is given up after `timeout_s` to start and as long to finish."""
     import wandb
 
     run = wandb.init(
@@ -109,7 +111,13 @@ def log_to_wandb(
         dir=None if os.environ.get("WANDB_DIR") else str(out_dir),
         config={"experiment": results.location, "metric": metric},
         reinit="create_new",
-        settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),
+        settings=wandb.Settings(
+            console="off",
+            x_disable_stats=True,
+            silent=True,
+            init_timeout=timeout_s,
+            finish_timeout=timeout_s,
+        ),
     )
     plain = table.astype(object).where(table.notna(), None)
     run.log(
@@ -132,6 +140,7 @@ def build_report(
     wandb_project: str | None = None,
     hc_fail_mm: float | None = None,
     data_dir: str | None = None,
+    wandb_timeout_s: float | None = None,
 ) -> ReportResult:
     """Compute, draw and write the report of one experiment.
 
@@ -146,6 +155,8 @@ def build_report(
             search.report.hc_fail_mm, else 10 mm).
         data_dir: the test images' folder for the worst-images figure (default: the config's
             trial.data_dir).
+        wandb_timeout_s: how long W&B may take to start and to finish before the report gives
+            it up (default: the config's search.wandb_timeout_s, else 60 s).
 
     Returns:
         The strategies table, the terminal text and the output folder.
@@ -189,9 +200,14 @@ def build_report(
         project = wandb_project or search.get("wandb_project") or "freezeframe"
         try:
             figures = clinic.figures | ({"explore": found.figure} if found.figure else {})
-            log_to_wandb(results, table, out, plotly_fig, metric, wandb_mode, project, figures)
+            timeout_s = wandb_timeout_s or search.get("wandb_timeout_s") or 60.0
+            log_to_wandb(
+                results, table, out, plotly_fig, metric, wandb_mode, project, figures, timeout_s
+            )
         except Exception as err:  # the files are written; W&B only holds a copy of them
+            reason = str(err).splitlines()[0][:300] if str(err) else ""
             text += (
-                f"\nW&B logging failed ({type(err).__name__}: {err}); the files above are complete."
+                f"\nW&B logging failed ({type(err).__name__}: {reason}); the files above are "
+                "complete (`python -m search.report EXPERIMENT --wandb online` logs them later)."
             )
     return ReportResult(table, text, out, notes, tune)
