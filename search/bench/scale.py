@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     experiment = Experiment(storage, "scale")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=os.cpu_count(), num_gpus=args.gpus, include_dashboard=False,
+    ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=args.gpus, include_dashboard=False,
              log_to_driver=False)  # fmt: skip
     runner = StageRunner(cfg, experiment, "disabled")
     runner.trainable = tune.with_resources(stand_in, {"cpu": 0, "gpu": 1})
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     wall = time.perf_counter() - started
     ray.shutdown()
+    shutil.rmtree(storage, ignore_errors=True)
 
     def mean_ms(values) -> float:
         return round(1000 * sum(values) / max(len(values), 1), 2)
