@@ -112,6 +112,16 @@ def test_no_module_but_the_layout_spells_a_path_of_the_experiment_folder():
     assert not offenders, "\n".join(offenders)
 
 
+def test_no_module_of_the_product_is_over_350_lines():
+    sizes = {
+        str(path.relative_to(REPO)): len(path.read_text().splitlines())
+        for package in ("search", "trainables")
+        for path in (REPO / package).rglob("*.py")
+    }
+    assert len(sizes) > 40, sizes  # the packages were found
+    assert {name: n for name, n in sizes.items() if n > 350} == {}
+
+
 def test_the_layout_check_would_catch_a_literal(tmp_path):
     sample = tmp_path / "m.py"
     sample.write_text('"""Docs may say trials.csv."""\nX = f"results/{1}/x.json"\n')
