@@ -5,8 +5,8 @@ and removes it when it exits. A second driver on the same experiment (a `--resum
 while the first is alive) finds a fresh heartbeat and stops, naming the owner. A lease whose
 heartbeat is older than `STALE_S` belongs to a driver that died (SIGKILL, a lost head node):
 `--resume` takes it over - at once when the lease names a process of this machine that no longer
-runs (a driver killed on a laptop need not wait). Heartbeats compare clocks of two machines when the storage is shared:
-keep them synchronised (NTP), as any cluster does.
+runs (a driver killed on a laptop need not wait). Heartbeats compare clocks of two machines when
+the storage is shared: keep them synchronised (NTP), as any cluster does.
 
 Object stores have no atomic create-if-absent, so taking a lease is write-then-verify: a
 driver writes its token, waits `SETTLE_S`, and reads it back; of two drivers that raced, the
@@ -116,11 +116,11 @@ def _is_stale(record: dict) -> bool:
     if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
         return False
     try:
-        os.kill(owner["pid"], 0)
+        os.kill(owner["pid"], 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return True
-    except PermissionError:  # alive, another user's
-        return False
+    except PermissionError:  # it exists, as another user's process
+        pass
     return False
 
 
