@@ -195,7 +195,8 @@ class EncoderStore:
 
 def encoder_info(cfg: ResolvedConfig, key: str | None, result: dict | None) -> dict:
     # `result`: the pretrain trial's stored metrics (None when nothing trained here).
-    """The description written beside the encoder (`pretrain/<network>.json`, and `encoder.json` in the store)."""
+    """The description written beside the encoder (`pretrain/<network>.json`; `encoder.json` in
+    the reuse store)."""
     result = result or {}
     images = result.get("pretext_images") or result.get("split_sizes", {}).get("train")
     return {

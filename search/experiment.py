@@ -193,7 +193,8 @@ class Experiment:
         self.store.write_text(self.pretrain_info(network), json.dumps(info, indent=1))
 
     def identity(self) -> str:
-        """The experiment's random id, made on first use ('' for experiments made before it)."""
+        """The experiment's random id (`create_identity`, when the experiment is made); '' for an
+        experiment made before ids existed."""
         if self.store.exists(IDENTITY):
             return json.loads(self.store.read_text(IDENTITY))["id"]
         return ""
