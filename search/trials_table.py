@@ -22,6 +22,7 @@ from search.worker import drop_checkpoints
 from trainables.strategies import get_strategy
 
 WRITE_ATTEMPTS, WRITE_RETRY_S = 3, 1.0
+SETTLED = ("ok", "stopped_early", "failed")  # statuses a trial ends in
 COLUMNS = [
     "stage",
     "strategy",
@@ -95,9 +96,7 @@ class TrialsTable(tune.Callback):
         self.others = self.others[~mine]
         self.started = time.monotonic()
         self.progress = StageProgress(self.stage, self.expected, self.epochs, self.progress_s)
-        self.progress.finished_before = sum(
-            r["status"] in ("ok", "stopped_early", "failed") for r in self.rows.values()
-        )
+        self.progress.finished_before = sum(r["status"] in SETTLED for r in self.rows.values())
 
     def _row(self, trial) -> dict:
         spec = TrialSpec.from_tune_config(trial.config)
@@ -137,7 +136,7 @@ class TrialsTable(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         row = self._row(trial)
-        if row["status"] in ("ok", "stopped_early", "failed") and self.progress:
+        if row["status"] in SETTLED and self.progress:
             self.progress.finished_before -= 1  # an earlier run's trial runs again
         row["status"] = "running"
         row["started"], row["ended"] = round(time.time(), 3), None
@@ -220,7 +219,7 @@ def settle_finished(experiment: Experiment, stage: str) -> None:
     rows = experiment.read_trials(COLUMNS)
     if rows.empty:
         return
-    open_rows = (rows["stage"] == stage) & ~rows["status"].isin(["ok", "stopped_early", "failed"])
+    open_rows = (rows["stage"] == stage) & ~rows["status"].isin(SETTLED)
     settled = False
     for index in rows.index[open_rows]:
         name = rows.at[index, "trial_name"]
