@@ -1,5 +1,6 @@
 """What every stage needs from Ray Tune: the trainable with its resources, the trial specs, and
-one Tune experiment run (rebuilt from stored results on resume) with the trials table kept current."""
+one Tune experiment run (rebuilt from stored results on resume) with the trials table kept
+current."""
 
 from __future__ import annotations
 

@@ -136,6 +136,7 @@ def build_plan(runner: StageRunner, encoder_weights: str) -> StudyPlan:
 def run(runner: StageRunner, encoder_weights: str) -> list[dict]:
     """Explore up to the budget; return (and store) the configurations the final stage tests."""
     settings = runner.cfg.search.explore
+    epochs = settings.epochs or runner.base_trial.epochs
     plan = build_plan(runner, encoder_weights)
     if plan.remaining:
         scheduler = None
@@ -143,14 +144,14 @@ def run(runner: StageRunner, encoder_weights: str) -> list[dict]:
             scheduler = ASHAScheduler(
                 time_attr="epoch",  # a resumed trial goes on at its epoch, not at 1
                 # The epochs, then the final report.
-                max_t=(settings.epochs or runner.base_trial.epochs) + 1,
+                max_t=epochs + 1,
                 grace_period=settings.grace_period,
             )
         runner.fit(
             "explore",
             {},
             settings.trials,
-            epochs=settings.epochs or runner.base_trial.epochs,
+            epochs=epochs,
             search_alg=runner.searcher(StudySearcher([plan], metric="val_dice", mode="max")),
             scheduler=scheduler,
             metric="val_dice",
