@@ -12,6 +12,7 @@ from its recipe), and proposes the paper's recipe only if no trial has trained i
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 from collections.abc import Callable
@@ -55,7 +56,9 @@ class StudyPlan:
         canonical: the parameters as they are compared and named (so a proposal read back
             from trials.csv equals the one first proposed).
         budget: how many trials the study trains in all (earlier runs included).
-        sampler: the study's sampler (seeded).
+        sampler: a picklable factory of the study's (seeded) sampler, e.g.
+            `functools.partial(optuna.samplers.TPESampler, seed=0)`: Ray pickles the searcher
+            with its plans, and a sampler itself may not pickle (see `__getstate__`).
         directions: one Optuna direction per objective.
         objectives: the objective values of a finished trial (its spec and last result).
         first: parameters to propose before sampling (e.g. the paper's recipe), unless tried.
@@ -67,7 +70,7 @@ class StudyPlan:
     make_spec: Callable[[dict], TrialSpec]
     canonical: Callable[[dict], dict]
     budget: int
-    sampler: optuna.samplers.BaseSampler
+    sampler: Callable[[], optuna.samplers.BaseSampler]
     directions: tuple[str, ...] = ("maximize",)
     objectives: Callable = best_val_dice
     first: list[dict] = field(default_factory=list)
@@ -78,7 +81,7 @@ class StudyPlan:
 
     def __post_init__(self):
         self.study = optuna.create_study(
-            study_name=self.key, directions=list(self.directions), sampler=self.sampler
+            study_name=self.key, directions=list(self.directions), sampler=self.sampler()
         )
         tried, completed = [], 0
         for past in self.history:
@@ -89,7 +92,7 @@ class StudyPlan:
             values = self.objectives(self.make_spec(params), past.result)
             frozen = _frozen(self.space, params, past.state, values)
             if frozen.state == optuna.trial.TrialState.COMPLETE:
-                frozen.system_attrs.update(_generation(self.sampler, completed))
+                frozen.system_attrs.update(_generation(self.study.sampler, completed))
                 completed += 1
             self.study.add_trial(frozen)
         unfinished = [self.canonical(p.params) for p in self.history if p.state == "unfinished"]
@@ -99,6 +102,21 @@ class StudyPlan:
         # Proposals already trained (or training): a sampler may propose one again (NSGA-II's
         # crossover can), and a trial of the same name would only replay the stored result.
         self.seen = {_key(p) for p in tried if p not in unfinished}
+
+    def __getstate__(self) -> dict:
+        # Ray pickles the searcher (with its plans) when a Tuner is made. Optuna 5's genetic
+        # samplers hold a thread lock, which does not pickle: the study travels without its
+        # sampler and gets a new one from the factory when unpickled. Nothing is lost: a
+        # sampler's lasting state (NSGA-II's generations) is kept in the study's trials.
+        state = self.__dict__.copy()
+        study = copy.copy(self.study)
+        study.sampler = None
+        state["study"] = study
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.study.sampler = self.sampler()
 
     @property
     def remaining(self) -> int:
@@ -201,6 +219,25 @@ class StudySearcher(Searcher):
                 self.running[trial_id] = (plan, spec, trial)
                 return {"spec": spec.to_param()}
         return Searcher.FINISHED
+
+    def __getstate__(self) -> dict:
+        # A running trial holds its study (and so the sampler): it travels as its number in
+        # the study and is looked up again in the unpickled plan's study.
+        state = self.__dict__.copy()
+        state["running"] = {
+            trial_id: (self.plans.index(plan), spec, trial.number)
+            for trial_id, (plan, spec, trial) in self.running.items()
+        }
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        running = state.pop("running")
+        self.__dict__.update(state)
+        self.running = {}
+        for trial_id, (index, spec, number) in running.items():
+            plan = self.plans[index]
+            frozen = plan.study.trials[number]
+            self.running[trial_id] = (plan, spec, optuna.Trial(plan.study, frozen._trial_id))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         plan, spec, trial = self.running.pop(trial_id)

@@ -4,6 +4,7 @@ mask trained, explore rows and their front, a resumed explore stage, a busy clus
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import optuna
@@ -83,8 +84,9 @@ def test_a_rebuilt_nsga2_study_breeds_from_the_earlier_generations(tmp_path):
     for i in range(8):
         _spec, trial = first.propose()
         past.append(Past(first.canonical(trial.params), "complete", {"val_dice": 0.5 + i / 100}))
-    sampler = optuna.samplers.NSGAIISampler(seed=1, population_size=4)
-    rebuilt = dataclasses.replace(first, history=past, sampler=sampler)
+    factory = functools.partial(optuna.samplers.NSGAIISampler, seed=1, population_size=4)
+    rebuilt = dataclasses.replace(first, history=past, sampler=factory)
+    sampler = rebuilt.study.sampler
     generation = sampler._get_generation_key()
     assert [t.system_attrs[generation] for t in rebuilt.study.trials] == [0] * 4 + [1] * 4
     _spec, trial = rebuilt.propose()

@@ -14,6 +14,7 @@ validation decides which configurations the final stage tests beside the named s
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import optuna
 import pandas as pd
@@ -106,10 +107,13 @@ def history(experiment: Experiment) -> list[Past]:
     return past
 
 
-def sampler(settings: ExploreSettings) -> optuna.samplers.BaseSampler:
+def sampler(settings: ExploreSettings) -> Callable[[], optuna.samplers.BaseSampler]:
+    """The explore study's sampler, as the picklable factory a `StudyPlan` takes."""
     if settings.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=settings.seed, multivariate=True)
-    return optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=settings.population)
+        return functools.partial(optuna.samplers.TPESampler, seed=settings.seed, multivariate=True)
+    return functools.partial(
+        optuna.samplers.NSGAIISampler, seed=settings.seed, population_size=settings.population
+    )
 
 
 def build_plan(runner: StageRunner, encoder_weights: str) -> StudyPlan:

@@ -106,13 +106,12 @@ def history(experiment: Experiment, strategy: str) -> list[Past]:
     return past
 
 
-def run(runner: StageRunner, encoder_weights: str) -> dict[str, dict]:
-    """Tune every strategy up to its budget; return (and store) the best recipe per strategy."""
-    settings, experiment = runner.cfg.search.tune, runner.experiment
-    strategies = runner.cfg.search.strategies
+def build_plans(runner: StageRunner, encoder_weights: str) -> list[StudyPlan]:
+    """One study per strategy, rebuilt from the experiment's earlier trials of the stage."""
+    settings = runner.cfg.search.tune
     space = functools.partial(optuna_space, settings=settings.model_dump())
     plans = []
-    for strategy in strategies:
+    for strategy in runner.cfg.search.strategies:
         spec = runner.spec(
             "tune", strategy=strategy, seed=settings.trial_seed, encoder_weights=encoder_weights
         )
@@ -123,11 +122,19 @@ def run(runner: StageRunner, encoder_weights: str) -> dict[str, dict]:
                 make_spec=spec.with_proposal,
                 canonical=recipe_params,
                 budget=settings.trials_per_strategy,
-                sampler=optuna.samplers.TPESampler(seed=settings.seed),
+                sampler=functools.partial(optuna.samplers.TPESampler, seed=settings.seed),
                 first=[paper_recipe(spec.trial)],
-                history=history(experiment, strategy),
+                history=history(runner.experiment, strategy),
             )
         )
+    return plans
+
+
+def run(runner: StageRunner, encoder_weights: str) -> dict[str, dict]:
+    """Tune every strategy up to its budget; return (and store) the best recipe per strategy."""
+    settings, experiment = runner.cfg.search.tune, runner.experiment
+    strategies = runner.cfg.search.strategies
+    plans = build_plans(runner, encoder_weights)
     if any(plan.remaining for plan in plans):
         runner.fit(
             "tune",
