@@ -11,6 +11,7 @@ calls `tick()` on every step of Tune's loop.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ class StageProgress:
         self.running: dict[str, Running] = {}
         self.finished: dict[str, int] = {}  # trial -> epochs it trained, this run and earlier
         self.finished_before = 0
-        self.last_line = 0.0
+        # No line yet: the first is due at once (time.monotonic() may be small after a boot).
+        self.last_line = -math.inf
         self.held_back = False  # a change not yet printed (plain lines only)
         self.live: Live | None = None
         if self.stream.isatty():
