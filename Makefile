@@ -1,23 +1,39 @@
 # FreezeFrame: `make demo` runs the embedded default, `make test` the whole suite.
-# Both (re)create .venv through `make install`.
+# Both (re)create .venv through `make install`, which installs the lock (requirements.txt) exactly.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The torch build installed first; the project's own ranges accept it (see pyproject.toml).
-TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+LOCK := requirements.txt
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install demo test lint format clean gpu-kit
+.PHONY: install lock demo test test-latest test-floors lint format clean gpu-kit
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Exactly the lock: every package at its pinned version, checked against its hashes (pip refuses
+# a requirement the lock lacks), then pip-sync removes anything the lock does not list; then
+# FreezeFrame itself, editable, adding nothing. torch is in the lock (cluster/constraints.txt
+# pins its build when the lock is made).
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(VENV)/bin/pip-sync -q $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $@
+
+# Regenerate the lock from pyproject.toml's ranges (about 10 min here: pip-compile hashes every
+# file of every pinned release). Pins that still satisfy the ranges are kept; to bump:
+#   make lock LOCK_ARGS=--upgrade                      (everything to the newest allowed)
+#   make lock LOCK_ARGS="--upgrade-package optuna"     (one package)
+# then `make test`, `make test-latest` and `make test-floors` (README "Installing: the lock").
+LOCK_ARGS ?=
+lock: install
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes \
+	  --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
+	  --no-emit-trusted-host --extra dev -c cluster/constraints.txt $(LOCK_ARGS) \
+	  -o $(LOCK) pyproject.toml
 
 demo: install
 	$(PY) search/run.py
@@ -29,6 +45,15 @@ test: install
 	$(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
+
+# Drift: fresh venvs (pip's cache off) with the newest releases the ranges allow, and with every
+# dependency at its lower bound; each runs the fast tests (latest: also the tune/explore stages'
+# tests and the embedded default). See .ci/fresh_env.
+test-latest:
+	PYTHON=$(PYTHON) .ci/fresh_env latest
+
+test-floors:
+	PYTHON=$(PYTHON) .ci/fresh_env floors
 
 lint: install
 	$(PY) -m ruff check .
@@ -43,4 +68,4 @@ gpu-kit: install
 	PY=$(PY) .ci/gpu_kit
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest .venv-floors .pytest_cache .ruff_cache

@@ -102,6 +102,11 @@ class TrialSpec(_Strict):
         description="the pretraining folder's content digest on the driver "
         "(`search.encoders.folder_digest`): a node whose copy differs fails the trial",
     )
+    versions: dict[str, str] | None = Field(
+        None,
+        description="the driver's installed dependency versions (`search.versions`): a "
+        "worker whose versions differ fails the trial naming the packages",
+    )
     encoder_source: str | None = Field(
         None, description="where the encoder weights came from, for W&B and the result"
     )

@@ -28,6 +28,7 @@ import torch
 from search.encoders import folder_digest
 from search.experiment import Experiment
 from search.spec import PRETRAINED, TrialSpec
+from search.versions import check_versions
 from trainables.atomic import pid_of
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import DataError, default_cache_dir, fingerprint_problems
@@ -95,7 +96,9 @@ class TrialFiles:
 
     def prepare(self) -> tuple[TrialConfig, TrialData]:
         """The trial config with node-local inputs, its data (checked against the experiment's
-        fingerprint), and the stored checkpoints in `workdir`."""
+        fingerprint), and the stored checkpoints in `workdir`. A node whose installed packages
+        differ from the driver's fails first, naming them."""
+        check_versions(self.spec.versions)
         updates = {}
         if self.spec.synthetic is not None:
             updates["data_dir"] = synthetic_source(self.spec, self.spec.trial.cache_dir)

@@ -218,21 +218,25 @@ def test_cluster_image_is_rays_gpu_image_for_the_installed_ray(cluster):
     assert "py311" in tag
 
 
-def test_project_is_mounted_and_installed_with_the_pinned_torch_on_every_node(cluster):
+def test_project_is_mounted_and_every_node_installs_the_lock(cluster):
     assert cluster["file_mounts"]["~/freezeframe"] == "."
     prepared = validate_like_ray_up(cluster)
-    install = re.compile(
-        r"^pip install -c ~/freezeframe/cluster/constraints\.txt -e ~/freezeframe$"
-    )
+    lock = "pip install -q --require-hashes -r ~/freezeframe/requirements.txt"
+    project = "pip install -q --no-deps --no-build-isolation -e ~/freezeframe"
     for role in ("head_setup_commands", "worker_setup_commands"):
-        assert any(install.match(command) for command in prepared[role]), role
+        commands = prepared[role]
+        # The lock before the project, and no other pip install that could resolve anew.
+        assert lock in commands and project in commands, role
+        assert commands.index(lock) < commands.index(project), role
+        installs = [c for c in commands if c.startswith("pip install") and "boto3" not in c]
+        assert installs == [lock, project], role
 
 
 @pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
 def test_rsync_uploads_the_project_without_local_clutter(cluster, tmp_path):
     source = tmp_path / "checkout"
     kept = ["pyproject.toml", "search/run.py", "trainables/runs_table.py", "configs/paper.yaml"]
-    kept += ["cluster/constraints.txt", "cluster/check_gpu.py"]  # the nodes' setup reads them
+    kept += ["requirements.txt", "cluster/check_gpu.py"]  # the nodes' setup reads them
     dropped_dirs = [".venv", ".git", "runs", "wandb", "search/__pycache__", "freezeframe.egg-info"]
     for relative in kept + [f"{directory}/file" for directory in dropped_dirs]:
         (source / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -350,13 +354,40 @@ def test_gpu_check_passes_on_a_gpu_and_names_the_trials_precision():
 # --- the torch pin: one place, one build ---------------------------------------------------------
 
 
-def test_torch_is_pinned_once_to_the_build_the_tests_run_on():
+def locked() -> dict[str, str]:
+    """{package: version} of the committed lock (requirements.txt)."""
+    pins = re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", (REPO / "requirements.txt").read_text(), re.M)
+    return {name.lower(): version for name, version in pins}
+
+
+def test_torch_is_pinned_once_and_the_lock_holds_that_build():
     pins = pinned()
     assert set(pins) == {"torch", "torchvision"}
-    # The Makefile installs this pair before the project for `make test`: the cluster trains
-    # with the build the suite checks.
-    (spec,) = re.findall(r"^TORCH_SPEC \?= (.+)$", (REPO / "Makefile").read_text(), re.M)
-    assert dict(item.split("==") for item in spec.split()) == pins
+    # `make lock` compiles with -c cluster/constraints.txt: the lock (what `make test`, CI and
+    # every node install) holds exactly that build.
+    lock = locked()
+    assert {name: lock[name] for name in pins} == pins
+    assert "-c cluster/constraints.txt" in (REPO / "Makefile").read_text()
+
+
+def test_the_lock_is_complete_hashed_and_satisfies_pyprojects_ranges():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    text = (REPO / "requirements.txt").read_text()
+    lock = locked()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for declared in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        req = Requirement(declared)
+        assert req.name.lower() in lock, f"{req.name} is not in the lock: run make lock"
+        assert req.specifier.contains(lock[req.name.lower()]), (declared, lock[req.name.lower()])
+    # Every pin carries its hashes (pip then checks every file, dependencies included).
+    entries = re.split(r"\n(?=[A-Za-z0-9._-]+==)", text.split("\n", 6)[-1])
+    assert len(entries) == len(lock) and all("--hash=sha256:" in e for e in entries)
+    # No index or local path of the machine that made it.
+    assert not re.search(r"^\s*(--index-url|--extra-index-url|--find-links|-f )", text, re.M)
+    assert "file://" not in text
 
 
 def test_the_pinned_build_has_t4_kernels_and_the_cuda_runtime_the_ami_driver_runs():
@@ -368,19 +399,23 @@ def test_the_pinned_build_has_t4_kernels_and_the_cuda_runtime_the_ami_driver_run
     assert "sm_75" in torch.cuda.get_arch_list()  # the T4 of a g4dn.xlarge
 
 
-def test_dockerfile_builds_on_rays_gpu_image_with_the_pinned_torch(cluster, rayjob):
+def test_dockerfile_builds_on_rays_gpu_image_and_installs_the_lock(cluster, rayjob):
     text = DOCKERFILE.read_text()
     (base,) = re.findall(r"^FROM (\S+)$", text, re.M)
-    assert base == cluster["docker"]["image"]  # the fallback image, plus torch and the project
+    assert base == cluster["docker"]["image"]  # the fallback image, plus the lock and project
     installs = [line for line in text.splitlines() if line.startswith("RUN pip install")]
-    assert installs and all(
-        "-c /home/ray/freezeframe/cluster/constraints.txt" in line for line in installs
-    )
+    assert installs == [
+        "RUN pip install --no-cache-dir --require-hashes -r /home/ray/freezeframe/requirements.txt",
+        "RUN pip install --no-cache-dir --no-deps --no-build-isolation -e /home/ray/freezeframe \\",
+    ]
+    assert "COPY --chown=ray:users requirements.txt /home/ray/freezeframe/requirements.txt" in text
     # The image's tag names the Ray and the torch inside; the RayJob runs exactly that image.
     tag = f"ray{rayjob['spec']['rayClusterSpec']['rayVersion']}-torch{pinned()['torch']}"
     assert f"freezeframe:{tag}" in text
+    assert locked()["ray"] == rayjob["spec"]["rayClusterSpec"]["rayVersion"]
     ignored = set((CLUSTER_DIR / "Dockerfile.dockerignore").read_text().split())
     assert {".git", ".venv", "runs", "wandb"} <= ignored
+    assert "requirements.txt" not in ignored
 
 
 # --- cluster.yaml: exposure (issue 11, items 3 and 5) --------------------------------------------
@@ -488,13 +523,19 @@ def test_rayjob_runs_the_search_entrypoint(rayjob):
     assert spec["shutdownAfterJobFinishes"] is True
 
 
-def test_rayjob_runtime_env_is_accepted_by_ray_and_installs_nothing(rayjob):
+def test_rayjob_runtime_env_is_accepted_by_ray_and_installs_only_the_images_lock(rayjob):
     runtime_env = yaml.safe_load(rayjob["spec"]["runtimeEnvYAML"])
-    RuntimeEnv(**runtime_env)  # Ray's own validation of working_dir
+    parsed = RuntimeEnv(**runtime_env)  # Ray's own validation of working_dir and pip
     assert runtime_env["working_dir"].startswith(("https://", "s3://", "gs://"))
     assert runtime_env["working_dir"].endswith(".zip")
-    # torch comes with the image: an install per pod would race Ray's 600 s setup timeout.
-    assert not {"pip", "uv", "conda"} & set(runtime_env)
+    # The lock the image was built with (cluster/Dockerfile copies it there): every pin is
+    # already satisfied on that image, so no pod resolves or downloads anything and Ray's 600 s
+    # setup timeout is not at stake; nothing else (uv, conda, another requirement) is installed.
+    assert set(runtime_env) == {"working_dir", "pip"}
+    assert parsed["pip"]["packages"] == ["-r /home/ray/freezeframe/requirements.txt"]
+    assert "COPY --chown=ray:users requirements.txt /home/ray/freezeframe/requirements.txt" in (
+        DOCKERFILE.read_text()
+    )
 
 
 def test_rayjob_has_cpu_head_and_autoscaled_gpu_workers(rayjob, cluster):

@@ -20,6 +20,7 @@ from search.spec import (
 )
 from search.trainable import run_ray_trial
 from search.trials_table import TrialsTable
+from search.versions import installed_versions
 from trainables.config import TrialConfig
 from trainables.strategies import get_strategy
 
@@ -98,6 +99,7 @@ class StageRunner:
             unlabelled_dir=unlabelled_dir,
             source_digest=source_digest,
             encoder_source=encoder_source or self._encoder_source(trial.encoder_weights),
+            versions=installed_versions(),
         )
 
     def _encoder_source(self, weights: str) -> str:
