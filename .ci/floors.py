@@ -9,10 +9,11 @@ A dependency without a lower bound is an error: every range must say what it was
 
 from __future__ import annotations
 
-import sys
-import tomllib
 import re
+import sys
 from pathlib import Path
+
+import tomllib
 
 NAME = re.compile(r"\s*([A-Za-z0-9._-]+)")
 FLOOR = re.compile(r">=\s*([^,;\s]+)")

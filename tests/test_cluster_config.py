@@ -22,8 +22,10 @@ import jsonschema
 import pytest
 import ray
 import ray.autoscaler
+import tomllib
 import torch
 import yaml
+from packaging.requirements import Requirement
 from ray.autoscaler._private.command_runner import SSHCommandRunner
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.runtime_env import RuntimeEnv
@@ -371,10 +373,6 @@ def test_torch_is_pinned_once_and_the_lock_holds_that_build():
 
 
 def test_the_lock_is_complete_hashed_and_satisfies_pyprojects_ranges():
-    import tomllib
-
-    from packaging.requirements import Requirement
-
     text = (REPO / "requirements.txt").read_text()
     lock = locked()
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
