@@ -23,8 +23,9 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 	$(PY) -m pip check
 	touch $@
 
-# Regenerate the lock from pyproject.toml's ranges (about 10 min here: pip-compile hashes every
-# file of every pinned release). Pins that still satisfy the ranges are kept; to bump:
+# Regenerate the lock from pyproject.toml's ranges. A first lock took about 10 min here (pip-compile
+# downloads and hashes every file of every pinned release); with pip-tools' cache, seconds. Pins
+# that still satisfy the ranges are kept; to bump:
 #   make lock LOCK_ARGS=--upgrade                      (everything to the newest allowed)
 #   make lock LOCK_ARGS="--upgrade-package optuna"     (one package)
 # then `make test`, `make test-latest` and `make test-floors` (README "Installing: the lock").
