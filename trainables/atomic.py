@@ -33,12 +33,29 @@ def atomic_output(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
     )
     try:
+        # mkstemp makes the file 0600; the rename would keep that, leaving results unreadable
+        # to a team sharing the experiment folder. Give it what open() would: 0666 less umask.
+        os.chmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as handle:
             yield handle
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it where Linux tells it (/proc), else by
+    setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def pid_of(leftover: Path) -> int | None:
