@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="override: trial.KEY, search.KEY (nested: search.tune.trials_per_strategy) or KEY",
     )
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray cluster")
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="join this running Ray cluster (host:port, or 'auto' for the one `ray start` "
+        "started on this machine); default: RAY_ADDRESS if set (`ray submit` on "
+        "cluster/cluster.yaml's head and Ray jobs set it), else a new private Ray for this "
+        "study, so two studies on one machine never share one",
+    )
     return parser
 
 
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from search.lease import Lease
     from search.study import connect_ray, run_study
 
-    started_here = connect_ray(args.num_cpus)
+    started_here = connect_ray(args.num_cpus, args.address)
     lease = Lease(experiment)
     try:
         check_cluster(cfg, experiment, started_here)

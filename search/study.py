@@ -81,29 +81,21 @@ def run_study(
 WORKER_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
 
 
-def connect_ray(num_cpus: int | None = None) -> bool:
-    """Join the cluster named by RAY_ADDRESS (or `ray submit`'s), else start a local one;
-    True when this call started it."""
+def connect_ray(num_cpus: int | None = None, address: str | None = None) -> bool:
+    """Join the cluster named by `address` or RAY_ADDRESS (`ray submit` on the launcher's head
+    and Ray jobs set it), else start a private local one; True when this call started it.
+
+    Joining is explicit: a study never joins a Ray it happens to find on this machine (another
+    study's private one would end under it)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # One checkpoint per epoch is the design (a crash loses at most that epoch); Tune's
     # warning about frequent experiment snapshots would drown the progress lines.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     runtime_env = {"env_vars": WORKER_ENV}
-    if os.environ.get("RAY_ADDRESS"):
-        address = os.environ["RAY_ADDRESS"]
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address and address != "local":
         ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
-        return address == "local"
-    # A cluster running on this machine (`ray start`, the head `ray submit` runs on): its GCS
-    # server process is there. Only then "auto": the address file it reads may be a dead
-    # cluster's, and connecting to that hangs for minutes.
-    from ray._private.services import find_gcs_addresses
-
-    if find_gcs_addresses():
-        try:
-            ray.init(address="auto", log_to_driver=False, runtime_env=runtime_env)
-            return False
-        except (ConnectionError, RuntimeError, ValueError):
-            pass
+        return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(
         address="local",  # a new instance, whatever a stale address file says

@@ -208,7 +208,7 @@ def test_paper_trials_fit_one_worker_and_need_a_gpu(cluster):
 
 
 def test_head_keeps_the_boto3_install_the_autoscaler_needs(cluster):
-    # Declaring head_setup_commands would replace Ray's default one, which installs boto3.
+    # Declaring head_setup_commands replaces Ray's default one, which installs boto3: kept.
     prepared = validate_like_ray_up(cluster)
     assert any("boto3" in command for command in prepared["head_setup_commands"])
 
@@ -725,3 +725,19 @@ def test_cluster_files_hold_no_secret(path):
 def test_secret_check_catches_a_written_key():
     leaked = CLUSTER_YAML.read_text() + "\nsetup_commands: [export WANDB_API_KEY=" + "ab12" * 10
     assert secret_findings(leaked)
+
+
+def test_the_heads_login_shell_joins_the_cluster_for_ray_submit(cluster, tmp_path):
+    # `ray submit` runs `python ~/run.py ...` in an interactive login shell on the head; a study
+    # joins a running Ray only when RAY_ADDRESS (or --address) says so.
+    prepared = validate_like_ray_up(cluster)
+    (line,) = [c for c in prepared["head_setup_commands"] if "RAY_ADDRESS" in c]
+    assert not any("RAY_ADDRESS" in c for c in prepared["worker_setup_commands"])
+    env = {"HOME": str(tmp_path), "PATH": os.environ["PATH"]}
+    for _ in range(2):  # setup commands run again on every `ray up`: one line, not two
+        subprocess.run(["bash", "-c", line], env=env, check=True)
+    assert (tmp_path / ".bashrc").read_text() == "export RAY_ADDRESS=auto\n"
+    shell = subprocess.run(
+        ["bash", "-i", "-c", "echo address=$RAY_ADDRESS"], env=env, capture_output=True, text=True
+    )
+    assert "address=auto" in shell.stdout
