@@ -200,6 +200,23 @@ def test_second_load_reads_the_cache_without_decoding(synthetic_dir, tmp_path, m
         load_arrays(edited, 64, cache_dir=cache_dir)
 
 
+def test_a_cache_whose_arrays_were_replaced_is_rebuilt_not_used(synthetic_dir, tmp_path, capsys):
+    # Issue 21, item 8: zeros written over a cached .npz's images were used silently.
+    cache_dir = tmp_path / "cache"
+    first = load_arrays(synthetic_dir, 64, cache_dir=cache_dir)
+    (cached,) = cache_dir.iterdir()
+    with np.load(cached) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    assert arrays["images"].any()
+    arrays["images"] = np.zeros_like(arrays["images"])
+    np.savez(cached, **arrays)  # same name, same keys, the old checksum kept
+    again = load_arrays(synthetic_dir, 64, cache_dir=cache_dir)
+    np.testing.assert_array_equal(again.images, first.images)  # decoded again, not zeros
+    assert "does not match its checksum; decoding again" in capsys.readouterr().err
+    with np.load(cached) as npz:  # and the cache is written anew
+        np.testing.assert_array_equal(npz["images"], first.images)
+
+
 def test_default_cache_is_per_node_and_never_beside_the_data_or_in_the_package(
     synthetic_dir, tmp_path, monkeypatch
 ):
