@@ -35,7 +35,7 @@ DEFAULT_CONFIG = shipped_config("demo.yaml")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Resources(_Strict):
@@ -167,12 +167,10 @@ class ExploreSettings(_Strict):
 
 
 class SearchConfig(_Strict):
-    name: str = Field("freezeframe", pattern=r"^[A-Za-z0-9_.-]+$")
-    stages: list[Literal["pretrain", "tune", "explore", "final"]] = [
-        "pretrain",
-        "tune",
-        "final",
-    ]
+    name: str = Field("freezeframe", pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)
+    stages: list[Literal["pretrain", "tune", "explore", "final"]] = Field(
+        ["pretrain", "tune", "final"], min_length=1
+    )
     strategies: list[str] = list(PAPER_STRATEGIES)
     seeds: list[int] = [0, 1, 2, 3]
     resources: Resources = Resources()

@@ -147,6 +147,10 @@ def encoder_key(cfg: ResolvedConfig, trial_values: dict, data_digest: str | None
     return digest_of([KEY_VERSION, source, trial])
 
 
+# The default reuse store's folder beside the experiments: no experiment may take its name.
+DEFAULT_STORE = "pretrained"
+
+
 @dataclass
 class EncoderStore:
     """Pretrained encoders kept for reuse: `<store>/<key>/` holds the experiment's two
@@ -161,7 +165,7 @@ class EncoderStore:
         if location == "none":
             return None
         if location is None:
-            return cls(ExperimentStore(experiment.store.storage, "pretrained"))
+            return cls(ExperimentStore(experiment.store.storage, DEFAULT_STORE))
         if not is_uri(location):
             location = str(Path(location).expanduser().resolve())
         parent, _, name = location.rstrip("/").rpartition("/")

@@ -12,6 +12,7 @@ import re
 import time
 
 from search.config import DEFAULT_CONFIG, PRETRAIN_DATA, ResolvedConfig, load_config
+from search.encoders import DEFAULT_STORE
 from search.experiment import Experiment
 from search.wandb_link import local_wandb_key
 from trainables.config import ConfigError
@@ -19,7 +20,7 @@ from trainables.data import DataError, fingerprint_problems
 from trainables.models import WeightsError
 from trainables.splits import SplitError
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # whole name (fullmatch): one plain folder
 # Settings a resume may change: what runs (not how trials train) and where W&B's key lives.
 MAY_CHANGE_ON_RESUME = ("search.stages", "search.wandb_key_on_workers")
 
@@ -36,10 +37,15 @@ def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, Experiment, str]:
     cfg = load_config(config_path, sets, **overrides)
     if args.resume and not args.name:
         raise ConfigError("--resume needs --name (the experiment to continue)")
-    if args.name is not None and (not NAME_PATTERN.match(args.name) or set(args.name) == {"."}):
+    if args.name is not None and (not NAME_PATTERN.fullmatch(args.name) or set(args.name) == {"."}):
         raise ConfigError(
-            f"--name {args.name!r}: use letters, digits, '_', '.' and '-' only (an experiment "
-            "is one folder inside --storage)"
+            f"--name {args.name!r}: use 1 to 100 letters, digits, '_', '.' and '-' only (an "
+            "experiment is one folder inside --storage)"
+        )
+    if args.name == DEFAULT_STORE:
+        raise ConfigError(
+            f"--name {DEFAULT_STORE!r} is reserved: it is the folder of the pretrained-encoder "
+            "store beside the experiments; pick another name"
         )
     name = args.name or f"{cfg.search.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     experiment = Experiment(args.storage, name)

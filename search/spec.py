@@ -27,7 +27,7 @@ PRETRAINED = "pretrain-stage"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class WandbSettings(_Strict):

@@ -53,7 +53,23 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
         (["--set", "search.pretrain.source={tmp}"], "search.pretrain.source: {tmp}: 1 problem"),
         (["--set", "search.report_metric=test_dise"], "report_metric: unknown metric 'test_dise'"),
         (["--resume"], "--resume needs --name"),
-        (["--name", "../x"], "--name '../x': use letters, digits"),
+        (["--name", "../x"], "--name '../x': use 1 to 100 letters, digits"),
+        # Issue 21, item 6: inputs that used to pass the checks.
+        (["--name", "abc\n"], "--name 'abc\\n': use 1 to 100 letters, digits"),
+        (["--name", "n" * 300], "use 1 to 100 letters, digits"),
+        (["--name", "pretrained"], "--name 'pretrained' is reserved"),
+        (["--stages", ","], "stages: List should have at least 1 item"),
+        (["--set", "trial.lr=inf"], "lr: Input should be a finite number"),
+        (["--set", "trial.weight_decay=.inf"], "weight_decay: Input should be a finite number"),
+        (["--set", "trial.lr_min=inf"], "lr_min: Input should be a finite number"),
+        (["--set", "trial.hc_mask_outset_px=inf"], "hc_mask_outset_px: Input should be a finite"),
+        (["--set", "search.tune.lr_max=inf"], "lr_max: Input should be a finite number"),
+        (["--set", "search.resources.cpu=inf"], "cpu: Input should be a finite number"),
+        (["--set", "search.wandb_timeout_s=inf"], "wandb_timeout_s: Input should be a finite"),
+        (["--set", "trial.lr=nan"], "lr: Input should be a finite number"),
+        (["--set", "trial.image_size=100000"], "image_size: Input should be less than or equal"),
+        (["--set", "trial.epochs=100000"], "epochs: Input should be less than or equal to 10000"),
+        (["--set", "trial.batch_size=100000"], "batch_size: Input should be less than or equal"),
         (
             ["--set", "search.tune.lr_min=0.1", "--set", "search.tune.lr_max=0.01"],
             "lr_min (0.1) is above lr_max (0.01)",
@@ -89,6 +105,17 @@ def test_config_file_with_unknown_key_fails_naming_file_and_key(tmp_path, capsys
     code, err = run_cli(["--config", str(config), "--storage", str(tmp_path / "r")], capsys)
     assert code == 2
     assert f"{config} [search]" in err and "max_failure: unknown key" in err
+
+
+def test_a_key_written_twice_in_a_config_file_is_refused(tmp_path, capsys, no_ray):
+    config = tmp_path / "study.yaml"
+    config.write_text("trial:\n  epochs: 2\n  lr: 1.0e-3\n  epochs: 5\n")
+    code, err = run_cli(["--config", str(config), "--storage", str(tmp_path / "r")], capsys)
+    assert code == 2
+    assert (
+        f"{config}: not valid YAML" in err and "duplicate key 'epochs'" in err and "line 4" in err
+    )
+    assert not (tmp_path / "r").exists()
 
 
 def test_resume_checks_the_experiment_and_its_settings(tmp_path, capsys, no_ray):

@@ -52,7 +52,7 @@ HC18_MASK_OUTSET_PX = 1.58
 class TrialConfig(BaseModel):
     """Everything one trial needs. Field docs are the reference for `--set key=value`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # What trains. The strategy table (trainables/strategies.py) picks the network.
     strategy: str = Field("decoder", description="fine-tuning strategy (see strategies --json)")
@@ -77,7 +77,9 @@ class TrialConfig(BaseModel):
 
     # Data.
     data_dir: str | None = Field(None, description="HC18-layout folder; None = shipped sample")
-    image_size: int = Field(512, ge=32, description="square side the images are resized to")
+    image_size: int = Field(
+        512, ge=32, le=2048, description="square side the images are resized to (HC18: 800x540)"
+    )
     max_images: int | None = Field(None, ge=3, description="use only the first N images")
     split: Literal["file", "random", "grouped"] = Field(
         "grouped", description="grouped by exam prefix; 'file' reads split_file (paper's split)"
@@ -122,8 +124,8 @@ class TrialConfig(BaseModel):
     )
 
     # Optimisation: Adam with a per-epoch decay schedule.
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(10, ge=1)
+    epochs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(10, ge=1, le=4096)
     lr: float = Field(1e-4, gt=0)
     lr_schedule: Literal["none", "exponential", "step", "cosine"] = "exponential"
     lr_gamma: float = Field(0.9, gt=0, le=1, description="exponential/step decay factor")
@@ -149,7 +151,7 @@ class TrialConfig(BaseModel):
         "compile and trained 10% slower; not yet measured on a GPU (README, Performance)",
     )
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = all cores")
-    eval_batch_size: int = Field(20, ge=1)
+    eval_batch_size: int = Field(20, ge=1, le=4096)
     checkpoint_every: int = Field(1, ge=1, description="epochs between resumable checkpoints")
 
     @field_validator("amp", mode="before")
@@ -183,6 +185,22 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, but a key written twice in one mapping is an error (YAML says keys are
+    unique; PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_config_file(path: str | Path | None) -> dict[str, Any]:
     """Read a YAML config file into {'trial': {...}, 'search': {...}}; empty dict for None."""
     if path is None:
@@ -191,7 +209,7 @@ def read_config_file(path: str | Path | None) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(data, dict):
