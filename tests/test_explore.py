@@ -160,7 +160,9 @@ def test_one_tune_experiment_keeps_every_gpu_busy_until_the_budget_runs_out(
     args += ["--set", "search.strategies=[decoder_4,decoder_0_1]"]
     args += ["--set", "search.tune.trials_per_strategy=3", "--set", "search.tune.asha=false"]
     args += ["--set", "search.resources={cpu: 1, gpu: 1}", "--set", "trial.device=cpu"]
-    args += ["--set", "trial.epochs=10", *TINY, "--set", "trial.image_size=320"]
+    # 20 epochs: a trial must outlast HAND_OVER_S for the test to tell a hand-over from a GPU
+    # idle for a whole trial; at 10 epochs the shortest trial took 9.9 s on a quiet machine.
+    args += ["--set", "trial.epochs=20", *TINY, "--set", "trial.image_size=320"]
     study = studies(cluster.address, args)
     assert study.wait(600) == 0, study.log_tail()
     trials = pd.read_csv(experiment / "trials.csv")
