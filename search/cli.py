@@ -9,12 +9,15 @@ strategies and the explore stage's top 2 x 4 seeds at 64 px, W&B offline, then t
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 
 from search.config import STAGES
 from search.encoders import needs_imagenet, networks
+from search.lease import Lease
 from search.preflight import check_cluster, check_same_data, resolve
+from search.stop import STOP, StudyStopped
 from search.wandb_link import local_wandb_key
 from trainables.config import ConfigError
 from trainables.data import DataError
@@ -107,10 +110,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    from search.lease import Lease
-    from search.study import connect_ray, run_study
+    try:
+        return _run(args, cfg, experiment, wandb_mode, data)
+    except StudyStopped as stopped:
+        print(
+            f"error: study stopped: {stopped}; no later stage ran and no report was "
+            f"written. Resume with: {resume_command(sys.argv, experiment.name)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return stopped.exit_code
+
+
+def resume_command(argv: list[str], name: str) -> str:
+    """The command line that continues this study: the same one, with --resume and --name."""
+    words = list(argv)
+    if "--name" not in words:
+        words += ["--name", name]
+    if "--resume" not in words:
+        words.append("--resume")
+    return shlex.join(["python", *words])
+
+
+def _run(args, cfg, experiment, wandb_mode: str, data) -> int:
+    """Connect to Ray, take the lease and run the study (stops raise `StudyStopped`)."""
+    from search.study import connect_ray
 
     started_here = connect_ray(args.num_cpus, args.address)
+    # After ray.init, whose core worker installs a SIGTERM handler of its own (it would end the
+    # driver with exit 1 in the middle of a stage): from here a signal requests a stop.
+    with STOP.installed():
+        return _run_with_lease(args, cfg, experiment, wandb_mode, data, started_here)
+
+
+def _run_with_lease(args, cfg, experiment, wandb_mode: str, data, started_here: bool) -> int:
+    from search.study import run_study
+
     lease = Lease(experiment)
     try:
         check_cluster(cfg, experiment, started_here)

@@ -15,7 +15,6 @@ one whose write landed last keeps the lease and the other stops.
 
 from __future__ import annotations
 
-import _thread
 import getpass
 import json
 import os
@@ -26,6 +25,7 @@ import time
 import uuid
 
 from search.experiment import LEASE, Experiment
+from search.stop import STOP
 from trainables.config import ConfigError
 
 HEARTBEAT_S = 5.0
@@ -84,8 +84,8 @@ class Lease:
             try:
                 current = self._read()
                 if current is not None and current.get("token") != self.token:
-                    # Two drivers must not write one experiment: this one stops (KeyboardInterrupt
-                    # in the main thread; the CLI exits).
+                    # Two drivers must not write one experiment: this one stops (search.stop:
+                    # the running stage is cut short, no later stage runs, the CLI exits 2).
                     print(
                         "error: another driver took this experiment's lease (no heartbeat from "
                         f"here reached the storage for {STALE_S:.0f} s?); stopping",
@@ -93,7 +93,7 @@ class Lease:
                         flush=True,
                     )
                     self.lost = True
-                    _thread.interrupt_main()
+                    STOP.request("another driver took this experiment's lease", 2)
                     return
                 self._write()
             except Exception as err:  # a storage hiccup: the next beat tries again

@@ -17,6 +17,7 @@ from search.stages import final as final_stage
 from search.stages import pretrain as pretrain_stage
 from search.stages import tune as tune_stage
 from search.stages.common import StageRunner
+from search.stop import STOP
 from search.trials_table import settle_finished
 from search.wandb_link import local_wandb_key, sync_hint
 
@@ -37,21 +38,26 @@ def run_study(
         for stage in stages:
             settle_finished(experiment, stage)
     if "pretrain" in stages:
+        STOP.check()
         weights = pretrain_stage.run(runner)
         for network, info in experiment.read_encoder_info().items():
             print(f"[pretrain] {network} encoder: {info['description']}", flush=True)
     else:
         weights = later_encoder_weights(cfg, experiment, resume)
     if "tune" in stages:
+        STOP.check()
         recipes = tune_stage.run(runner, weights)
     else:
         recipes = experiment.read_best_recipes()
     if "explore" in stages:
+        STOP.check()
         discovered = explore_stage.run(runner, weights)
     else:
         discovered = experiment.read_explore_top()
     if "final" in stages:
+        STOP.check()
         final_stage.run(runner, weights, recipes, discovered)
+    STOP.check()  # a stop between the last stage and the report: no report claims completeness
     hint = sync_hint(experiment) if wandb_mode != "disabled" else None
     if hint:
         print(hint, flush=True)

@@ -213,6 +213,18 @@ class TrialsTable(tune.Callback):
         )
 
 
+def mark_interrupted(experiment: Experiment, stage: str) -> None:
+    """Mark `interrupted` the stage's rows a stopped study left running or pending: they are
+    not settled, so `--resume` trains them on from their last checkpoint."""
+    rows = experiment.read_trials(COLUMNS)
+    if rows.empty:
+        return
+    open_rows = (rows["stage"] == stage) & ~rows["status"].isin(SETTLED)
+    if open_rows.any():
+        rows.loc[open_rows, "status"] = "interrupted"
+        experiment.write_trials(rows)
+
+
 def settle_finished(experiment: Experiment, stage: str) -> None:
     """Mark `ok`, with their figures, the rows a killed driver left `running` whose trial had
     stored its result (a resumed stage trains them no more, so no callback would)."""

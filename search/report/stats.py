@@ -23,7 +23,7 @@ from scipy import stats
 from trainables.splits import exam_id
 
 ALPHA = 0.05  # two-sided level of the paired test and of the intervals (95%)
-STATUSES = ("ok", "failed", "stopped_early", "running")
+STATUSES = ("ok", "failed", "stopped_early", "running", "interrupted")
 
 
 @dataclass(frozen=True)

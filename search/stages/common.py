@@ -18,8 +18,9 @@ from search.spec import (
     TrialSpec,
     WandbSettings,
 )
+from search.stop import STOP
 from search.trainable import run_ray_trial
-from search.trials_table import TrialsTable
+from search.trials_table import TrialsTable, mark_interrupted
 from search.versions import installed_versions
 from trainables.config import TrialConfig
 from trainables.strategies import get_strategy
@@ -181,4 +182,8 @@ class StageRunner:
             ),
             run_config=run_config,
         )
-        return tuner.fit()
+        results = tuner.fit()
+        if STOP.requested:  # cut short: its trials stay open for --resume, nothing is built on it
+            mark_interrupted(self.experiment, stage)
+            STOP.check()
+        return results
