@@ -49,6 +49,7 @@ CONFIG = "config.yaml"
 SPLIT = "split.csv"
 DATA = "data.json"
 LEASE = "lease.json"
+LEASE_LOCK = ".lease.lock"  # local storage: held while a driver reads and writes the lease
 IDENTITY = "experiment.json"
 TRIALS = "trials.csv"
 BEST_RECIPES = "best_recipes.yaml"

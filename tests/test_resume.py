@@ -201,6 +201,13 @@ def test_a_lease_is_held_by_a_live_driver_and_taken_over_when_stale(tmp_path, mo
     record = json.loads(experiment.store.read_text(LEASE))
     record["heartbeat"] -= 31
     experiment.store.write_text(LEASE, json.dumps(record))
+    # Its process (this one) still lives on this machine: held whatever the heartbeat (a
+    # driver suspended with Ctrl+Z keeps its lease; issue 21, item 3).
+    with pytest.raises(LeaseHeld, match=rf"pid {first.owner['pid']} of .* heartbeat 31 s ago"):
+        Lease(experiment).acquire()
+    # A driver of another machine without a heartbeat for 30 s died: taken over.
+    record["owner"]["host"] = "another-host"
+    experiment.store.write_text(LEASE, json.dumps(record))
     second = Lease(experiment)
     second.acquire()
     second.release()

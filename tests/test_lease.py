@@ -1,0 +1,97 @@
+"""The lease on any storage (issue 21, item 3): exclusive on a local path however slow the disk
+writes, kept by a live process of this machine whatever its heartbeat, and a lease file that is
+not a lease record refused with exit 2 before Ray starts."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+import search.study
+from search import cli
+from search.experiment import CONFIG, LEASE, Experiment
+from search.lease import Lease, LeaseHeld
+from search.storage import ExperimentStore
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[]", "a JSON list, not an object"),
+        ("42", "a JSON int, not an object"),
+        ('{"heartbeat": null}', "no 'token' string"),
+        ('{"owner": "x"}', "no 'token' string"),
+        ('{"token": "t", "owner": {}, "heartbeat": null}', "no 'heartbeat' number"),
+        ("{not json", "not JSON"),
+    ],
+)
+def test_a_malformed_lease_file_is_refused_before_ray_starts(
+    text, problem, tmp_path, capsys, monkeypatch
+):
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started although lease.json is malformed")
+
+    monkeypatch.setattr(search.study, "connect_ray", no_ray)
+    experiment = tmp_path / "runs" / "exp"
+    experiment.mkdir(parents=True)
+    (experiment / CONFIG).write_text("{}\n")
+    (experiment / LEASE).write_text(text)
+    code = cli.main(["--storage", str(tmp_path / "runs"), "--name", "exp", "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{experiment / LEASE} is not a lease record ({problem}" in err
+    assert (experiment / LEASE).read_text() == text  # nothing written over it
+
+
+def test_a_local_lease_is_exclusive_however_slow_the_write(tmp_path, monkeypatch):
+    # Both drivers read "no lease", then one's write takes 0.6 s (a slow disk or network mount):
+    # with write-then-verify and a 0.5 s settle both acquired it. The lock makes one wait.
+    write_text = ExperimentStore.write_text
+
+    def slow_write(store, rel, text):
+        if rel == LEASE and threading.current_thread().name == "slow":
+            threading.Event().wait(0.6)
+        write_text(store, rel, text)
+
+    monkeypatch.setattr(ExperimentStore, "write_text", slow_write)
+    experiment = Experiment(str(tmp_path), "exp")
+    leases, outcomes = [], {}
+
+    def take(name: str) -> None:
+        lease = Lease(experiment)
+        leases.append(lease)
+        try:
+            lease.acquire()
+            outcomes[name] = "held"
+        except LeaseHeld:
+            outcomes[name] = "refused"
+
+    threads = [threading.Thread(target=take, args=(n,), name=n) for n in ("slow", "fast")]
+    threads[0].start()
+    threading.Event().wait(0.1)  # the fast one starts while the slow write is under way
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert sorted(outcomes.values()) == ["held", "refused"], outcomes
+        holder = next(lease for lease in leases if lease._thread is not None)
+        assert json.loads((tmp_path / "exp" / LEASE).read_text())["token"] == holder.token
+    finally:
+        for lease in leases:
+            lease.release()
+
+
+def test_a_live_process_of_this_machine_keeps_its_lease_whatever_its_heartbeat(tmp_path):
+    experiment = Experiment(str(tmp_path), "exp")
+    first = Lease(experiment)
+    first.acquire()
+    first._stop.set()  # suspended (Ctrl+Z): no heartbeat any more, the process lives
+    record = json.loads(experiment.store.read_text(LEASE))
+    record["heartbeat"] -= 3600
+    experiment.store.write_text(LEASE, json.dumps(record))
+    with pytest.raises(LeaseHeld, match="heartbeat 3600 s ago"):
+        Lease(experiment).acquire()
+    first.release()
+    assert not experiment.store.exists(LEASE)
