@@ -58,6 +58,7 @@ class FakeZenodo:
     def __init__(self, files: dict[str, bytes]):
         self.files = dict(files)
         self.listed_md5 = {name: hashlib.md5(data).hexdigest() for name, data in files.items()}
+        self.listed_size: dict[str, int] = {}  # name -> the size the record lists, if not len
         self.drops: dict[str, list[int]] = {}  # name -> bytes to send before each dropped GET
         self.honour_range = True
         self.requests: list[tuple[str, str | None, int]] = []  # (file name, Range, status)
@@ -76,7 +77,7 @@ class FakeZenodo:
                 {
                     "id": f"0000-{i}",
                     "key": name,
-                    "size": len(data),
+                    "size": self.listed_size.get(name, len(data)),
                     "checksum": f"md5:{self.listed_md5[name]}",
                     "links": {"self": f"{self.url}/api/records/{RECORD_ID}/files/{name}/content"},
                 }
@@ -272,3 +273,84 @@ def test_help_states_source_and_licence():
     )
     for text in ("Zenodo", f"doi:{DOI}", "CC BY 4.0", "--base-url", "--keep-archives"):
         assert text in result.stdout
+
+
+# --- hostile or careless input (issue 21, item 4) -----------------------------------------------
+
+
+def _serve(zenodo: FakeZenodo, name: str, data: bytes) -> None:
+    zenodo.files[name] = data
+    zenodo.listed_md5[name] = hashlib.md5(data).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["...zip", "..zip", ".hidden.zip"])
+def test_a_record_file_named_like_a_parent_folder_deletes_nothing(name, zenodo, tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    out = tmp_path / "hc18"
+    out.mkdir()
+    (out / "mine.txt").write_text("mine")
+    _serve(zenodo, name, zenodo.files["training_set.zip"])
+    assert _download(zenodo, out, "--files", name) == 1
+    assert f"refusing file name {name!r}" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "mine" and (out / "mine.txt").exists()
+
+
+def test_an_existing_folder_is_refused_unless_forced(zenodo, tmp_path, capsys):
+    out = tmp_path / "hc18"
+    (out / "training_set").mkdir(parents=True)
+    (out / "training_set" / "my_notes.txt").write_text("mine")
+    assert _download(zenodo, out) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "training_set exists" in err and "--force" in err
+    assert not list(out.glob("*.zip*"))  # refused before anything was downloaded
+    assert (out / "training_set" / "my_notes.txt").read_text() == "mine"  # nothing deleted
+    assert _download(zenodo, out, "--force") == 0
+    assert not (out / "training_set" / "my_notes.txt").exists()
+    assert load_arrays(out, 64, cache_dir=tmp_path / "cache").images.shape[0] == 3
+
+
+def test_reading_stops_at_the_listed_size(zenodo, tmp_path):
+    csv = CSVS[1]
+    real = zenodo.files[csv]
+    zenodo.files[csv] = real + b"x" * (32 << 20)  # the server sends 32 MB too many
+    zenodo.listed_size[csv] = len(real)
+    out = tmp_path / "hc18"
+    assert _download(zenodo, out, "--files", csv) == 0
+    assert (out / csv).read_bytes() == real
+
+
+def test_an_archive_that_unpacks_far_beyond_its_size_is_refused(zenodo, tmp_path, capsys):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("training_set/000_HC.png", b"\0" * (50 << 20))  # 50 MB of zeros: ~50 kB
+    _serve(zenodo, "training_set.zip", buffer.getvalue())
+    out = tmp_path / "hc18"
+    assert _download(zenodo, out, "--files", "training_set.zip") == 1
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert "unpacks to more than 20 times its" in error
+    assert not (out / "training_set").exists() and not list(out.glob(".training_set*"))
+
+
+def test_only_http_addresses_are_fetched(zenodo, tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "hc18"), "--base-url", f"file://{tmp_path}"]) == 1
+    assert "only http(s) addresses are fetched, not file:" in capsys.readouterr().err
+    record = zenodo.record()
+    record["files"][0]["links"]["self"] = f"file://{tmp_path}/secret"
+    files = parse_record(record, zenodo.url, RECORD_ID)
+    with pytest.raises(http_fetch.DownloadError, match="only http"):
+        http_fetch.download(files[record["files"][0]["key"]], tmp_path)
+
+
+def test_an_encrypted_member_is_one_line_and_exit_1(zenodo, tmp_path, capsys):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("training_set/000_HC.png", b"x" * 100)
+    data = bytearray(buffer.getvalue())
+    # Mark the member encrypted (bit 0 of the general-purpose flags), in its local header and
+    # in the central directory, as a password-protected zip is.
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        data[data.index(signature) + flags_at] |= 0x1
+    _serve(zenodo, "training_set.zip", bytes(data))
+    assert _download(zenodo, tmp_path / "hc18", "--files", "training_set.zip") == 1
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert "training_set.zip: cannot unpack" in error and "encrypted" in error

@@ -49,6 +49,9 @@ Data: Zenodo record {RECORD_ID}, doi:{DOI} (https://doi.org/{DOI}).
 Licence: {LICENCE}. Keep this attribution beside any copy."""
 
 UNPACKED_STAMP = ".hc18_download.md5"  # in an unpacked folder: the MD5 of its archive
+# An archive may unpack to at most this many times its own size (HC18's zips of PNGs unpack to
+# about 1x: the PNGs are compressed already); a zip bomb is refused before or while unpacking.
+MAX_UNPACK_RATIO = 20
 
 
 def parse_record(record: dict, base_url: str, record_id: str) -> dict[str, RemoteFile]:
@@ -64,7 +67,9 @@ def parse_record(record: dict, base_url: str, record_id: str) -> dict[str, Remot
             raise DownloadError(f"record {record_id}: unexpected file entry {entry!r}") from err
         if algorithm not in ("", "md5") or len(digest) != 32:
             raise DownloadError(f"record {record_id}: {name}: not an MD5 checksum: {digest!r}")
-        if PurePosixPath(name).name != name or name in ("", ".", ".."):
+        # A plain file name: no folder, and not hidden (so no archive stem '.' or '..', whose
+        # unpacked folder would be --out's parent or --out itself).
+        if PurePosixPath(name).name != name or name.startswith(".") or not name.strip():
             raise DownloadError(f"record {record_id}: refusing file name {name!r}")
         default_url = f"{base_url}/api/records/{record_id}/files/{name}/content"
         url = (entry.get("links") or {}).get("self") or default_url
@@ -99,14 +104,21 @@ def _member_path(name: str) -> PurePosixPath | None:
     return path
 
 
-def unpack(archive: Path, out_dir: Path, md5: str) -> Path:
+def unpack(archive: Path, out_dir: Path, md5: str, force: bool = False) -> Path:
     """Unpack `SUBSET.zip` into `out_dir/SUBSET/` (whether or not it holds a top folder).
 
-    Every member path is checked before anything is written (no absolute paths, no `..`), and
-    the folder appears whole or not at all; its stamp records the archive's MD5.
+    Every member path is checked before anything is written (no absolute paths, no `..`), the
+    unpacked size is capped at `MAX_UNPACK_RATIO` times the archive's, and the folder appears
+    whole or not at all (unpacked beside it, then swapped in); its stamp records the archive's
+    MD5. An existing folder that this command did not unpack is replaced only with `force`.
     """
     target, staging = out_dir / archive.stem, out_dir / f".{archive.stem}.unpacking"
-    shutil.rmtree(staging, ignore_errors=True)
+    if _has_files(target) and not force:
+        raise DownloadError(
+            f"{target} exists and was not unpacked by this command; move it away, or pass "
+            "--force to replace it"
+        )
+    shutil.rmtree(staging, ignore_errors=True)  # only ever this command's own staging folder
     try:
         with zipfile.ZipFile(archive) as zf:
             members = [
@@ -116,6 +128,9 @@ def unpack(archive: Path, out_dir: Path, md5: str) -> Path:
             unsafe = sorted(name for name, path in paths.items() if path is None)
             if unsafe:
                 raise DownloadError(f"{archive.name}: refusing unsafe member path(s) {unsafe}")
+            budget = MAX_UNPACK_RATIO * archive.stat().st_size
+            if sum(m.file_size for m in members) > budget:
+                raise DownloadError(_too_large(archive, budget))
             # training_set.zip holds training_set/NNN_HC.png: strip one folder all members share
             tops = {path.parts[0] for path in paths.values()}
             strip = len(tops) == 1 and all(len(path.parts) > 1 for path in paths.values())
@@ -123,16 +138,39 @@ def unpack(archive: Path, out_dir: Path, md5: str) -> Path:
                 dest = staging.joinpath(*paths[member.filename].parts[1 if strip else 0 :])
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(member) as src, open(dest, "wb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK_BYTES)
+                    # The sizes a zip declares can lie: count what is written as well.
+                    while chunk := src.read(CHUNK_BYTES):
+                        budget -= len(chunk)
+                        if budget < 0:
+                            raise DownloadError(_too_large(archive, budget))
+                        dst.write(chunk)
         staging.mkdir(exist_ok=True)
         (staging / UNPACKED_STAMP).write_text(md5 + "\n")
-        shutil.rmtree(target, ignore_errors=True)  # an earlier, unverified unpack
+        shutil.rmtree(target, ignore_errors=True)  # an earlier unpack of ours, or --force
         staging.replace(target)
     except (zipfile.BadZipFile, zipfile.LargeZipFile) as err:
         raise DownloadError(f"{archive.name}: not a readable zip archive ({err})") from err
+    except (RuntimeError, NotImplementedError) as err:  # encrypted, unknown compression
+        raise DownloadError(f"{archive.name}: cannot unpack ({err})") from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _has_files(folder: Path) -> bool:
+    """A non-empty folder (or a file) that no unpack of this command stamped."""
+    if not folder.exists():
+        return False
+    return not folder.is_dir() or (
+        any(folder.iterdir()) and not (folder / UNPACKED_STAMP).is_file()
+    )
+
+
+def _too_large(archive: Path, budget: int) -> str:
+    return (
+        f"{archive.name}: unpacks to more than {MAX_UNPACK_RATIO} times its "
+        f"{archive.stat().st_size} bytes; refused (not an HC18 archive)"
+    )
 
 
 def is_unpacked(archive_name: str, out_dir: Path, md5: str) -> bool:
@@ -147,6 +185,7 @@ def fetch_hc18(
     base_url: str = BASE_URL,
     names: Sequence[str] = DEFAULT_FILES,
     keep_archives: bool = False,
+    force: bool = False,
 ) -> Path:
     """Download, verify and unpack the named files of the record into out_dir.
 
@@ -157,6 +196,8 @@ def fetch_hc18(
         names: which of the record's files; archives (`*.zip`) are unpacked into a folder of
             their stem.
         keep_archives: keep the zip files after unpacking (else they are deleted).
+        force: replace existing `training_set/` / `test_set/` folders this command did not
+            unpack (else refused).
 
     Returns:
         out_dir as a Path.
@@ -173,6 +214,13 @@ def fetch_hc18(
         raise DownloadError(
             f"record {record_id} has no file(s) {unknown}; it lists {sorted(remote_files)}"
         )
+    existing = [out_dir / Path(n).stem for n in names if n.endswith(".zip")]
+    existing = [folder for folder in existing if _has_files(folder)]
+    if existing and not force:  # before anything is downloaded
+        raise DownloadError(
+            f"{existing[0]} exists and was not unpacked by this command; move it away, or pass "
+            "--force to replace it"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
         remote = remote_files[name]
@@ -181,7 +229,7 @@ def fetch_hc18(
             continue
         path = download(remote, out_dir)
         if name.endswith(".zip"):
-            target = unpack(path, out_dir, remote.md5)
+            target = unpack(path, out_dir, remote.md5, force)
             print(f"{name}: unpacked into {target}", file=sys.stderr)
             if not keep_archives:
                 path.unlink()
@@ -219,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="which of the record's files (default: all four)",
     )
     parser.add_argument("--keep-archives", action="store_true", help="keep the zips")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace existing training_set/ or test_set/ folders in --out (else refused)",
+    )
     return parser
 
 
@@ -231,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             base_url=args.base_url,
             names=args.files,
             keep_archives=args.keep_archives,
+            force=args.force,
         )
     except NetworkError as err:
         print(

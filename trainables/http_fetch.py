@@ -13,6 +13,7 @@ import http.client
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,11 @@ class RemoteFile:
 
 
 def open_url(url: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
-    """GET url; raises urllib's HTTPError (a status >= 400) or a TRANSIENT_ERRORS member."""
+    """GET url (http or https only); raises DownloadError for another scheme, urllib's
+    HTTPError (a status >= 400) or a TRANSIENT_ERRORS member."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DownloadError(f"{url}: only http(s) addresses are fetched, not {scheme or 'no'}:")
     request = urllib.request.Request(url, headers={"User-Agent": "freezeframe", **(headers or {})})
     return urllib.request.urlopen(request, timeout=TIMEOUT_S)
 
@@ -124,12 +129,17 @@ def _fetch_once(remote: RemoteFile, part: Path) -> None:
             got = response.headers.get("Content-Range")
             raise ConnectionError(f"asked for bytes {offset}-, got {got!r}; restarting")
         expected = offset + int(response.headers.get("Content-Length") or remote.size - offset)
+        expected = min(expected, remote.size)  # never more than the source lists
         progress = Progress(remote, offset)
         try:
             with open(part, "r+b" if offset else "wb") as out:
                 out.seek(offset)
                 out.truncate()
-                while chunk := response.read(CHUNK_BYTES):
+                # Reading stops at the listed size: an endless or oversized body cannot fill
+                # the disk (what was read is then checked against the MD5).
+                while (left := remote.size - out.tell()) > 0 and (
+                    chunk := response.read(min(CHUNK_BYTES, left))
+                ):
                     out.write(chunk)
                     progress.update(len(chunk))
         finally:
