@@ -118,7 +118,9 @@ def test_a_second_driver_on_a_live_experiment_exits_2_naming_the_owner(
     experiment = tmp_path / "runs" / "busy"
     args = ["--storage", str(tmp_path / "runs"), "--name", "busy", "--stages", "final"]
     args += ["--set", "search.strategies=[decoder]", "--set", "search.seeds=[0,1]"]
-    args += ["--set", "trial.epochs=6", *TINY, "--set", "trial.image_size=96"]
+    # 30 epochs: the first study must outlive the second driver's start-up (imports, data
+    # check, Ray connection: ~5 s); at 6 epochs it finished in 10 s on a quiet machine.
+    args += ["--set", "trial.epochs=30", *TINY, "--set", "trial.image_size=96"]
     first = studies(cluster.address, args)
     wait_for_trials(first, experiment, lambda t: (t.status == "running").any(), timeout=120)
 
