@@ -180,8 +180,9 @@ def check_cluster(cfg: ResolvedConfig, experiment: Experiment, started_here: boo
     - A local --storage path on a multi-node cluster exists on each node's own disk: results
       land on workers and the driver never sees them. Refused unless the config says the path
       is shared (`search.shared_storage`).
-    - Trials that ask for a GPU on a Ray this command started itself, with no GPU, would wait
-      forever. (A cluster joined with `ray submit` may add GPU nodes when trials ask.)
+    - Trials that ask for a GPU, or more CPUs or GPUs than this machine has, on a Ray this
+      command started itself would wait forever. (A cluster joined with `ray submit` may add
+      nodes when trials ask.)
     """
     import ray
 
@@ -200,6 +201,15 @@ def check_cluster(cfg: ResolvedConfig, experiment: Experiment, started_here: boo
             "has no GPU (torch sees no CUDA device): the trials would never start. Use "
             "--set search.resources.gpu=0 on this machine, or run on a GPU cluster"
         )
+    if started_here:  # this machine is the whole cluster: a trial must fit on it
+        have = {"cpu": ray.cluster_resources().get("CPU", 0), "gpu": gpus}
+        for key, asked in cfg.search.resources.model_dump().items():
+            if asked > have[key]:
+                raise ConfigError(
+                    f"search.resources.{key}={asked}, but the local Ray started here has "
+                    f"{have[key]:g} {key.upper()}s: no trial could ever start. Ask for at most "
+                    f"{have[key]:g} (or start more with --num-cpus)"
+                )
 
 
 def check_device(cfg: ResolvedConfig) -> None:

@@ -220,3 +220,19 @@ def test_a_tune_proposal_is_labelled_paper_only_when_it_is_the_papers_recipe(
     proposed = spec.with_proposal(values)
     assert TrialSpec.from_tune_config({"spec": proposed.to_param()}).recipe == label
     assert proposed.trial.lr == values["lr"]
+
+
+@pytest.mark.parametrize(("key", "asked"), [("cpu", 3), ("gpu", 1)])
+def test_a_trial_larger_than_the_local_ray_is_refused_before_any_trial(key, asked, tmp_path):
+    # Issue 21, item 5: search.resources.cpu=3 on a 2-CPU local Ray waited forever, silently.
+    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_AUTH_MODE": "disabled"}
+    storage = tmp_path / "runs"
+    args = ["--storage", str(storage), "--name", "big", "--stages", "final", "--num-cpus", "2"]
+    args += ["--set", f"search.resources.{key}={asked}", *TINY]
+    done = subprocess.run(
+        [sys.executable, str(RUN_PY), *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"search.resources.{key}={asked}" in done.stderr
+    assert "no trial could ever start" in done.stderr or "never start" in done.stderr
+    assert not (storage / "big" / "trials.csv").exists()
