@@ -239,7 +239,8 @@ def test_rsync_uploads_the_project_without_local_clutter(cluster, tmp_path):
     source = tmp_path / "checkout"
     kept = ["pyproject.toml", "search/run.py", "trainables/runs_table.py", "configs/paper.yaml"]
     kept += ["requirements.txt", "cluster/check_gpu.py"]  # the nodes' setup reads them
-    dropped_dirs = [".venv", ".git", "runs", "wandb", "search/__pycache__", "freezeframe.egg-info"]
+    dropped_dirs = [".venv", ".venv-latest", ".git", "runs", "wandb", "search/__pycache__"]
+    dropped_dirs += ["freezeframe.egg-info"]
     for relative in kept + [f"{directory}/file" for directory in dropped_dirs]:
         (source / relative).parent.mkdir(parents=True, exist_ok=True)
         (source / relative).write_text("x")
@@ -412,7 +413,7 @@ def test_dockerfile_builds_on_rays_gpu_image_and_installs_the_lock(cluster, rayj
     assert f"freezeframe:{tag}" in text
     assert locked()["ray"] == rayjob["spec"]["rayClusterSpec"]["rayVersion"]
     ignored = set((CLUSTER_DIR / "Dockerfile.dockerignore").read_text().split())
-    assert {".git", ".venv", "runs", "wandb"} <= ignored
+    assert {".git", ".venv", ".venv-*", "runs", "wandb"} <= ignored
     assert "requirements.txt" not in ignored
 
 

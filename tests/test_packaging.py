@@ -39,7 +39,7 @@ def installed(tmp_path_factory) -> Path:
     wheels = root / "wheels"
     # Build from a copy: setuptools writes build/ and *.egg-info/ into the source folder.
     source = root / "source"
-    clutter = (".venv", ".git", "runs", "wandb", "build", ".whl", ".hc18", "*.egg-info")
+    clutter = (".venv*", ".git", "runs", "wandb", "build", ".whl", ".hc18", "*.egg-info")
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*clutter, "__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
