@@ -18,7 +18,7 @@ other's token at its next heartbeat and stops the study (`search.stop`).
 
 A lease naming a live process of this machine is held whatever its heartbeat (a driver
 suspended with Ctrl+Z keeps it); a lease file that is not a lease record is refused before
-Ray starts (`check_lease_file`), naming the file.
+Ray starts (`read_lease` in preflight), naming the file.
 """
 
 from __future__ import annotations
@@ -65,16 +65,7 @@ class Lease:
         self.lost = False
 
     def _read(self) -> dict | None:
-        """The lease record, None when there is none; LeaseHeld for a file that is not one
-        (every write is whole: a local rename or one object, so never a half-written one)."""
-        store = self.experiment.store
-        if not store.exists(LEASE):
-            return None
-        text = store.read_text(LEASE)
-        problem = record_problem(text)
-        if problem:
-            raise LeaseHeld(_malformed_message(self.experiment, problem))
-        return json.loads(text)
+        return read_lease(self.experiment)
 
     def _write(self) -> float:
         """Write this driver's record; the seconds the write took."""
@@ -171,12 +162,18 @@ def record_problem(text: str) -> str | None:
     return None
 
 
-def check_lease_file(experiment: Experiment) -> None:
-    """Raise ConfigError (exit 2, before Ray starts) for a lease file that is not a record."""
-    if experiment.store.exists(LEASE):
-        problem = record_problem(experiment.store.read_text(LEASE))
-        if problem:
-            raise LeaseHeld(_malformed_message(experiment, problem))
+def read_lease(experiment: Experiment) -> dict | None:
+    """The experiment's lease record, None when there is none; LeaseHeld (a ConfigError: exit 2)
+    for a file that is not one (every write is whole: a local rename or one object, so never a
+    half-written one)."""
+    store = experiment.store
+    if not store.exists(LEASE):
+        return None
+    text = store.read_text(LEASE)
+    problem = record_problem(text)
+    if problem:
+        raise LeaseHeld(_malformed_message(experiment, problem))
+    return json.loads(text)
 
 
 def _is_stale(record: dict) -> bool:

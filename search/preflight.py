@@ -14,7 +14,7 @@ import time
 from search.config import DEFAULT_CONFIG, PRETRAIN_DATA, ResolvedConfig, load_config
 from search.encoders import DEFAULT_STORE
 from search.experiment import Experiment
-from search.lease import check_lease_file
+from search.lease import read_lease
 from search.wandb_link import local_wandb_key
 from trainables.config import ConfigError
 from trainables.data import DataError, fingerprint_problems
@@ -54,7 +54,7 @@ def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, Experiment, str]:
         raise ConfigError(f"experiment {experiment.uri} exists; pass --resume or another --name")
     if args.resume and not experiment.exists():
         raise ConfigError(f"--resume: no experiment at {experiment.uri}")
-    check_lease_file(experiment)  # a malformed lease.json: refused before Ray starts
+    read_lease(experiment)  # a malformed lease.json: refused before Ray starts
     if args.resume:
         saved = experiment.read_config()
         _check_same_config(cfg, saved, experiment.uri)

@@ -113,11 +113,7 @@ def unpack(archive: Path, out_dir: Path, md5: str, force: bool = False) -> Path:
     MD5. An existing folder that this command did not unpack is replaced only with `force`.
     """
     target, staging = out_dir / archive.stem, out_dir / f".{archive.stem}.unpacking"
-    if _has_files(target) and not force:
-        raise DownloadError(
-            f"{target} exists and was not unpacked by this command; move it away, or pass "
-            "--force to replace it"
-        )
+    _check_replaceable(target, force)
     shutil.rmtree(staging, ignore_errors=True)  # only ever this command's own staging folder
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -130,7 +126,7 @@ def unpack(archive: Path, out_dir: Path, md5: str, force: bool = False) -> Path:
                 raise DownloadError(f"{archive.name}: refusing unsafe member path(s) {unsafe}")
             budget = MAX_UNPACK_RATIO * archive.stat().st_size
             if sum(m.file_size for m in members) > budget:
-                raise DownloadError(_too_large(archive, budget))
+                raise DownloadError(_too_large(archive))
             # training_set.zip holds training_set/NNN_HC.png: strip one folder all members share
             tops = {path.parts[0] for path in paths.values()}
             strip = len(tops) == 1 and all(len(path.parts) > 1 for path in paths.values())
@@ -142,7 +138,7 @@ def unpack(archive: Path, out_dir: Path, md5: str, force: bool = False) -> Path:
                     while chunk := src.read(CHUNK_BYTES):
                         budget -= len(chunk)
                         if budget < 0:
-                            raise DownloadError(_too_large(archive, budget))
+                            raise DownloadError(_too_large(archive))
                         dst.write(chunk)
         staging.mkdir(exist_ok=True)
         (staging / UNPACKED_STAMP).write_text(md5 + "\n")
@@ -157,16 +153,19 @@ def unpack(archive: Path, out_dir: Path, md5: str, force: bool = False) -> Path:
     return target
 
 
-def _has_files(folder: Path) -> bool:
-    """A non-empty folder (or a file) that no unpack of this command stamped."""
-    if not folder.exists():
-        return False
-    return not folder.is_dir() or (
-        any(folder.iterdir()) and not (folder / UNPACKED_STAMP).is_file()
-    )
+def _check_replaceable(folder: Path, force: bool) -> None:
+    """Raise DownloadError for a non-empty folder (or a file) at an archive's target that no
+    unpack of this command stamped, unless `force`: it is not ours to delete."""
+    if force or not folder.exists():
+        return
+    if not folder.is_dir() or (any(folder.iterdir()) and not (folder / UNPACKED_STAMP).is_file()):
+        raise DownloadError(
+            f"{folder} exists and was not unpacked by this command; move it away, or pass "
+            "--force to replace it"
+        )
 
 
-def _too_large(archive: Path, budget: int) -> str:
+def _too_large(archive: Path) -> str:
     return (
         f"{archive.name}: unpacks to more than {MAX_UNPACK_RATIO} times its "
         f"{archive.stat().st_size} bytes; refused (not an HC18 archive)"
@@ -214,13 +213,9 @@ def fetch_hc18(
         raise DownloadError(
             f"record {record_id} has no file(s) {unknown}; it lists {sorted(remote_files)}"
         )
-    existing = [out_dir / Path(n).stem for n in names if n.endswith(".zip")]
-    existing = [folder for folder in existing if _has_files(folder)]
-    if existing and not force:  # before anything is downloaded
-        raise DownloadError(
-            f"{existing[0]} exists and was not unpacked by this command; move it away, or pass "
-            "--force to replace it"
-        )
+    for name in names:  # before anything is downloaded
+        if name.endswith(".zip"):
+            _check_replaceable(out_dir / Path(name).stem, force)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
         remote = remote_files[name]
