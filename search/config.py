@@ -166,6 +166,22 @@ class ExploreSettings(_Strict):
         return self
 
 
+class FoundConfiguration(_Strict):
+    """A configuration an explore stage found (an entry of its `explore_top.yaml`), tested in
+    this study's final stage with its own recipe and BatchNorm mode, like the study's own."""
+
+    strategy: str = Field(description="a freeze mask such as 'resnet18:enc0-1+dec3+head'")
+    bn_update_frozen: bool | None = None
+    lr: float = Field(gt=0)
+    lr_schedule: Literal["none", "exponential", "step", "cosine"] = "exponential"
+    lr_gamma: float = Field(0.9, gt=0, le=1)
+    lr_step_size: int = Field(5, ge=1)
+    lr_min: float = Field(0.0, ge=0)
+    # As explore_top.yaml lists them; not used for training.
+    val_dice: float | None = None
+    trainable_params: int | None = None
+
+
 class SearchConfig(_Strict):
     name: str = Field("freezeframe", pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)
     stages: list[Literal["pretrain", "tune", "explore", "final"]] = Field(
@@ -211,6 +227,23 @@ class SearchConfig(_Strict):
         "terminal (a terminal gets a live table)",
     )
     report: ReportSettings = ReportSettings()
+    train_fractions: list[float] = Field(
+        [1.0],
+        min_length=1,
+        description="the final stage trains every strategy x seed on each of these shares of "
+        "the training split (whole exams, nested, seeded by the trial seed; validation and test "
+        "untouched): learning curves in the report",
+    )
+    fraction_budget: Literal["steps", "epochs"] = Field(
+        "steps",
+        description="a share below 1 trains as many optimizer steps as the whole split would "
+        "(steps: more epochs, the decay stretched to match) or the same epochs (epochs)",
+    )
+    final_configs: list[FoundConfiguration] = Field(
+        [],
+        description="configurations an earlier explore stage found (explore_top.yaml entries), "
+        "tested in the final stage beside `strategies` with their own recipe",
+    )
     shared_storage: bool = Field(
         False,
         description="a local --storage path that every node of a multi-node cluster sees (an NFS "
@@ -219,11 +252,14 @@ class SearchConfig(_Strict):
 
     @model_validator(mode="after")
     def _no_duplicates(self) -> SearchConfig:
-        for key in ("strategies", "seeds", "stages"):
+        for key in ("strategies", "seeds", "stages", "train_fractions"):
             values = getattr(self, key)
             repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
             if repeated:
                 raise ValueError(f"{key}: {repeated} listed more than once")
+        wrong = [f for f in self.train_fractions if not 0 < f <= 1]
+        if wrong:
+            raise ValueError(f"train_fractions: {wrong} not in (0, 1]")
         return self
 
 
@@ -269,7 +305,8 @@ def load_config(
         search = SearchConfig(**search_values)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, f"{source} [search]")) from None
-    unknown = [s for s in search.strategies + [search.pretrain.strategy] if not _known(s)]
+    named = search.strategies + [search.pretrain.strategy]
+    unknown = [s for s in named + [c.strategy for c in search.final_configs] if not _known(s)]
     if unknown:
         raise ConfigError(
             f"{source} [search]: strategies: unknown {unknown}; valid: {sorted(STRATEGIES)} or "

@@ -57,6 +57,7 @@ def networks(cfg: ResolvedConfig) -> list[str]:
     found = [get_strategy(s).network for s in search.strategies]
     if "explore" in search.stages:
         found += search.explore.encoders
+    found += [get_strategy(c.strategy).network for c in search.final_configs]
     return [n for n in dict.fromkeys(found) if n != BASELINE]
 
 

@@ -168,6 +168,8 @@ def summary_metrics(metrics: dict) -> dict:
     out = {k: metrics[k] for k in ("trainable_params", "total_params", "epochs", "wall_s")}
     # Where the numbers came from, e.g. cuda:Tesla T4 and fp16 (results of older versions: '').
     out |= {k: metrics.get(k, "") for k in ("device", "precision")}
+    # The training images a learning curve plots against (pretext trials and older results: -).
+    out |= {k: metrics[k] for k in ("train_fraction", "train_images") if k in metrics}
     out |= {f"val_{k}": v for k, v in metrics["val"].items()}
     out |= {f"test_{k}": v for k, v in metrics["test"].items()}
     return out

@@ -54,6 +54,7 @@ def run_study(
         discovered = explore_stage.run(runner, weights)
     else:
         discovered = experiment.read_explore_top()
+    discovered = discovered + [c.model_dump() for c in cfg.search.final_configs]
     if "final" in stages:
         STOP.check()
         final_stage.run(runner, weights, recipes, discovered)

@@ -30,7 +30,8 @@ def run_ray_trial(config: dict) -> None:
         labels = {"trial_name": spec.name, "stage": spec.stage, "recipe": spec.recipe}
         labels["encoder_source"] = spec.encoder_source
         config = {**cfg.model_dump(mode="json"), **labels}
-        run = start_run(spec.wandb, spec.stage, spec.name, config, files.scratch)
+        tags = (spec.stage, spec.trial.strategy, f"train_fraction:{spec.trial.train_fraction:g}")
+        run = start_run(spec.wandb, spec.stage, spec.name, config, files.scratch, tags)
 
         def on_epoch(record: dict, out_dir, written: list[str]) -> None:
             files.mirror(written)

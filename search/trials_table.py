@@ -29,6 +29,8 @@ COLUMNS = [
     "encoder",  # the network: an smp encoder, or unet64 (the from-scratch baseline)
     "bn_update_frozen",
     "seed",
+    "train_fraction",  # the share of the training split trained on (search.train_fractions)
+    "train_images",  # how many images that was (known when the trial finishes)
     "trial_name",
     "status",
     "trainable_params",
@@ -103,6 +105,7 @@ class TrialsTable(tune.Callback):
         name = spec.name
         row = self.rows.setdefault(name, {c: None for c in COLUMNS})
         row.update(stage=self.stage, strategy=spec.trial.strategy, seed=spec.trial.seed)
+        row["train_fraction"] = spec.trial.train_fraction
         strategy = get_strategy(spec.trial.strategy)
         row["encoder"] = strategy.network
         bn = spec.trial.bn_update_frozen

@@ -72,7 +72,14 @@ def fetch_key() -> str | None:
         return None
 
 
-def start_run(settings: WandbSettings, stage: str, name: str, config: dict, scratch: Path):
+def start_run(
+    settings: WandbSettings,
+    stage: str,
+    name: str,
+    config: dict,
+    scratch: Path,
+    tags: tuple[str, ...] = (),
+):
     """One W&B run for one trial (None when disabled). W&B degrades, never fails the trial: a
     server that does not answer within `settings.timeout_s` turns this run offline, with one
     warning.
@@ -83,6 +90,7 @@ def start_run(settings: WandbSettings, stage: str, name: str, config: dict, scra
         name: the trial name.
         config: the resolved trial config plus trainable parameters.
         scratch: a node-local folder for the run files when the experiment is not local.
+        tags: filters for W&B's run table (stage, strategy, training share).
     """
     if settings.mode == "disabled":
         return None
@@ -105,6 +113,7 @@ def start_run(settings: WandbSettings, stage: str, name: str, config: dict, scra
             dir=settings.dir or str(scratch),
             mode=mode,
             config=config,
+            tags=[tag[:64] for tag in tags],  # W&B's limit per tag
             reinit="create_new",
             settings=wandb.Settings(
                 console="off",

@@ -88,6 +88,20 @@ class TrialConfig(BaseModel):
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int = 0
+    train_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="train on this share of the training split's images: whole exams, seeded by "
+        "the trial seed, nested (a smaller share lies inside a larger one for the same seed); "
+        "validation and test untouched (trainables.splits.train_subset)",
+    )
+    fraction_budget: Literal["steps", "epochs"] = Field(
+        "steps",
+        description="with train_fraction < 1: 'steps' trains as many optimizer steps as the "
+        "whole training split would (more epochs; a per-epoch learning-rate decay stretched to "
+        "match), 'epochs' the same epochs (fewer steps)",
+    )
     hc_mask_outset_px: float = Field(
         HC18_MASK_OUTSET_PX,
         ge=0,
@@ -168,8 +182,11 @@ class TrialConfig(BaseModel):
 
     @property
     def run_name(self) -> str:
-        """`<strategy>__seed<k>`; a freeze-mask strategy in its file-safe spelling."""
+        """`<strategy>__seed<k>` (`<strategy>__f<percent>__seed<k>` on part of the training
+        split); a freeze-mask strategy in its file-safe spelling."""
         strategy = self.strategy.replace(":", "_").replace("+", ".")  # freeze.safe_name
+        if self.train_fraction < 1:  # `decoder__f10__seed0`: 10% of the training images
+            return f"{strategy}__f{self.train_fraction * 100:g}__seed{self.seed}"
         return f"{strategy}__seed{self.seed}"
 
 

@@ -229,3 +229,35 @@ def make_split(
             "use more images"
         )
     return {side: sorted(split[side]) for side in SIDES}
+
+
+def train_subset(train: Sequence[str], fraction: float, seed: int) -> list[str]:
+    """A share of the training images for a learning curve: whole exams, in a seeded order,
+    until `fraction` of the images is reached (at least 2 images).
+
+    Nested by construction: every fraction takes a prefix of the same exam order, so for one
+    seed the 10% subset lies inside the 30% one, and curves compare like with like. The order
+    depends on the seed and the set of names only (not their order). Validation and test are
+    not touched: this is applied to the training side of a split.
+
+    Returns:
+        the chosen file names, sorted (`train` itself when fraction is 1).
+    """
+    if not 0 < fraction <= 1:
+        raise SplitError(f"train_fraction={fraction} must be in (0, 1]")
+    names = sorted(set(train))
+    if fraction == 1:
+        return names
+    exams: dict[str, list[str]] = {}
+    for name in names:
+        exams.setdefault(exam_id(name), []).append(name)
+    exam_ids = sorted(exams)
+    # Its own stream (not the split's): the same seed must not tie the subset to the split.
+    order = np.random.default_rng([seed, 0x5EB5E7]).permutation(len(exam_ids))
+    target = max(2, round(fraction * len(names)))  # BatchNorm trains on 2 images at least
+    chosen: list[str] = []
+    for i in order:
+        if len(chosen) >= target:
+            break
+        chosen += exams[exam_ids[i]]
+    return sorted(chosen)

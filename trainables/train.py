@@ -31,6 +31,7 @@ from trainables.trial import (
     TrialData,
     build_training,
     evaluate,
+    fraction_of_training,
     load_trial_data,
     save_atomic,
     train_one_epoch,
@@ -124,6 +125,7 @@ def run_trial(
     """
     log = print if verbose else (lambda *a, **k: None)
     data = data or load_trial_data(cfg)
+    cfg, data = fraction_of_training(cfg, data)  # all of the training side unless asked
     trial = build_training(cfg, data, verbose=verbose)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -181,6 +183,12 @@ def run_trial(
         "device": describe_device(trial.device),
         "precision": trial.precision,
         "split_sizes": {side: len(files) for side, files in data.split.items()},
+        # What a learning curve needs: the share of the training side trained on, its images
+        # and their names (the whole side when train_fraction is 1), and the budget rule.
+        "train_fraction": cfg.train_fraction,
+        "train_images": len(data.train),
+        "fraction_budget": cfg.fraction_budget,
+        "train_files": list(data.train.filenames),
         "wall_s": time.perf_counter() - started,
         "history": history,
         "val": _scalars(val),

@@ -7,10 +7,11 @@ there, the loss is accumulated as a tensor and read once per epoch (no host sync
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -31,7 +32,7 @@ from trainables.data import ArrayDataset, default_data_dir, digest_of, load_arra
 from trainables.device import AUTOCAST_DTYPES, make_scaler, resolve_device, resolve_precision
 from trainables.evaluate import evaluate_dataset
 from trainables.models import build_model
-from trainables.splits import make_split
+from trainables.splits import make_split, train_subset
 from trainables.strategies import AppliedStrategy, apply_strategy, get_strategy
 
 
@@ -41,10 +42,14 @@ class TrialData:
     val: ArrayDataset
     test: ArrayDataset
     split: dict[str, list[str]]
+    # The whole training side's digests when `train` holds only part of it (a train_fraction
+    # below 1): the fingerprint stays the experiment's, whatever share a trial trains on.
+    train_pool: dict[str, str] | None = None
 
     def fingerprint(self) -> dict:
-        """What the trial trains and tests on: every image's content digest and its side."""
-        samples = {**self.train.digests, **self.val.digests, **self.test.digests}
+        """What the trial may train and tests on: every image's content digest and its side."""
+        train = self.train.digests if self.train_pool is None else self.train_pool
+        samples = {**train, **self.val.digests, **self.test.digests}
         return {"split": self.split, "samples": dict(sorted(samples.items()))}
 
     def digest(self) -> str:
@@ -67,6 +72,39 @@ def load_trial_data(cfg: TrialConfig) -> TrialData:
         seed=cfg.split_seed,
     )
     return TrialData(*(full.subset(split[side]) for side in ("train", "val", "test")), split)
+
+
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch of `train_one_epoch` (a lone last image is left out)."""
+    steps = math.ceil(images / batch_size)
+    return steps - 1 if steps > 1 and images % batch_size == 1 else steps
+
+
+def fraction_of_training(cfg: TrialConfig, data: TrialData) -> tuple[TrialConfig, TrialData]:
+    """The trial's share of the training images (`cfg.train_fraction`, `splits.train_subset`)
+    and the settings that give it its budget (`cfg.fraction_budget`).
+
+    'steps': as many optimizer steps as the whole training side would take: the epochs grow
+    (rounded up) and a per-epoch learning-rate decay is stretched over them, so the rate falls
+    as far over the same steps (exponential: gamma ** (1 / stretch); step: its step size times
+    the stretch; cosine follows the epochs). 'epochs': the config's epochs, fewer steps.
+    Returns (cfg, data) unchanged for a fraction of 1.
+    """
+    if cfg.train_fraction == 1 or data.train_pool is not None:
+        return cfg, data
+    names = train_subset(data.split["train"], cfg.train_fraction, cfg.seed)
+    part = replace(data, train=data.train.subset(names), train_pool=data.train.digests)
+    if cfg.fraction_budget == "epochs":
+        return cfg, part
+    full_steps = cfg.epochs * steps_per_epoch(len(data.train), cfg.batch_size)
+    epochs = max(cfg.epochs, math.ceil(full_steps / steps_per_epoch(len(names), cfg.batch_size)))
+    stretch = epochs / cfg.epochs
+    updates: dict = {"epochs": epochs}
+    if cfg.lr_schedule == "exponential":
+        updates["lr_gamma"] = cfg.lr_gamma ** (1 / stretch)
+    elif cfg.lr_schedule == "step":
+        updates["lr_step_size"] = max(1, round(cfg.lr_step_size * stretch))
+    return cfg.model_copy(update=updates), part
 
 
 def seed_everything(seed: int) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from search.experiment import TRIALS
-from search.report import clinical, explore, interactive, plots, stats
+from search.report import clinical, explore, fractions, interactive, plots, stats
 from search.report.load import Results, load_results
 from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
 from search.report.text import build_notes, display_table, tune_display
@@ -48,6 +48,7 @@ def report_page(
     pareto_plotly,
     clinical_blocks: Sequence = (),
     explore_blocks: Sequence = (),
+    fraction_blocks: Sequence = (),
 ) -> Page:
     """The one page report.md and report.html both show, section by section.
 
@@ -61,6 +62,8 @@ def report_page(
         clinical_blocks: the clinical section's blocks (`clinical.build_clinical`).
         explore_blocks: the explore section's blocks (`explore.build_explore`; none without an
             explore stage).
+        fraction_blocks: the training-set size section's blocks (`fractions.build_fractions`;
+            none when the final stage trained on one share of the training split).
     """
     direction = "higher" if metric.higher_is_better else "lower"
     intro = (
@@ -82,6 +85,11 @@ def report_page(
             Section("Clinical measurement (test images)", list(clinical_blocks)),
             Section("Tune stage", [tune_table]),
             *([Section("Explore stage", list(explore_blocks))] if explore_blocks else []),
+            *(
+                [Section("Training-set size (learning curves)", list(fraction_blocks))]
+                if fraction_blocks
+                else []
+            ),
             Section(None, [Paragraph(csv_note)]),
         ],
     )
@@ -161,8 +169,11 @@ def build_report(
     Returns:
         The strategies table, the terminal text and the output folder.
     """
-    results = load_results(exp_dir)
-    info = stats.get_metric(metric, results.trials)
+    everything = load_results(exp_dir)
+    info = stats.get_metric(metric, everything.trials)
+    # The ranking, the front and the clinical tables compare strategies on the largest share of
+    # the training split; the smaller shares are the learning curves' (their own section).
+    results = replace(everything, trials=fractions.largest_fraction_only(everything.trials))
     search = results.config.get("search", {})
     planned = search.get("strategies")
     table = stats.strategy_stats(results.trials, info, planned, search.get("seeds"))
@@ -178,6 +189,8 @@ def build_report(
     table, notes = clinic.table, notes + clinic.notes
     found = explore.build_explore(results.trials, table, info, out)
     notes += found.notes
+    curves = fractions.build_fractions(everything.trials, info, results.config, out)
+    notes += curves.notes
     table.to_csv(out / STRATEGIES_CSV, index=False)
 
     plots.save(plots.pareto_figure(table, info), out / PARETO_PNG, out / PARETO_SVG)
@@ -186,7 +199,16 @@ def build_report(
     plotly_fig = interactive.plotly_pareto(table, info)
 
     page = report_page(
-        results, info, table, notes, tune, out, plotly_fig, clinic.blocks, found.blocks
+        results,
+        info,
+        table,
+        notes,
+        tune,
+        out,
+        plotly_fig,
+        clinic.blocks,
+        found.blocks,
+        curves.blocks,
     )
     (out / REPORT_MD).write_text(page.to_markdown(), encoding="utf-8")
     (out / REPORT_HTML).write_text(page.to_html(), encoding="utf-8")
@@ -200,6 +222,7 @@ def build_report(
         project = wandb_project or search.get("wandb_project") or "freezeframe"
         try:
             figures = clinic.figures | ({"explore": found.figure} if found.figure else {})
+            figures |= {"learning_curves": curves.figure} if curves.figure else {}
             timeout_s = wandb_timeout_s or search.get("wandb_timeout_s") or 60.0
             log_to_wandb(
                 results, table, out, plotly_fig, metric, wandb_mode, project, figures, timeout_s

@@ -1,7 +1,8 @@
-"""The final stage: strategies x seeds, each with its strategy's best recipe from the tune stage
+"""The final stage: strategies x seeds (x training-set shares, `search.train_fractions`), each with its strategy's best recipe from the tune stage
 (the config's own recipe where there is none), chosen on validation and tested once; the
 explore stage's top configurations join the named strategies with their own recipe and
-BatchNorm mode, so the report compares them on the test set."""
+BatchNorm mode, so the report compares them on the test set. Each share of the training split
+is a trial of its own (`decoder__f10__seed0`); validation and test are the same for all."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def run(
         cells.append((strategy, "best" if recipe else "paper", updates))
     named = {get_strategy(s).mask for s in search.strategies}  # a found mask may be a row's
     for found in discovered or []:
-        if get_strategy(found["strategy"]).mask not in named:
+        mask = get_strategy(found["strategy"]).mask
+        if mask not in named:  # this study's explore stage and search.final_configs may agree
+            named.add(mask)
             updates = {k: found[k] for k in (*RECIPE_KEYS, "bn_update_frozen")}
             cells.append((found["strategy"], "explore", updates))
     specs = [
@@ -45,8 +48,11 @@ def run(
             strategy=strategy,
             seed=seed,
             encoder_weights=encoder_weights,
+            train_fraction=fraction,
+            fraction_budget=search.fraction_budget,
             **updates,
         )
+        for fraction in sorted(search.train_fractions, reverse=True)  # the whole set first
         for strategy, label, updates in cells
         for seed in search.seeds
     ]
