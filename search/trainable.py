@@ -11,7 +11,7 @@ from __future__ import annotations
 from ray import tune
 
 from search.spec import FINISHED, TrialSpec, summary_metrics
-from search.wandb_link import finish_run, start_run
+from search.wandb_link import finish_run, run_tags, start_run
 from search.worker import TrialFiles
 from trainables.pretext import run_pretext
 from trainables.train import run_trial
@@ -30,7 +30,7 @@ def run_ray_trial(config: dict) -> None:
         labels = {"trial_name": spec.name, "stage": spec.stage, "recipe": spec.recipe}
         labels["encoder_source"] = spec.encoder_source
         config = {**cfg.model_dump(mode="json"), **labels}
-        tags = (spec.stage, spec.trial.strategy, f"train_fraction:{spec.trial.train_fraction:g}")
+        tags = run_tags(spec.stage, spec.trial.strategy, spec.trial.train_fraction)
         run = start_run(spec.wandb, spec.stage, spec.name, config, files.scratch, tags)
 
         def on_epoch(record: dict, out_dir, written: list[str]) -> None:

@@ -72,6 +72,11 @@ def fetch_key() -> str | None:
         return None
 
 
+def run_tags(stage: str, strategy: str, train_fraction: float) -> tuple[str, ...]:
+    """A trial run's W&B tags: its stage, strategy and share of the training split."""
+    return stage, strategy, f"train_fraction:{train_fraction:g}"
+
+
 def start_run(
     settings: WandbSettings,
     stage: str,

@@ -241,3 +241,22 @@ def test_a_study_with_fractions_resumes_without_repeating_a_trial_and_reports_cu
     assert sorted(report.table.strategy) == ["decoder_2_3_4", "decoder_4"]
     text = (report.out_dir / "report.md").read_text()
     assert "## Training-set size (learning curves)" in text and "fraction_budget: steps" in text
+
+
+def test_wandb_run_carries_the_share_as_tag_config_and_summary(tmp_path):
+    """An offline trial run: the `train_fraction:0.1` tag, the config key and the
+    `train_images` summary are in the run file W&B syncs later."""
+    from search.spec import WandbSettings
+    from search.wandb_link import finish_run, run_tags, start_run
+
+    settings = WandbSettings(mode="offline", project="p", group="g", dir=str(tmp_path))
+    cfg = TrialConfig(strategy="decoder", train_fraction=0.1)
+    tags = run_tags("final", cfg.strategy, cfg.train_fraction)
+    assert tags == ("final", "decoder", "train_fraction:0.1")
+    run = start_run(settings, "final", cfg.run_name, cfg.model_dump(mode="json"), tmp_path, tags)
+    run.summary.update({"train_images": 56})
+    finish_run(run, None)
+    (record,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    data = record.read_bytes()
+    for text in (b"train_fraction:0.1", b"train_fraction", b"train_images", b"decoder__f10__seed0"):
+        assert text in data, text
