@@ -34,10 +34,12 @@ def local_wandb_key() -> str | None:
     return auth[2] if auth else None
 
 
-def wandb_run_id(settings: WandbSettings, name: str) -> str:
+def wandb_run_id(settings: WandbSettings, stage: str, name: str) -> str:
     """A retried or resumed trial continues its own run instead of starting a second one; a
-    new experiment under an old name (the old folder deleted) starts runs of its own."""
-    key = f"{settings.experiment_id}/{settings.group}/{name}"
+    new experiment under an old name (the old folder deleted) starts runs of its own; two
+    stages' trials of one name (the pretrain trial `all__seed0` and the final trial of
+    strategy `all`) are two runs."""
+    key = f"{settings.experiment_id}/{settings.group}/{stage}/{name}"
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
@@ -105,7 +107,7 @@ def start_run(
         key = fetch_key()
         if key:
             os.environ["WANDB_API_KEY"] = key  # this process only; never written to disk
-    run_id = wandb_run_id(settings, name)
+    run_id = wandb_run_id(settings, stage, name)
 
     def init(mode: str):
         return wandb.init(

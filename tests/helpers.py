@@ -103,7 +103,7 @@ def read_result(experiment: Path, stage: str, trial_name: str) -> dict:
     return json.loads((experiment / "results" / stage / f"{trial_name}.json").read_text())
 
 
-def wandb_run_ids(experiment: Path, names) -> list[str]:
+def wandb_run_ids(experiment: Path, names, stage: str = "final") -> list[str]:
     """The W&B run ids the product gives these trials of the experiment (its group is its name)."""
     from search.spec import WandbSettings
     from search.wandb_link import wandb_run_id
@@ -112,4 +112,4 @@ def wandb_run_ids(experiment: Path, names) -> list[str]:
     settings = WandbSettings(
         mode="offline", project="freezeframe", group=experiment.name, experiment_id=identity
     )
-    return [wandb_run_id(settings, name) for name in names]
+    return [wandb_run_id(settings, stage, name) for name in names]

@@ -148,7 +148,7 @@ def test_wandb_run_ids_survive_a_resume_but_not_a_new_experiment_of_the_same_nam
         settings = WandbSettings(
             mode="offline", project="p", group="demo", experiment_id=experiment.identity()
         )
-        return wandb_run_id(settings, "decoder__seed0")
+        return wandb_run_id(settings, "final", "decoder__seed0")
 
     experiment = Experiment(str(tmp_path), "demo")
     experiment.create_identity()
@@ -158,3 +158,15 @@ def test_wandb_run_ids_survive_a_resume_but_not_a_new_experiment_of_the_same_nam
     again = Experiment(str(tmp_path), "demo")
     again.create_identity()
     assert run_id(again) != first
+
+
+def test_a_final_trial_and_the_pretrain_trial_of_one_name_get_two_wandb_runs(tmp_path):
+    """`all__seed0` is the pretrain stage's trial and, with strategy `all` in the final grid,
+    a final trial: two runs, not one resumed by the other."""
+    from search.spec import WandbSettings
+    from search.wandb_link import wandb_run_id
+
+    settings = WandbSettings(mode="offline", project="p", group="demo", experiment_id="x1")
+    ids = {stage: wandb_run_id(settings, stage, "all__seed0") for stage in ("pretrain", "final")}
+    assert ids["pretrain"] != ids["final"]
+    assert wandb_run_id(settings, "final", "all__seed0") == ids["final"]  # stable on resume

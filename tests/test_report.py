@@ -287,6 +287,10 @@ def test_wandb_offline_writes_a_run(tmp_path, monkeypatch):
     assert len(runs) == 1
     assert list(runs[0].glob("run-*.wandb"))
     assert not list(out.glob("wandb"))  # WANDB_DIR wins over the report folder
+    # Run again: the same run id (a resumed run, not one more report run per call).
+    assert report_main([str(EXP), "--out", str(out), "--wandb", "offline"]) == 0
+    runs = list((tmp_path / "wandb_root" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1
 
 
 def test_an_unreachable_wandb_is_given_up_after_the_timeout_and_the_files_stay(

@@ -7,6 +7,7 @@ the final trials' per-image tables also bland_altman.png and worst_images.png (`
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -95,6 +96,12 @@ def report_page(
     )
 
 
+def report_run_id(results: Results, metric: str) -> str:
+    """The W&B run id of an experiment's report ranked by `metric`."""
+    key = f"{results.identity}/{results.name}/{WANDB_JOB_TYPE}/{metric}"
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
 def log_to_wandb(
     results: Results,
     table: pd.DataFrame,
@@ -107,10 +114,13 @@ def log_to_wandb(
     timeout_s: float = 60.0,
 ) -> None:
     """A report run in the experiment's group: the table, the plots. No key is written; an
-    unreachable server is given up after `timeout_s` to start and as long to finish."""
+    unreachable server is given up after `timeout_s` to start and as long to finish. The run's
+    id is fixed per experiment and metric: running the report again updates that run."""
     import wandb
 
     run = wandb.init(
+        id=report_run_id(results, metric),
+        resume="allow",
         project=project,
         group=results.name,
         job_type=WANDB_JOB_TYPE,

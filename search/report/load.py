@@ -28,6 +28,7 @@ class Results:
     encoder: dict[str, dict] = field(default_factory=dict)
     # The final trials' per-image test tables by trial name (trials without one are absent).
     per_image: dict[str, pd.DataFrame] = field(default_factory=dict)
+    identity: str = ""  # the experiment's random id ('' for one made before ids existed)
 
 
 def load_results(location: str) -> Results:
@@ -52,4 +53,5 @@ def load_results(location: str) -> Results:
         default_out_dir=experiment.default_report_dir(),
         encoder=experiment.read_encoder_info(),
         per_image={name: rows for name, rows in tables.items() if rows is not None},
+        identity=experiment.identity(),
     )
