@@ -61,8 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--resume",
-        action="store_true",
-        help="continue the experiment --name: finished trials are not run again",
+        nargs="?",
+        const="yes",
+        default=None,
+        choices=["yes", "auto"],
+        help="continue the experiment --name: finished trials are not run again. `--resume "
+        "auto` starts the experiment when it does not exist yet and continues it otherwise "
+        "(one command for a first start and every retry: a Ray job, a cron entry)",
     )
     parser.add_argument(
         "--wandb",

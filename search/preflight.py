@@ -27,7 +27,8 @@ MAY_CHANGE_ON_RESUME = ("search.stages", "search.wandb_key_on_workers")
 
 
 def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, Experiment, str]:
-    """Validate everything the study needs; raises ConfigError/DataError before Ray starts."""
+    """Validate everything the study needs; raises ConfigError/DataError before Ray starts.
+    `args.resume` becomes a bool (`--resume auto`: whether the experiment exists)."""
     config_path = args.config or DEFAULT_CONFIG
     sets = list(args.set)
     if args.data:
@@ -37,7 +38,7 @@ def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, Experiment, str]:
         overrides["stages"] = [s.strip() for s in args.stages.split(",") if s.strip()]
     cfg = load_config(config_path, sets, **overrides)
     if args.resume and not args.name:
-        raise ConfigError("--resume needs --name (the experiment to continue)")
+        raise ConfigError(f"--resume {args.resume}: needs --name (the experiment to continue)")
     if args.name is not None and (not NAME_PATTERN.fullmatch(args.name) or set(args.name) == {"."}):
         raise ConfigError(
             f"--name {args.name!r}: use 1 to 100 letters, digits, '_', '.' and '-' only (an "
@@ -50,6 +51,14 @@ def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, Experiment, str]:
         )
     name = args.name or f"{cfg.search.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     experiment = Experiment(args.storage, name)
+    if args.resume == "auto":  # start-or-resume: from here on a plain start or a plain resume
+        args.resume = experiment.exists()
+        print(
+            f"--resume auto: {'continuing' if args.resume else 'starting'} {experiment.uri}",
+            flush=True,
+        )
+    else:
+        args.resume = bool(args.resume)
     if experiment.exists() and not args.resume:
         raise ConfigError(f"experiment {experiment.uri} exists; pass --resume or another --name")
     if args.resume and not experiment.exists():

@@ -105,14 +105,18 @@ def test_explore_writes_its_rows_front_and_resumes_without_repeating(
     args += ["--set", "search.explore.trials=6", "--set", "search.explore.population=4"]
     args += ["--set", "search.explore.encoders=[mobilenet_v2,resnet18]"]
     args += ["--set", "search.max_concurrent_trials=1", "--set", "trial.epochs=3", *TINY]
+    # Start-or-resume: one command line for the first start and the restart (a Ray job retry).
+    args += ["--resume", "auto"]
     first = studies(cluster.address, args, "first.log")
     wait_for_trials(first, experiment, lambda t: (t.status == "ok").sum() >= 2, timeout=240)
     first.kill()
     time.sleep(2)
+    assert "--resume auto: starting" in first.log_path.read_text()
     written = {p: p.stat().st_mtime_ns for p in (experiment / "results").rglob("*.json")}
     assert (experiment / "lease.json").exists()  # the killed driver's: taken over at once
-    resumed = studies(cluster.address, [*args, "--resume"], "resume.log")
+    resumed = studies(cluster.address, args, "resume.log")
     assert resumed.wait(400) == 0, resumed.log_tail()
+    assert "--resume auto: continuing" in resumed.log_path.read_text()
     assert {p: p.stat().st_mtime_ns for p in written} == written  # none trained twice
 
     trials = pd.read_csv(experiment / "trials.csv")

@@ -52,7 +52,8 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
         (["--set", "search.pretrain.source={missing}"], "search.pretrain.source: '{missing}'"),
         (["--set", "search.pretrain.source={tmp}"], "search.pretrain.source: {tmp}: 1 problem"),
         (["--set", "search.report_metric=test_dise"], "report_metric: unknown metric 'test_dise'"),
-        (["--resume"], "--resume needs --name"),
+        (["--resume"], "--resume yes: needs --name"),
+        (["--resume", "auto"], "--resume auto: needs --name"),
         (["--name", "../x"], "--name '../x': use 1 to 100 letters, digits"),
         # Issue 21, item 6: inputs that used to pass the checks.
         (["--name", "abc\n"], "--name 'abc\\n': use 1 to 100 letters, digits"),
@@ -116,6 +117,12 @@ def test_a_key_written_twice_in_a_config_file_is_refused(tmp_path, capsys, no_ra
         f"{config}: not valid YAML" in err and "duplicate key 'epochs'" in err and "line 4" in err
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_takes_yes_or_auto_only(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--resume", "later"])
+    assert stopped.value.code == 2 and "invalid choice: 'later'" in capsys.readouterr().err
 
 
 def test_resume_checks_the_experiment_and_its_settings(tmp_path, capsys, no_ray):
