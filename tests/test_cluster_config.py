@@ -277,6 +277,23 @@ def test_documented_commands_name_files_in_the_repository(rayjob):
     config_path = argv[argv.index("--config") + 1]
     assert (REPO / argv[1]).is_file(), argv[1]
     assert (REPO / config_path).is_file(), config_path
+    # The entrypoint is one the CLI accepts, and a retried job needs no edit (--resume auto).
+    from search.cli import build_parser
+
+    parsed = build_parser().parse_args(argv[2:])
+    assert parsed.resume == "auto" and parsed.name
+
+
+def test_files_the_cluster_files_name_exist_and_rsync_follows_gitignore(cluster):
+    named = set()
+    for path in (CLUSTER_YAML, RAYJOB_YAML, CLUSTER_README):
+        named |= set(re.findall(r"cluster/iam/[\w.-]+\.json", path.read_text()))
+    assert named, "no IAM policy named"
+    missing = sorted(p for p in named if not (REPO / p).is_file())
+    assert not missing, missing
+    # What .gitignore excludes is not copied to the cluster: Ray reads the file itself.
+    assert cluster["rsync_filter"] == [".gitignore"]
+    assert ".git" in cluster["rsync_exclude"]
 
 
 # --- cluster.yaml: GPU nodes that can use their GPU (issue 11, item 2) -------------------------
