@@ -127,6 +127,19 @@ def main(argv: list[str] | None = None) -> int:
         return stopped.exit_code
 
 
+def concurrency_line(cfg, capacity) -> str:
+    """How many trials the tune and explore stages run at once, and why (the final stage's grid
+    runs as many as the cluster fits at each moment)."""
+    resources = cfg.search.resources
+    if cfg.search.max_concurrent_trials:
+        return (
+            f"up to {cfg.search.max_concurrent_trials} trials at once "
+            "(search.max_concurrent_trials)"
+        )
+    slots = capacity.slots(resources.cpu, resources.gpu)
+    return f"up to {slots} trials at once ({capacity.describe(resources.cpu, resources.gpu)})"
+
+
 def resume_command(argv: list[str], name: str) -> str:
     """The command line that continues this study: the same one, with --resume and --name."""
     words = list(argv)
@@ -153,7 +166,7 @@ def _run_with_lease(args, cfg, experiment, wandb_mode: str, data, started_here: 
 
     lease = Lease(experiment)
     try:
-        check_cluster(cfg, experiment, started_here)
+        capacity = check_cluster(cfg, experiment, started_here)
         lease.acquire()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -171,13 +184,16 @@ def _run_with_lease(args, cfg, experiment, wandb_mode: str, data, started_here: 
             f"W&B {wandb_mode}",
             flush=True,
         )
+        print(f"FreezeFrame: {concurrency_line(cfg, capacity)}", flush=True)
         started = time.monotonic()
         if wandb_mode == "online":
             from search.wandb_link import share_key
 
             share_key(local_wandb_key())
         try:
-            report = run_study(cfg, experiment, wandb_mode, args.resume, data.digest())
+            report = run_study(
+                cfg, experiment, wandb_mode, args.resume, data.digest(), not started_here
+            )
         except ConfigError as err:  # found only with Ray up: stored results of other settings
             print(f"error: {err}", file=sys.stderr)
             return 2

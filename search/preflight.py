@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import time
 
+from search.capacity import Capacity, cluster_capacity
 from search.config import DEFAULT_CONFIG, PRETRAIN_DATA, ResolvedConfig, load_config
 from search.encoders import DEFAULT_STORE
 from search.experiment import Experiment
@@ -183,42 +185,62 @@ def _check_pretrain_source(cfg: ResolvedConfig) -> None:
         raise ConfigError(f"search.pretrain.source: {err}") from None
 
 
-def check_cluster(cfg: ResolvedConfig, experiment: Experiment, started_here: bool) -> None:
-    """What the connected Ray cluster can do for this study (Ray is connected, nothing written).
+def check_cluster(cfg: ResolvedConfig, experiment: Experiment, started_here: bool) -> Capacity:
+    """What the connected Ray cluster can do for this study (Ray is connected, nothing written);
+    returns its capacity (`search.capacity`) for the start-up line.
 
-    - A local --storage path on a multi-node cluster exists on each node's own disk: results
-      land on workers and the driver never sees them. Refused unless the config says the path
-      is shared (`search.shared_storage`).
-    - Trials that ask for a GPU, or more CPUs or GPUs than this machine has, on a Ray this
-      command started itself would wait forever. (A cluster joined with `ray submit` may add
-      nodes when trials ask.)
+    - A local --storage path on a cluster that has or may add another node exists on each
+      node's own disk: results land on workers (whose disks the autoscaler deletes) and the
+      driver never sees them. Refused unless the config says the path is shared
+      (`search.shared_storage`).
+    - A trial that fits on no node the cluster has or its autoscaler may add would wait
+      forever: refused. A joined cluster whose autoscaling config is not readable here (a
+      KubeRay head) is checked against its nodes now only, with a warning.
     """
-    import ray
+    capacity = cluster_capacity(joined=not started_here)
+    if capacity.multi_node and not experiment.store.is_remote and not cfg.search.shared_storage:
+        how = (
+            f"this Ray cluster's autoscaler may add nodes ({capacity.source})"
+            if capacity.autoscaling
+            else f"this Ray cluster has {len(capacity.nodes)} nodes"
+        )
+        raise ConfigError(
+            f"--storage {experiment.store.storage} is a local path, and {how}: each node "
+            "would write its trials to its own disk (a worker's disk goes when the autoscaler "
+            "removes it). Use a bucket (--storage s3://... or gs://...), or a path every node "
+            "mounts with --set search.shared_storage=true"
+        )
+    resources = cfg.search.resources
+    if capacity.fits(resources.cpu, resources.gpu):
+        return capacity
+    ask = f"search.resources {{cpu: {resources.cpu:g}, gpu: {resources.gpu:g}}}"
+    if started_here:
+        have = _fmt_resources(capacity.head)
+        hint = (
+            "Use --set search.resources.gpu=0 on this machine, or run on a GPU cluster"
+            if resources.gpu and not capacity.head.get("GPU")
+            else "Ask for less (or start more CPUs with --num-cpus)"
+        )
+        raise ConfigError(
+            f"{ask}, but the local Ray started here has {have}: no trial could ever start. {hint}"
+        )
+    if capacity.autoscaling:
+        raise ConfigError(
+            f"{ask} fits on no node of this cluster, nor on any node type its autoscaler may "
+            f"add ({capacity.describe(resources.cpu, resources.gpu)}): no trial could ever "
+            "start. Ask for less, or add a node type that large to the cluster config"
+        )
+    print(
+        f"warning: {ask} fits on no node of this cluster now, and no autoscaling config is "
+        "readable here: the trials wait until the cluster adds such a node",
+        file=sys.stderr,
+        flush=True,
+    )
+    return capacity
 
-    nodes = [node for node in ray.nodes() if node.get("Alive")]
-    if len(nodes) > 1 and not experiment.store.is_remote and not cfg.search.shared_storage:
-        raise ConfigError(
-            f"--storage {experiment.store.storage} is a local path, and this Ray cluster has "
-            f"{len(nodes)} nodes: each would write its trials to its own disk. Use a bucket "
-            "(--storage s3://... or gs://...), or a path every node mounts with "
-            "--set search.shared_storage=true"
-        )
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if started_here and cfg.search.resources.gpu > 0 and gpus == 0:
-        raise ConfigError(
-            f"search.resources.gpu={cfg.search.resources.gpu}, but the local Ray started here "
-            "has no GPU (torch sees no CUDA device): the trials would never start. Use "
-            "--set search.resources.gpu=0 on this machine, or run on a GPU cluster"
-        )
-    if started_here:  # this machine is the whole cluster: a trial must fit on it
-        have = {"cpu": ray.cluster_resources().get("CPU", 0), "gpu": gpus}
-        for key, asked in cfg.search.resources.model_dump().items():
-            if asked > have[key]:
-                raise ConfigError(
-                    f"search.resources.{key}={asked}, but the local Ray started here has "
-                    f"{have[key]:g} {key.upper()}s: no trial could ever start. Ask for at most "
-                    f"{have[key]:g} (or start more with --num-cpus)"
-                )
+
+def _fmt_resources(resources: dict[str, float]) -> str:
+    return f"{resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} GPUs"
 
 
 def check_device(cfg: ResolvedConfig) -> None:

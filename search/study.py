@@ -23,7 +23,12 @@ from search.wandb_link import local_wandb_key, sync_hint
 
 
 def run_study(
-    cfg: ResolvedConfig, experiment: Experiment, wandb_mode: str, resume: bool, data_digest: str
+    cfg: ResolvedConfig,
+    experiment: Experiment,
+    wandb_mode: str,
+    resume: bool,
+    data_digest: str,
+    joined: bool = False,
 ):
     """Run `cfg.search.stages`; returns the report (None without a final stage).
 
@@ -33,7 +38,7 @@ def run_study(
     check their node's copy against `data_digest` (the driver's, stored in the experiment).
     """
     stages = cfg.search.stages
-    runner = StageRunner(cfg, experiment, wandb_mode, data_digest)
+    runner = StageRunner(cfg, experiment, wandb_mode, data_digest, joined)
     if resume:
         for stage in stages:
             settle_finished(experiment, stage)

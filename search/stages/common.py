@@ -4,10 +4,10 @@ current."""
 
 from __future__ import annotations
 
-import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
+from search.capacity import cluster_capacity
 from search.config import ResolvedConfig
 from search.experiment import Experiment
 from search.spec import (
@@ -47,8 +47,10 @@ class StageRunner:
         experiment: Experiment,
         wandb_mode: str,
         data_digest: str | None = None,
+        joined: bool = False,
     ):
         self.cfg, self.experiment, self.data_digest = cfg, experiment, data_digest
+        self.joined = joined  # a cluster this driver joined, which may autoscale
         resources = cfg.search.resources
         self.trainable = tune.with_resources(
             run_ray_trial, {"cpu": resources.cpu, "gpu": resources.gpu}
@@ -118,15 +120,13 @@ class StageRunner:
         return ConcurrencyLimiter(searcher, max_concurrent=self.slots())
 
     def slots(self) -> int:
-        """Trials that can run at once: `search.max_concurrent_trials`, else what the cluster
-        holds now (an autoscaling cluster that starts empty needs the setting: its size)."""
+        """Trials that can run at once: `search.max_concurrent_trials`, else the cluster's
+        capacity when the stage starts: its nodes now, or, on an autoscaling cluster, its head
+        plus every worker the autoscaler may add (`search.capacity`)."""
         if self.cfg.search.max_concurrent_trials:
             return self.cfg.search.max_concurrent_trials
-        resources, have = self.cfg.search.resources, ray.cluster_resources()
-        fits = [int(have.get("CPU", 0) // resources.cpu)]
-        if resources.gpu:
-            fits.append(int(have.get("GPU", 0) // resources.gpu))
-        return max(1, min(fits))
+        resources = self.cfg.search.resources
+        return cluster_capacity(self.joined).slots(resources.cpu, resources.gpu)
 
     def fit(
         self,
