@@ -182,6 +182,27 @@ class FoundConfiguration(_Strict):
     trainable_params: int | None = None
 
 
+class BudgetSettings(_Strict):
+    """A spending limit for the tune and explore stages (`search.budget`): once spent they stop
+    proposing, running trials finish, and the final stage runs on what was found."""
+
+    wall_clock_min: float | None = Field(
+        None, gt=0, description="minutes from the driver's start (each run of it)"
+    )
+    device_hours: float | None = Field(
+        None,
+        gt=0,
+        description="GPU-hours (CPU-hours where trials take no GPU) of every trial of the "
+        "experiment, earlier runs included",
+    )
+    price_per_hour: float | None = Field(
+        None,
+        ge=0,
+        description="dollars per GPU-hour (CPU-hour) for the report's cost column, e.g. 0.526 "
+        "for a g4dn.xlarge on demand",
+    )
+
+
 class SearchConfig(_Strict):
     name: str = Field("freezeframe", pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)
     stages: list[Literal["pretrain", "tune", "explore", "final"]] = Field(
@@ -227,6 +248,7 @@ class SearchConfig(_Strict):
         "terminal (a terminal gets a live table)",
     )
     report: ReportSettings = ReportSettings()
+    budget: BudgetSettings = BudgetSettings()
     train_fractions: list[float] = Field(
         [1.0],
         min_length=1,

@@ -23,6 +23,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.samplers import BaseGASampler
 from ray.tune.search import Searcher
 
+from search.budget import Budget
 from search.spec import TrialSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -205,12 +206,20 @@ class StudySearcher(Searcher):
     fewest proposals so far that still has budget (so all studies advance together); done when
     every budget is spent. Scores come back as `metric` of the trial's last result."""
 
-    def __init__(self, plans: list[StudyPlan], metric: str, mode: str = "max"):
+    def __init__(
+        self, plans: list[StudyPlan], metric: str, mode: str = "max", budget: Budget | None = None
+    ):
         super().__init__(metric=metric, mode=mode)
         self.plans = plans
+        self.budget = budget  # search.budget: no proposal once it is spent
         self.running: dict[str, tuple[StudyPlan, TrialSpec, optuna.trial.Trial]] = {}
 
     def suggest(self, trial_id: str) -> dict | str | None:
+        if self.budget is not None and self.budget.exhausted():
+            proposed = sum(plan.proposed for plan in self.plans)
+            planned = sum(plan.budget for plan in self.plans)
+            self.budget.announce(self.plans[0].key.split("_")[0], proposed, planned)
+            return Searcher.FINISHED
         while open_plans := [plan for plan in self.plans if plan.remaining]:
             plan = min(open_plans, key=lambda p: p.proposed)
             proposal = plan.propose()

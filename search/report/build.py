@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from search.experiment import TRIALS
-from search.report import clinical, explore, fractions, interactive, plots, stats
+from search.report import clinical, compute, explore, fractions, interactive, plots, stats
 from search.report.load import Results, load_results
 from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
 from search.report.text import build_notes, display_table, tune_display
@@ -50,6 +50,7 @@ def report_page(
     clinical_blocks: Sequence = (),
     explore_blocks: Sequence = (),
     fraction_blocks: Sequence = (),
+    compute_blocks: Sequence = (),
 ) -> Page:
     """The one page report.md and report.html both show, section by section.
 
@@ -65,6 +66,7 @@ def report_page(
             explore stage).
         fraction_blocks: the training-set size section's blocks (`fractions.build_fractions`;
             none when the final stage trained on one share of the training split).
+        compute_blocks: the compute section's blocks (`compute.build_compute`).
     """
     direction = "higher" if metric.higher_is_better else "lower"
     intro = (
@@ -91,6 +93,7 @@ def report_page(
                 if fraction_blocks
                 else []
             ),
+            *([Section("Compute", list(compute_blocks))] if compute_blocks else []),
             Section(None, [Paragraph(csv_note)]),
         ],
     )
@@ -201,6 +204,8 @@ def build_report(
     notes += found.notes
     curves = fractions.build_fractions(everything.trials, info, results.config, out)
     notes += curves.notes
+    spent = compute.build_compute(everything.trials, results.config)
+    notes += spent.notes
     table.to_csv(out / STRATEGIES_CSV, index=False)
 
     plots.save(plots.pareto_figure(table, info), out / PARETO_PNG, out / PARETO_SVG)
@@ -219,6 +224,7 @@ def build_report(
         clinic.blocks,
         found.blocks,
         curves.blocks,
+        spent.blocks,
     )
     (out / REPORT_MD).write_text(page.to_markdown(), encoding="utf-8")
     (out / REPORT_HTML).write_text(page.to_html(), encoding="utf-8")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
+from search.budget import Budget
 from search.capacity import cluster_capacity
 from search.config import ResolvedConfig
 from search.experiment import Experiment
@@ -51,6 +52,7 @@ class StageRunner:
     ):
         self.cfg, self.experiment, self.data_digest = cfg, experiment, data_digest
         self.joined = joined  # a cluster this driver joined, which may autoscale
+        self.budget = Budget.start(cfg.search.budget, experiment, cfg.search.resources.model_dump())
         resources = cfg.search.resources
         self.trainable = tune.with_resources(
             run_ray_trial, {"cpu": resources.cpu, "gpu": resources.gpu}

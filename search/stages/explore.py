@@ -156,7 +156,7 @@ def run(runner: StageRunner, encoder_weights: str) -> list[dict]:
             {},
             settings.trials,
             epochs=epochs,
-            search_alg=runner.searcher(StudySearcher([plan], metric="val_dice", mode="max")),
+            search_alg=runner.searcher(StudySearcher([plan], "val_dice", "max", runner.budget)),
             scheduler=scheduler,
             metric="val_dice",
             mode="max",

@@ -140,14 +140,22 @@ def run(runner: StageRunner, encoder_weights: str) -> dict[str, dict]:
             "tune",
             {},
             settings.trials_per_strategy * len(strategies),
-            search_alg=runner.searcher(StudySearcher(plans, metric="val_dice", mode="max")),
+            search_alg=runner.searcher(StudySearcher(plans, "val_dice", "max", runner.budget)),
             scheduler=build_scheduler(settings, runner.base_trial.epochs),
             metric="val_dice",
             mode="max",
             num_samples=-1,  # until every study's budget is spent
         )
     export_studies(experiment, "tune", plans)
-    return write_best_recipes(experiment)
+    best = write_best_recipes(experiment)
+    untuned = [s for s in strategies if s not in best]
+    if untuned and runner.budget is not None and runner.budget.exhausted():
+        print(
+            f"[budget] the budget left no finished tune proposal for {', '.join(untuned)}: "
+            "the final stage trains them with the config's own recipe",
+            flush=True,
+        )
+    return best
 
 
 def export_studies(experiment: Experiment, stage: str, plans: list[StudyPlan]) -> None:

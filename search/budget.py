@@ -1,0 +1,93 @@
+"""A spending limit for the search stages, and what a study spent.
+
+`search.budget` bounds the tune and explore stages by wall-clock time (from when this driver
+started) and/or device-hours (GPU-hours where trials take GPUs, CPU-hours where they take none;
+every trial of the experiment counts, earlier runs included). Once either is spent the stages'
+searchers stop proposing; running trials finish (or checkpoint when stopped); the final stage
+still runs, on what the search found. Device-hours of a trial are its billed time (start to end
+of its last attempt, or to now while it runs) times the GPUs (else CPUs) it holds
+(`search.resources`); the report shows them per stage and strategy, in dollars at
+`search.budget.price_per_hour`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from search.experiment import Experiment
+
+
+def device_units(resources: dict) -> tuple[float, str]:
+    """(units a trial holds, their name): its GPUs when it takes any, else its CPUs."""
+    gpu = float(resources.get("gpu", 0) or 0)
+    return (gpu, "GPU") if gpu > 0 else (float(resources.get("cpu", 1) or 1), "CPU")
+
+
+def trial_hours(trials: pd.DataFrame, resources: dict, now: float | None = None) -> pd.Series:
+    """Device-hours of each row of trials.csv (0 for a trial that never started)."""
+    units, _ = device_units(resources)
+    now = time.time() if now is None else now
+    started = pd.to_numeric(trials.get("started"), errors="coerce")
+    ended = pd.to_numeric(trials.get("ended"), errors="coerce")
+    running = trials.get("status") == "running"
+    end = ended.where(~running, now)
+    seconds = (end - started).clip(lower=0)
+    wall = pd.to_numeric(trials.get("wall_s"), errors="coerce")
+    seconds = seconds.fillna(wall).fillna(0)  # rows without times: their training time
+    return seconds * units / 3600
+
+
+@dataclass
+class Budget:
+    """The limit one driver enforces (picklable: Ray pickles the searcher holding it)."""
+
+    storage: str
+    name: str
+    resources: dict
+    deadline: float | None = None  # UNIX time
+    device_hours: float | None = None
+    announced: bool = False
+
+    @classmethod
+    def start(cls, settings, experiment: Experiment, resources: dict) -> Budget | None:
+        """The budget of `search.budget` from now, None when it sets no limit."""
+        if settings.wall_clock_min is None and settings.device_hours is None:
+            return None
+        deadline = None
+        if settings.wall_clock_min is not None:
+            deadline = time.time() + settings.wall_clock_min * 60
+        store = experiment.store
+        return cls(store.storage, store.name, resources, deadline, settings.device_hours)
+
+    def spent_hours(self) -> float:
+        trials = Experiment(self.storage, self.name).read_trials()
+        return float(trial_hours(trials, self.resources).sum()) if len(trials) else 0.0
+
+    def exhausted(self) -> str | None:
+        """Why no more proposals may start, or None while budget is left."""
+        if self.deadline is not None and time.time() >= self.deadline:
+            return "the wall-clock budget (search.budget.wall_clock_min) is spent"
+        if self.device_hours is not None:
+            spent = self.spent_hours()
+            if spent >= self.device_hours:
+                _, unit = device_units(self.resources)
+                return (
+                    f"{spent:.3f} of {self.device_hours:g} {unit}-hours "
+                    "(search.budget.device_hours) are spent"
+                )
+        return None
+
+    def announce(self, stage: str, proposed: int, planned: int) -> None:
+        """One line when a stage stops proposing for the budget."""
+        if not self.announced:
+            self.announced = True
+            print(
+                f"[budget] {stage}: {self.exhausted()}; no more proposals after {proposed} of "
+                f"{planned} (running trials finish; the final stage runs on what was found)",
+                file=sys.stderr,
+                flush=True,
+            )
