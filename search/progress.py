@@ -65,8 +65,13 @@ class StageProgress:
         self.running[trial] = Running(epochs=epochs, started=time.monotonic())
         self.update()
 
-    def result(self, trial: str, epoch: int | None, val_dice: float | None) -> None:
+    def result(
+        self, trial: str, epoch: int | None, val_dice: float | None, epochs: int | None = None
+    ) -> None:
+        """`epochs`: the trial's own count when it differs from its spec's (a share of the
+        training split trained for as many steps as the whole: more epochs)."""
         running = self.running.setdefault(trial, Running(started=time.monotonic()))
+        running.epochs = epochs or running.epochs
         running.epoch = epoch or running.epoch
         running.val_dice = val_dice if val_dice is not None else running.val_dice
         self.update()

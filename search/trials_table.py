@@ -161,7 +161,12 @@ class TrialsTable(tune.Callback):
                     row[key] = result[key]
         self._write()
         if self.progress:
-            self.progress.result(row["trial_name"], result.get("epoch"), result.get("val_dice"))
+            self.progress.result(
+                row["trial_name"],
+                result.get("epoch"),
+                result.get("val_dice"),
+                result.get("epochs_total"),
+            )
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         row = self._row(trial)

@@ -140,7 +140,8 @@ def run_trial(
     started = time.perf_counter()
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
-        record = {"epoch": epoch, "lr": trial.optimizer.param_groups[0]["lr"]}
+        record = {"epoch": epoch, "epochs_total": cfg.epochs}
+        record["lr"] = trial.optimizer.param_groups[0]["lr"]
         record |= train_one_epoch(trial, epoch)
         if trial.scheduler:
             trial.scheduler.step()
