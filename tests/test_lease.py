@@ -4,6 +4,7 @@ not a lease record refused with exit 2 before Ray starts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 
@@ -95,3 +96,56 @@ def test_a_live_process_of_this_machine_keeps_its_lease_whatever_its_heartbeat(t
         Lease(experiment).acquire()
     first.release()
     assert not experiment.store.exists(LEASE)
+
+
+def test_on_an_object_store_two_racing_drivers_end_with_one_holder(tmp_path, monkeypatch):
+    """The object-store path (a file:// URI takes it: no lock): write, settle, verify. With one
+    driver's write delayed 0.6 s both may pass the settle; the one whose token did not land last
+    finds the other's at its next heartbeat and stops its study (exit 2), so one holder is
+    left."""
+    import search.lease
+
+    requests = []
+
+    class Recorder:  # STOP without the signal it sends to end a running Tune experiment
+        def request(self, reason: str, exit_code: int) -> None:
+            requests.append((reason, exit_code))
+
+    monkeypatch.setattr(search.lease, "STOP", Recorder())
+    write_text = ExperimentStore.write_text
+
+    def slow_write(store, rel, text):
+        if rel == LEASE and threading.current_thread().name == "slow":
+            threading.Event().wait(0.6)
+        write_text(store, rel, text)
+
+    monkeypatch.setattr(ExperimentStore, "write_text", slow_write)
+    experiment = Experiment(tmp_path.as_uri(), "exp")
+    assert experiment.store.is_remote
+    leases = []
+
+    def take() -> None:
+        lease = Lease(experiment)
+        leases.append(lease)
+        with contextlib.suppress(LeaseHeld):
+            lease.acquire()
+
+    threads = [threading.Thread(target=take, name=n) for n in ("slow", "fast")]
+    threads[0].start()
+    threading.Event().wait(0.1)
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    holders = [lease for lease in leases if lease._thread is not None]
+    try:
+        assert holders
+        for lease in holders:
+            lease._stop.set()  # the next heartbeat by hand
+            lease._heartbeat()
+        keeping = [lease for lease in holders if not lease.lost]
+        assert len(keeping) == 1
+        assert json.loads((tmp_path / "exp" / LEASE).read_text())["token"] == keeping[0].token
+        assert requests == [("another driver took this experiment's lease", 2)] * (len(holders) - 1)
+    finally:
+        for lease in leases:
+            lease.release()
