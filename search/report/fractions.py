@@ -88,39 +88,59 @@ def learning_curves(trials: pd.DataFrame, metric: Metric) -> pd.DataFrame:
 
 
 def ranking_changes(curves: pd.DataFrame, metric: Metric) -> list[str]:
-    """Plain statements of where two strategies swap places between neighbouring training
-    sizes ("below about N images, A beats B"), the winner at each size first."""
-    if curves.empty:
-        return []
+    """Plain statements of where two strategies swap places on `metric` between neighbouring
+    training sizes ("below about N images, A beats B"), the leader at each size first."""
     mean = f"{metric.column}_mean"
+    if curves.empty or mean not in curves or curves[mean].isna().all():
+        return []
     sizes = sorted(curves["train_fraction"].unique())
     scale = 100 if metric.percent else 1
     unit = " points" if metric.percent else ""
     lines = []
     for fraction in sizes:
-        here = curves[curves["train_fraction"] == fraction].sort_values("rank")
-        best = here.iloc[0]
+        here = curves[curves["train_fraction"] == fraction].dropna(subset=[mean])
+        best = here.sort_values(mean, ascending=not metric.higher_is_better).iloc[0]
         lines.append(
             f"With {best['train_images']:.0f} training images ({fraction:.0%} of the split) "
-            f"`{best['strategy']}` ranks first ({metric.label} {best[mean] * scale:.2f})."
+            f"`{best['strategy']}` leads on {metric.label} ({best[mean] * scale:.2f})."
         )
     pivot = curves.pivot(index="train_fraction", columns="strategy", values=mean).sort_index()
+    low_of = curves.pivot(index="train_fraction", columns="strategy", values=f"{metric.column}_min")
+    high_of = curves.pivot(
+        index="train_fraction", columns="strategy", values=f"{metric.column}_max"
+    )
+
+    def overlap(fraction: float, a: str, b: str) -> bool:
+        """The two strategies' seed ranges overlap at this size."""
+        return bool(
+            low_of.at[fraction, a] <= high_of.at[fraction, b]
+            and low_of.at[fraction, b] <= high_of.at[fraction, a]
+        )
+
     images = curves.groupby("train_fraction")["train_images"].mean()
     sign = 1 if metric.higher_is_better else -1
+    crossings = []
     for a, b in combinations(sorted(pivot.columns), 2):
         diff = (sign * (pivot[a] - pivot[b])).dropna()
         for low, high in zip(diff.index[:-1], diff.index[1:], strict=True):
             if np.sign(diff[low]) * np.sign(diff[high]) < 0:
                 small, large = (a, b) if diff[low] > 0 else (b, a)
                 gap = abs(diff[low]) * scale
-                lines.append(
-                    f"Below about {images[high]:.0f} images `{small}` beats `{large}` (by "
-                    f"{gap:.2f}{unit} at {images[low]:.0f} images); from {images[high]:.0f} "
-                    f"images on `{large}` is ahead."
+                noise = (
+                    " The seeds' ranges overlap there: this may be noise."
+                    if overlap(low, a, b) or overlap(high, a, b)
+                    else ""
                 )
-    if len(lines) == len(sizes):
-        lines.append("No two strategies change places between the training sizes tried.")
-    return lines
+                crossings.append(
+                    f"{metric.label}: below about {images[high]:.0f} images `{small}` beats "
+                    f"`{large}` (by {gap:.2f}{unit} at {images[low]:.0f} images); from "
+                    f"{images[high]:.0f} images on `{large}` is ahead.{noise}"
+                )
+    if not crossings:
+        crossings.append(
+            f"{metric.label}: no two strategies change places between the training sizes tried."
+        )
+    return lines + crossings
 
 
 def curves_figure(curves: pd.DataFrame, metric: Metric):
@@ -146,8 +166,11 @@ def curves_figure(curves: pd.DataFrame, metric: Metric):
                 alpha=0.15,
                 lw=0,
             )
+    sizes = sorted(curves["train_images"].dropna().unique())
     for ax, (_, label, _) in zip(axes, panels, strict=True):
         ax.set_xscale("log")
+        ax.set_xticks(sizes, [f"{n:.0f}" for n in sizes])  # the sizes trained, as numbers
+        ax.minorticks_off()
         ax.set_xlabel("training images (log scale)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
@@ -223,7 +246,12 @@ def build_fractions(
     fig = curves_figure(curves, metric)
     fig.savefig(out / CURVES_PNG, dpi=110)
     plt.close(fig)
+    failures = Metric(FAIL, "HC failure rate", higher_is_better=False, percent=True)
     changes = ranking_changes(curves, metric)
+    if metric.column != FAIL:
+        changes += [
+            line for line in ranking_changes(curves, failures) if not line.startswith("With")
+        ]
     intro = (
         "Each strategy trained on nested, exam-grouped shares of the training split "
         f"({', '.join(f'{f:.0%}' for f in sorted(curves['train_fraction'].unique()))}; the same "
