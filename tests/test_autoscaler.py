@@ -37,15 +37,24 @@ def port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def belongs_to(process: psutil.Process, folder: str) -> bool:
+    """A process of the cluster in `folder` (its RAY_TMPDIR): named on its command line, in its
+    environment, or holding a file there (Ray's agents rename themselves and some get an
+    environment of their own, but they log into the session folder)."""
+    if any(folder in arg for arg in process.cmdline()):
+        return True
+    if process.environ().get("RAY_TMPDIR") == folder:
+        return True
+    return any(f.path.startswith(folder) for f in process.open_files())
+
+
 def end_processes_of(folder: str) -> None:
-    """End every process whose command line names `folder` (the cluster's RAY_TMPDIR)."""
+    """End every process of the cluster in `folder`, and nothing else."""
     victims = []
-    for process in psutil.process_iter(["cmdline"]):
-        try:
-            if any(folder in arg for arg in process.info["cmdline"] or []):
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.pid != os.getpid() and belongs_to(process, folder):
                 victims.append(process)
-        except psutil.Error:
-            pass
     for process in victims:
         with contextlib.suppress(psutil.Error):
             process.kill()
@@ -79,7 +88,15 @@ def local_cluster(monkeypatch):
         yield env
     finally:
         end_processes_of(folder)
+        time.sleep(1)
+        end_processes_of(folder)  # what the first pass's victims started while ending
+        left = []
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if process.pid != os.getpid() and belongs_to(process, folder):
+                    left.append(process.pid)
         shutil.rmtree(folder, ignore_errors=True)
+        assert not left, f"processes of the test's cluster still running: {left}"
 
 
 def peak_concurrency(rows: pd.DataFrame) -> int:
@@ -116,7 +133,9 @@ def test_autoscaling_cluster_keeps_every_worker_busy_and_refuses_a_local_path(
     args += ["--set", "search.tune.trials_per_strategy=9", "--set", "search.tune.asha=false"]
     args += ["--set", "search.explore.trials=6", "--set", "search.explore.population=3"]
     args += ["--set", "search.explore.asha=false"]
-    args += ["--set", "trial.epochs=6", *TINY, "--set", "trial.image_size=64"]
+    # Trials long enough (10 s and more) that each outlasts a worker's start: the peak then shows
+    # whether the stage asked for all 3 slots, not how fast the fake nodes came up.
+    args += ["--set", "trial.epochs=30", *TINY, "--set", "trial.image_size=96"]
 
     # A local path on a cluster whose autoscaler may add nodes: refused before any trial.
     code, log = run_driver(local_cluster, args, tmp_path, "local.log", timeout=180)
