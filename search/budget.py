@@ -17,8 +17,30 @@ import time
 from dataclasses import dataclass
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
-from search.experiment import Experiment
+
+class BudgetSettings(BaseModel):
+    """A spending limit for the tune and explore stages (`search.budget`): once spent they stop
+    proposing, running trials finish, and the final stage runs on what was found."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    wall_clock_min: float | None = Field(
+        None, gt=0, description="minutes from the driver's start (each run of it)"
+    )
+    device_hours: float | None = Field(
+        None,
+        gt=0,
+        description="GPU-hours (CPU-hours where trials take no GPU) of every trial of the "
+        "experiment, earlier runs included",
+    )
+    price_per_hour: float | None = Field(
+        None,
+        ge=0,
+        description="dollars per GPU-hour (CPU-hour) for the report's cost column, e.g. 0.526 "
+        "for a g4dn.xlarge on demand",
+    )
 
 
 def device_units(resources: dict) -> tuple[float, str]:
@@ -53,7 +75,7 @@ class Budget:
     announced: bool = False
 
     @classmethod
-    def start(cls, settings, experiment: Experiment, resources: dict) -> Budget | None:
+    def start(cls, settings: BudgetSettings, experiment, resources: dict) -> Budget | None:
         """The budget of `search.budget` from now, None when it sets no limit."""
         if settings.wall_clock_min is None and settings.device_hours is None:
             return None
@@ -64,6 +86,8 @@ class Budget:
         return cls(store.storage, store.name, resources, deadline, settings.device_hours)
 
     def spent_hours(self) -> float:
+        from search.experiment import Experiment  # the experiment module loads the trial code
+
         trials = Experiment(self.storage, self.name).read_trials()
         return float(trial_hours(trials, self.resources).sum()) if len(trials) else 0.0
 

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from search.budget import BudgetSettings
 from trainables.config import (
     ConfigError,
     TrialConfig,
@@ -182,27 +183,6 @@ class FoundConfiguration(_Strict):
     trainable_params: int | None = None
 
 
-class BudgetSettings(_Strict):
-    """A spending limit for the tune and explore stages (`search.budget`): once spent they stop
-    proposing, running trials finish, and the final stage runs on what was found."""
-
-    wall_clock_min: float | None = Field(
-        None, gt=0, description="minutes from the driver's start (each run of it)"
-    )
-    device_hours: float | None = Field(
-        None,
-        gt=0,
-        description="GPU-hours (CPU-hours where trials take no GPU) of every trial of the "
-        "experiment, earlier runs included",
-    )
-    price_per_hour: float | None = Field(
-        None,
-        ge=0,
-        description="dollars per GPU-hour (CPU-hour) for the report's cost column, e.g. 0.526 "
-        "for a g4dn.xlarge on demand",
-    )
-
-
 class SearchConfig(_Strict):
     name: str = Field("freezeframe", pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)
     stages: list[Literal["pretrain", "tune", "explore", "final"]] = Field(
@@ -263,8 +243,9 @@ class SearchConfig(_Strict):
     )
     final_configs: list[FoundConfiguration] = Field(
         [],
-        description="configurations an earlier explore stage found (explore_top.yaml entries), "
-        "tested in the final stage beside `strategies` with their own recipe",
+        description="configurations an earlier explore stage found (the entries of its top "
+        "configurations file), tested in the final stage beside `strategies` with their own "
+        "recipe",
     )
     shared_storage: bool = Field(
         False,

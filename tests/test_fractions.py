@@ -257,9 +257,14 @@ def test_wandb_run_carries_the_share_as_tag_config_and_summary(tmp_path):
     cfg = TrialConfig(strategy="decoder", train_fraction=0.1)
     tags = run_tags("final", cfg.strategy, cfg.train_fraction)
     assert tags == ("final", "decoder", "train_fraction:0.1")
+    import wandb
+
     run = start_run(settings, "final", cfg.run_name, cfg.model_dump(mode="json"), tmp_path, tags)
-    run.summary.update({"train_images": 56})
-    finish_run(run, None)
+    try:
+        run.summary.update({"train_images": 56})
+        finish_run(run, None)
+    finally:
+        wandb.teardown()  # W&B keeps process-wide settings (its folder): later tests get fresh ones
     (record,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
     data = record.read_bytes()
     for text in (b"train_fraction:0.1", b"train_fraction", b"train_images", b"decoder__f10__seed0"):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from search.budget import device_units, trial_hours
+from search.experiment import TRIALS
 from search.report.page import Paragraph, Table
 
 STAGE_ORDER = ("pretrain", "tune", "explore", "final")
@@ -86,7 +87,7 @@ def build_compute(trials: pd.DataFrame, config: dict) -> ComputeSection:
     blocks = [
         Paragraph(
             f"Billed time of each trial (start to end of its last attempt) x the {unit}s it "
-            "held; trials.csv's `started`/`ended`."
+            f"held; {TRIALS}' `started`/`ended`."
         ),
         Table(shown(stages), "compute-stages"),
         Table(shown(strategies), "compute-strategies"),
