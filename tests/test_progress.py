@@ -43,6 +43,15 @@ def test_plain_lines_say_epoch_dice_elapsed_counts_and_eta_at_most_every_interva
     assert LINE.search(last).group(4) != "-"
 
 
+def test_a_share_of_the_training_split_shows_its_own_epoch_count():
+    # `decoder__f10__seed0` trains 56 epochs where its spec (the whole split's) says 6.
+    out = io.StringIO()
+    progress = StageProgress("final", expected=1, epochs=6, interval_s=0, stream=out)
+    progress.start("decoder__f10__seed0", 6)
+    progress.result("decoder__f10__seed0", 15, 0.9, epochs=56)
+    assert "decoder__f10__seed0 epoch 15/56" in out.getvalue().splitlines()[-1]
+
+
 def test_a_held_back_change_is_printed_when_the_interval_allows_and_silence_gets_heartbeats(
     monkeypatch,
 ):
