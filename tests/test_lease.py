@@ -46,9 +46,8 @@ def test_a_malformed_lease_file_is_refused_before_ray_starts(
     assert (experiment / LEASE).read_text() == text  # nothing written over it
 
 
-def test_a_local_lease_is_exclusive_however_slow_the_write(tmp_path, monkeypatch):
-    # Both drivers read "no lease", then one's write takes 0.6 s (a slow disk or network mount):
-    # with write-then-verify and a 0.5 s settle both acquired it. The lock makes one wait.
+def slow_lease_writes(monkeypatch) -> None:
+    """Lease writes from the thread named "slow" take 0.6 s (a slow disk, mount or bucket)."""
     write_text = ExperimentStore.write_text
 
     def slow_write(store, rel, text):
@@ -57,6 +56,12 @@ def test_a_local_lease_is_exclusive_however_slow_the_write(tmp_path, monkeypatch
         write_text(store, rel, text)
 
     monkeypatch.setattr(ExperimentStore, "write_text", slow_write)
+
+
+def test_a_local_lease_is_exclusive_however_slow_the_write(tmp_path, monkeypatch):
+    # Both drivers read "no lease", then one's write takes 0.6 s (a slow disk or network mount):
+    # with write-then-verify and a 0.5 s settle both acquired it. The lock makes one wait.
+    slow_lease_writes(monkeypatch)
     experiment = Experiment(str(tmp_path), "exp")
     leases, outcomes = [], {}
 
@@ -112,14 +117,7 @@ def test_on_an_object_store_two_racing_drivers_end_with_one_holder(tmp_path, mon
             requests.append((reason, exit_code))
 
     monkeypatch.setattr(search.lease, "STOP", Recorder())
-    write_text = ExperimentStore.write_text
-
-    def slow_write(store, rel, text):
-        if rel == LEASE and threading.current_thread().name == "slow":
-            threading.Event().wait(0.6)
-        write_text(store, rel, text)
-
-    monkeypatch.setattr(ExperimentStore, "write_text", slow_write)
+    slow_lease_writes(monkeypatch)
     experiment = Experiment(tmp_path.as_uri(), "exp")
     assert experiment.store.is_remote
     leases = []
