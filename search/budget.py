@@ -72,7 +72,7 @@ class Budget:
     resources: dict
     deadline: float | None = None  # UNIX time
     device_hours: float | None = None
-    announced: bool = False
+    announced: tuple[str, ...] = ()  # the stages that said they stopped for it
 
     @classmethod
     def start(cls, settings: BudgetSettings, experiment, resources: dict) -> Budget | None:
@@ -105,12 +105,12 @@ class Budget:
                 )
         return None
 
-    def announce(self, stage: str, proposed: int, planned: int) -> None:
-        """One line when a stage stops proposing for the budget."""
-        if not self.announced:
-            self.announced = True
+    def announce(self, why: str, stage: str, proposed: int, planned: int) -> None:
+        """One line when a stage stops proposing for the budget (`why`: `exhausted()`)."""
+        if stage not in self.announced:
+            self.announced += (stage,)
             print(
-                f"[budget] {stage}: {self.exhausted()}; no more proposals after {proposed} of "
+                f"[budget] {stage}: {why}; no more proposals after {proposed} of "
                 f"{planned} (running trials finish; the final stage runs on what was found)",
                 file=sys.stderr,
                 flush=True,

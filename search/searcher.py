@@ -215,10 +215,10 @@ class StudySearcher(Searcher):
         self.running: dict[str, tuple[StudyPlan, TrialSpec, optuna.trial.Trial]] = {}
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        if self.budget is not None and self.budget.exhausted():
+        if self.budget is not None and (spent := self.budget.exhausted()):
             proposed = sum(plan.proposed for plan in self.plans)
             planned = sum(plan.budget for plan in self.plans)
-            self.budget.announce(self.plans[0].key.split("_")[0], proposed, planned)
+            self.budget.announce(spent, self.plans[0].key.split("_")[0], proposed, planned)
             return Searcher.FINISHED
         while open_plans := [plan for plan in self.plans if plan.remaining]:
             plan = min(open_plans, key=lambda p: p.proposed)

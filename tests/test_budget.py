@@ -101,3 +101,13 @@ def test_a_spent_wall_clock_stops_the_tune_stage_and_the_final_stage_still_runs(
     compute = report.split("## Compute", 1)[1]
     assert "| tune |" in compute and "| final |" in compute and "CPU-hours" in compute
     assert "| decoder_4 | tune |" in compute and "dollars" in compute
+
+
+def test_each_stage_says_once_that_it_stopped_for_the_budget(capsys, tmp_path):
+    budget = Budget(str(tmp_path), "b", {"cpu": 1, "gpu": 0}, deadline=0.0)
+    why = budget.exhausted()
+    for stage in ("tune", "tune", "explore"):
+        budget.announce(why, stage, 3, 10)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["[budget] tune", "[budget] explore"]
+    assert "no more proposals after 3 of 10" in lines[0]
