@@ -72,12 +72,21 @@ class Capacity:
         ask = f"{cpu:g} CPU" + (f" + {gpu:g} GPU" if gpu else "")
         if self.autoscaling:
             types = ", ".join(
-                f"{name} x{count} {_shape(res)}" for name, (res, count) in self.node_types.items()
+                f"{name} x{count} {shape(res)}" for name, (res, count) in self.node_types.items()
             )
             cap = f", at most {self.max_workers} workers" if self.max_workers is not None else ""
             return f"{ask} per trial; the autoscaler ({self.source}) may add {types}{cap}"
-        where = f"{len(self.nodes)} node(s) now, {_shape(_total(self.nodes))}"
+        where = f"{len(self.nodes)} node(s) now, {shape(_total(self.nodes))}"
         return f"{ask} per trial; {where}; no autoscaling config found on this machine"
+
+
+def trial_slots(search, capacity: Capacity) -> tuple[int, str]:
+    """How many trials the tune and explore stages run at once, and why: the study's
+    `search.max_concurrent_trials` when set, else the cluster's capacity (`Capacity.slots`)."""
+    if search.max_concurrent_trials:
+        return search.max_concurrent_trials, "search.max_concurrent_trials"
+    cpu, gpu = search.resources.cpu, search.resources.gpu
+    return capacity.slots(cpu, gpu), capacity.describe(cpu, gpu)
 
 
 def _per_node(resources: dict[str, float], cpu: float, gpu: float) -> int:
@@ -87,7 +96,7 @@ def _per_node(resources: dict[str, float], cpu: float, gpu: float) -> int:
     return max(0, min(fits)) if fits else 0
 
 
-def _shape(resources: dict[str, float]) -> str:
+def shape(resources: dict[str, float]) -> str:
     shown = {k: v for k, v in resources.items() if k in ("CPU", "GPU") and v}
     return "{" + ", ".join(f"{k}: {v:g}" for k, v in shown.items()) + "}"
 

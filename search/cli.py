@@ -13,6 +13,7 @@ import shlex
 import sys
 import time
 
+from search.capacity import trial_slots
 from search.config import STAGES
 from search.encoders import needs_imagenet, networks
 from search.lease import Lease
@@ -127,19 +128,6 @@ def main(argv: list[str] | None = None) -> int:
         return stopped.exit_code
 
 
-def concurrency_line(cfg, capacity) -> str:
-    """How many trials the tune and explore stages run at once, and why (the final stage's grid
-    runs as many as the cluster fits at each moment)."""
-    resources = cfg.search.resources
-    if cfg.search.max_concurrent_trials:
-        return (
-            f"up to {cfg.search.max_concurrent_trials} trials at once "
-            "(search.max_concurrent_trials)"
-        )
-    slots = capacity.slots(resources.cpu, resources.gpu)
-    return f"up to {slots} trials at once ({capacity.describe(resources.cpu, resources.gpu)})"
-
-
 def resume_command(argv: list[str], name: str) -> str:
     """The command line that continues this study: the same one, with --resume and --name."""
     words = list(argv)
@@ -184,7 +172,8 @@ def _run_with_lease(args, cfg, experiment, wandb_mode: str, data, started_here: 
             f"W&B {wandb_mode}",
             flush=True,
         )
-        print(f"FreezeFrame: {concurrency_line(cfg, capacity)}", flush=True)
+        slots, why = trial_slots(cfg.search, capacity)
+        print(f"FreezeFrame: up to {slots} trials at once ({why})", flush=True)
         started = time.monotonic()
         if wandb_mode == "online":
             from search.wandb_link import share_key

@@ -12,7 +12,7 @@ import re
 import sys
 import time
 
-from search.capacity import Capacity, cluster_capacity
+from search.capacity import Capacity, cluster_capacity, shape
 from search.config import DEFAULT_CONFIG, PRETRAIN_DATA, ResolvedConfig, load_config
 from search.encoders import DEFAULT_STORE
 from search.experiment import Experiment
@@ -215,7 +215,7 @@ def check_cluster(cfg: ResolvedConfig, experiment: Experiment, started_here: boo
         return capacity
     ask = f"search.resources {{cpu: {resources.cpu:g}, gpu: {resources.gpu:g}}}"
     if started_here:
-        have = _fmt_resources(capacity.head)
+        have = shape(capacity.head)
         hint = (
             "Use --set search.resources.gpu=0 on this machine, or run on a GPU cluster"
             if resources.gpu and not capacity.head.get("GPU")
@@ -237,10 +237,6 @@ def check_cluster(cfg: ResolvedConfig, experiment: Experiment, started_here: boo
         flush=True,
     )
     return capacity
-
-
-def _fmt_resources(resources: dict[str, float]) -> str:
-    return f"{resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} GPUs"
 
 
 def check_device(cfg: ResolvedConfig) -> None:

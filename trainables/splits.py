@@ -37,6 +37,14 @@ def exam_id(filename: str) -> str:
     return match.group(1) if match else Path(name).stem.split("_")[0]
 
 
+def by_exam(names: Sequence[str]) -> dict[str, list[str]]:
+    """{exam: its file names, in the order given}."""
+    exams: dict[str, list[str]] = {}
+    for name in names:
+        exams.setdefault(exam_id(name), []).append(name)
+    return exams
+
+
 def read_split_csv(path: str | Path) -> dict[str, str]:
     """CSV `filename,split` -> {filename: 'train'|'val'|'test'}. SplitError names bad rows."""
     path = Path(path)
@@ -107,9 +115,7 @@ def _grouped_split(
     names: list[str], *, val_fraction: float, test_fraction: float, seed: int, **_
 ) -> dict[str, list[str]]:
     """Seeded shuffle of the exams; they fill test, then val, to their share of IMAGES."""
-    exams: dict[str, list[str]] = {}
-    for name in names:
-        exams.setdefault(exam_id(name), []).append(name)
+    exams = by_exam(names)
     n_val, n_test = _side_counts(len(names), val_fraction, test_fraction)
     sides_needed = 1 + (n_val > 0) + (n_test > 0)
     if len(exams) < sides_needed:
@@ -248,9 +254,7 @@ def train_subset(train: Sequence[str], fraction: float, seed: int) -> list[str]:
     names = sorted(set(train))
     if fraction == 1:
         return names
-    exams: dict[str, list[str]] = {}
-    for name in names:
-        exams.setdefault(exam_id(name), []).append(name)
+    exams = by_exam(names)
     exam_ids = sorted(exams)
     # Its own stream (not the split's): the same seed must not tie the subset to the split.
     order = np.random.default_rng([seed, 0x5EB5E7]).permutation(len(exam_ids))

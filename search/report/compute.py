@@ -26,12 +26,17 @@ class ComputeSection:
     strategies: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
+def _settings(config: dict) -> tuple[dict, dict]:
+    """(search.resources, search.budget) of a stored config."""
+    search = config.get("search", {})
+    return search.get("resources", {"cpu": 1, "gpu": 0}), search.get("budget") or {}
+
+
 def compute_tables(trials: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(per stage, per strategy, unit): trials and device-hours (and dollars with a price)."""
-    search = config.get("search", {})
-    resources = search.get("resources", {"cpu": 1, "gpu": 0})
+    resources, budget = _settings(config)
     _, unit = device_units(resources)
-    price = (search.get("budget") or {}).get("price_per_hour")
+    price = budget.get("price_per_hour")
     table = trials.assign(hours=trial_hours(trials, resources))
     started = table[pd.to_numeric(table["started"], errors="coerce").notna()]
     hours = f"{unit}-hours"
@@ -60,15 +65,14 @@ def build_compute(trials: pd.DataFrame, config: dict) -> ComputeSection:
     if stages.empty:
         return ComputeSection()
     hours = f"{unit}-hours"
-    search = config.get("search", {})
-    price = (search.get("budget") or {}).get("price_per_hour")
+    _, budget = _settings(config)
+    price = budget.get("price_per_hour")
     total = stages[hours].sum()
     cost = f" (${total * price:,.2f} at ${price:g} per {unit}-hour)" if price is not None else ""
     split = ", ".join(
         f"{row['stage']} {row['trials']} trials {row[hours]:.3f}" for _, row in stages.iterrows()
     )
     note = f"Compute: {total:.3f} {hours} in all{cost}; {split}."
-    budget = search.get("budget") or {}
     limits = [
         f"wall clock {budget['wall_clock_min']:g} min" if budget.get("wall_clock_min") else "",
         f"{budget['device_hours']:g} {hours}" if budget.get("device_hours") else "",

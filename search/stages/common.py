@@ -8,7 +8,7 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
 from search.budget import Budget
-from search.capacity import cluster_capacity
+from search.capacity import cluster_capacity, trial_slots
 from search.config import ResolvedConfig
 from search.experiment import Experiment
 from search.spec import (
@@ -122,13 +122,10 @@ class StageRunner:
         return ConcurrencyLimiter(searcher, max_concurrent=self.slots())
 
     def slots(self) -> int:
-        """Trials that can run at once: `search.max_concurrent_trials`, else the cluster's
+        """Trials that can run at once (`search.capacity.trial_slots`), from the cluster's
         capacity when the stage starts: its nodes now, or, on an autoscaling cluster, its head
-        plus every worker the autoscaler may add (`search.capacity`)."""
-        if self.cfg.search.max_concurrent_trials:
-            return self.cfg.search.max_concurrent_trials
-        resources = self.cfg.search.resources
-        return cluster_capacity(self.joined).slots(resources.cpu, resources.gpu)
+        plus every worker the autoscaler may add."""
+        return trial_slots(self.cfg.search, cluster_capacity(self.joined))[0]
 
     def fit(
         self,

@@ -1,5 +1,6 @@
-"""The final stage: strategies x seeds (x training-set shares, `search.train_fractions`), each with its strategy's best recipe from the tune stage
-(the config's own recipe where there is none), chosen on validation and tested once; the
+"""The final stage: strategies x seeds (x training-set shares, `search.train_fractions`), each
+with its strategy's best recipe from the tune stage (the config's own recipe where there is
+none), chosen on validation and tested once; the
 explore stage's top configurations join the named strategies with their own recipe and
 BatchNorm mode, so the report compares them on the test set. Each share of the training split
 is a trial of its own (`decoder__f10__seed0`); validation and test are the same for all."""
