@@ -289,8 +289,11 @@ def test_wandb_offline_writes_a_run(tmp_path, monkeypatch):
     assert not list(out.glob("wandb"))  # WANDB_DIR wins over the report folder
     # Run again: the same run id (a resumed run, not one more report run per call).
     assert report_main([str(EXP), "--out", str(out), "--wandb", "offline"]) == 0
+    # Two run folders (wandb adds a suffix to the folder name when both start in one second),
+    # one run id: read it from each folder's run-<id>.wandb, not from the folder name.
     runs = list((tmp_path / "wandb_root" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1
+    ids = {log.stem.removeprefix("run-") for run in runs for log in run.glob("run-*.wandb")}
+    assert len(runs) == 2 and len(ids) == 1
 
 
 def test_an_unreachable_wandb_is_given_up_after_the_timeout_and_the_files_stay(
