@@ -8,7 +8,11 @@ process. File handling is `search.worker`'s; W&B is `search.wandb_link`'s.
 
 from __future__ import annotations
 
+import threading
+
 from ray import tune
+from ray.train._internal.session import get_session
+from ray.tune.trainable.function_trainable import wrap_function
 
 from search.spec import FINISHED, TrialSpec, summary_metrics
 from search.wandb_link import finish_run, run_tags, start_run
@@ -16,9 +20,13 @@ from search.worker import TrialFiles
 from trainables.pretext import run_pretext
 from trainables.train import run_trial
 
+# How long a stopped trial's process waits for the trial's own clean-up (its W&B run finishing,
+# its work folder removed) before Ray may end it: beyond W&B's own finish timeout (60 s).
+CLEANUP_WAIT_S = 90.0
 
-def run_ray_trial(config: dict) -> None:
-    """Ray Tune function trainable for every stage."""
+
+def train_ray_trial(config: dict) -> None:
+    """Ray Tune function trainable for every stage (run by `RayTrial`)."""
     spec = TrialSpec.from_tune_config(config)
     files = TrialFiles(spec)
     run = None
@@ -60,3 +68,21 @@ def run_ray_trial(config: dict) -> None:
     finally:  # also when ASHA stops the trial (SystemExit at its next report)
         finish_run(run, None if spec.wandb.dir else files.experiment)
         files.cleanup()
+
+
+class RayTrial(wrap_function(train_ray_trial)):
+    """The function trainable, waiting for its `finally` clean-up when Ray stops the trial.
+
+    Ray's function trainable signals the training thread to stop (a SystemExit at its next
+    `tune.report`) and returns at once; when the trial was the actor's last (ASHA stopping it),
+    the process then ends while the thread is still finishing its W&B run, which is left
+    unfinished. Here `cleanup` waits for that thread, bounded by CLEANUP_WAIT_S."""
+
+    def cleanup(self):
+        session = get_session()
+        thread: threading.Thread | None = getattr(session, "training_thread", None)
+        try:
+            super().cleanup()
+        finally:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=CLEANUP_WAIT_S)

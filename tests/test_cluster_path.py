@@ -165,9 +165,9 @@ def test_multi_node_study_on_uri_storage_survives_a_lost_worker(ray_cluster, stu
         assert (experiment / "checkpoints" / "final" / name / "best.pt").exists()
         assert not (experiment / "checkpoints" / "final" / name / "last.pt").exists()
     runs = list((experiment / "wandb").glob("offline-run-*"))
-    assert {run.name.rsplit("-", 1)[1] for run in runs} >= set(
-        wandb_run_ids(experiment, trials.index)
-    )
+    assert {
+        log.stem.removeprefix("run-") for run in runs for log in run.glob("run-*.wandb")
+    } >= set(wandb_run_ids(experiment, trials.index))
     # The surviving node's scratch folder holds no work folder: every trial cleaned up.
     scratch = node_tmp[0] / f"freezeframe-{os.getuid()}"
     assert not list(scratch.glob("work-*")) and (scratch.stat().st_mode & 0o777) == 0o700

@@ -299,7 +299,8 @@ def test_trials_stopped_early_finish_their_wandb_run_and_clean_up(ray_cluster, s
     assert "could not re-use actor" not in study.log_path.read_text().lower()
     run_ids = wandb_run_ids(experiment, trials.trial_name, stage="tune")
     for name, run_id in zip(trials.trial_name, run_ids, strict=True):  # stopped ones too
-        (run,) = (experiment / "wandb").glob(f"offline-run-*-{run_id}")
+        (log,) = (experiment / "wandb").glob(f"offline-run-*/run-{run_id}.wandb")
+        run = log.parent
         assert "all finished" in (run / "logs" / "debug-internal.log").read_text(), name
     scratch = next(Path(os.environ["TMPDIR"]).glob("freezeframe-*"))
     assert not list(scratch.glob("work-*"))  # every work folder removed

@@ -20,7 +20,7 @@ from search.spec import (
     WandbSettings,
 )
 from search.stop import STOP
-from search.trainable import run_ray_trial
+from search.trainable import RayTrial
 from search.trials_table import TrialsTable, mark_interrupted
 from search.versions import installed_versions
 from trainables.config import TrialConfig
@@ -55,7 +55,7 @@ class StageRunner:
         self.budget = Budget.start(cfg.search.budget, experiment, cfg.search.resources.model_dump())
         resources = cfg.search.resources
         self.trainable = tune.with_resources(
-            run_ray_trial, {"cpu": resources.cpu, "gpu": resources.gpu}
+            RayTrial, {"cpu": resources.cpu, "gpu": resources.gpu}
         )
         # Torch threads = the CPUs Ray gives the trial: two trials never oversubscribe a node.
         threads = cfg.trial.num_threads or max(1, int(resources.cpu))
