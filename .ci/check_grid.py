@@ -10,7 +10,7 @@ import sys
 
 import pandas as pd
 
-from trainables.strategies import PAPER_STRATEGIES
+from trainables.nets.strategies import PAPER_STRATEGIES
 
 path, seeds = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 4
 rows = pd.read_csv(path)

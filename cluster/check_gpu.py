@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from trainables.device import cuda_missing_reason, describe_device, resolve_precision
+from trainables.core.device import cuda_missing_reason, describe_device, resolve_precision
 
 CONSTRAINTS = Path(__file__).with_name("constraints.txt")
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}

@@ -13,17 +13,17 @@ import shlex
 import sys
 import time
 
+from search import study
 from search.capacity import trial_slots
 from search.config import STAGES
 from search.encoders import needs_imagenet, networks
 from search.lease import Lease
 from search.preflight import check_cluster, check_same_data, resolve
 from search.stop import STOP, StudyStopped
-from search.wandb_link import local_wandb_key
-from trainables.config import ConfigError
-from trainables.data import DataError
-from trainables.models import WeightsError
-from trainables.splits import SplitError
+from search.wandb_link import local_wandb_key, share_key
+from trainables.core.errors import UserError
+from trainables.data.trial_data import load_trial_data
+from trainables.nets.models import build_model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,24 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        cfg, experiment, wandb_mode = resolve(args)
-        from trainables.trial import load_trial_data
-
-        data = load_trial_data(cfg.trial)  # validates (and caches) the data on this node
-        if args.resume:
-            check_same_data(data.fingerprint(), experiment)
-        if needs_imagenet(cfg, experiment, args.resume):
-            # Fetch (or find in smp's cache) the ImageNet weights once, here, so an offline
-            # machine fails now with advice instead of in every trial.
-            from trainables.models import build_model
-
-            for network in networks(cfg):
-                build_model(f"unet_{network}", "imagenet")
-    except (ConfigError, DataError, SplitError, WeightsError) as err:
+    try:  # a problem the user can fix, found before or during the study: exit 2
+        return _main(args)
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
+
+def _main(args) -> int:
+    cfg, experiment, wandb_mode = resolve(args)
+    data = load_trial_data(cfg.trial)  # validates (and caches) the data on this node
+    if args.resume:
+        check_same_data(data.fingerprint(), experiment)
+    if needs_imagenet(cfg, experiment, args.resume):
+        # Fetch (or find in smp's cache) the ImageNet weights once, here, so an offline
+        # machine fails now with advice instead of in every trial.
+        for network in networks(cfg):
+            build_model(f"unet_{network}", "imagenet")
     try:
         return _run(args, cfg, experiment, wandb_mode, data)
     except StudyStopped as stopped:
@@ -140,9 +139,7 @@ def resume_command(argv: list[str], name: str) -> str:
 
 def _run(args, cfg, experiment, wandb_mode: str, data) -> int:
     """Connect to Ray, take the lease and run the study (stops raise `StudyStopped`)."""
-    from search.study import connect_ray
-
-    started_here = connect_ray(args.num_cpus, args.address)
+    started_here = study.connect_ray(args.num_cpus, args.address)
     # After ray.init, whose core worker installs a SIGTERM handler of its own (it would end the
     # driver with exit 1 in the middle of a stage): from here a signal requests a stop.
     with STOP.installed():
@@ -150,15 +147,9 @@ def _run(args, cfg, experiment, wandb_mode: str, data) -> int:
 
 
 def _run_with_lease(args, cfg, experiment, wandb_mode: str, data, started_here: bool) -> int:
-    from search.study import run_study
-
     lease = Lease(experiment)
-    try:
-        capacity = check_cluster(cfg, experiment, started_here)
-        lease.acquire()
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    capacity = check_cluster(cfg, experiment, started_here)
+    lease.acquire()
     try:
         if not args.resume:
             experiment.create_identity()
@@ -176,16 +167,11 @@ def _run_with_lease(args, cfg, experiment, wandb_mode: str, data, started_here: 
         print(f"FreezeFrame: up to {slots} trials at once ({why})", flush=True)
         started = time.monotonic()
         if wandb_mode == "online":
-            from search.wandb_link import share_key
-
             share_key(local_wandb_key())
-        try:
-            report = run_study(
-                cfg, experiment, wandb_mode, args.resume, data.digest(), not started_here
-            )
-        except ConfigError as err:  # found only with Ray up: stored results of other settings
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        # A UserError found only with Ray up (stored results of other settings) exits 2 too.
+        report = study.run_study(
+            cfg, experiment, wandb_mode, args.resume, data.digest(), not started_here
+        )
         if report is not None:
             print(report.text)
         elapsed = time.monotonic() - started

@@ -19,16 +19,16 @@ from pydantic import (
 )
 
 from search.budget import BudgetSettings
-from trainables.config import (
-    ConfigError,
+from trainables.core.config import (
     TrialConfig,
     format_validation_error,
     parse_overrides,
     read_config_file,
-    resolve_trial_config,
     shipped_config,
 )
-from trainables.strategies import PAPER_STRATEGIES, STRATEGIES, get_strategy
+from trainables.core.errors import ConfigError
+from trainables.nets.resolve import resolve_trial_config
+from trainables.nets.strategies import PAPER_STRATEGIES, STRATEGIES, get_strategy
 
 STAGES = ("pretrain", "tune", "explore", "final")
 # The embedded default study (`python search/run.py` with no --config): configs/demo.yaml.
@@ -157,7 +157,7 @@ class ExploreSettings(_Strict):
 
     @model_validator(mode="after")
     def _valid(self) -> ExploreSettings:
-        from trainables.models import ENCODERS
+        from trainables.nets.models import ENCODERS
 
         unknown = [e for e in self.encoders if e not in ENCODERS]
         if unknown or not self.encoders:

@@ -27,11 +27,10 @@ from pathlib import Path
 from search.config import PRETRAIN_DATA, ResolvedConfig
 from search.experiment import Experiment, stored_encoder_files
 from search.storage import ExperimentStore, is_uri
-from trainables.config import ConfigError
-from trainables.data import digest_of
-from trainables.hc18_files import SUBSET_CSV
+from trainables.core.errors import ConfigError
+from trainables.data.arrays import digest_of
+from trainables.data.hc18_files import SUBSET_CSV
 
-KINDS = ("synthetic", "self_supervised", "hc18_folder", "image_folder", "imagenet", "checkpoint")
 KEY_VERSION = 1
 # Trial settings that do not change what an encoder learns (where and how fast it runs).
 EXECUTION_KEYS = (
@@ -50,8 +49,8 @@ EXECUTION_KEYS = (
 
 def networks(cfg: ResolvedConfig) -> list[str]:
     """The networks (smp encoders) whose encoder weights the study's trials take."""
-    from trainables.freeze import BASELINE
-    from trainables.strategies import get_strategy
+    from trainables.nets.freeze import BASELINE
+    from trainables.nets.strategies import get_strategy
 
     search = cfg.search
     found = [get_strategy(s).network for s in search.strategies]
@@ -140,7 +139,7 @@ def encoder_key(cfg: ResolvedConfig, trial_values: dict, data_digest: str | None
     elif kind == "image_folder":
         source |= {"files": folder_digest(settings.source), "pretext": settings.pretext}
     elif kind == "hc18_folder":
-        from trainables.trial import load_trial_data
+        from trainables.data.trial_data import load_trial_data
 
         values = {**cfg.trial.model_dump(), "data_dir": settings.source, **PRETRAIN_DATA}
         source |= {"data": load_trial_data(type(cfg.trial)(**values)).digest()}

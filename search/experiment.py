@@ -42,8 +42,8 @@ import pandas as pd
 import yaml
 
 from search.storage import ExperimentStore, is_uri
-from trainables.splits import split_csv
-from trainables.train import CHECKPOINT_FILES
+from trainables.core.files import CHECKPOINT_FILES
+from trainables.data.splits import split_csv
 
 CONFIG = "config.yaml"
 SPLIT = "split.csv"

@@ -36,7 +36,7 @@ import uuid
 
 from search.experiment import LEASE, LEASE_LOCK, Experiment
 from search.stop import STOP
-from trainables.config import ConfigError
+from trainables.core.errors import UserError
 
 HEARTBEAT_S = 5.0
 STALE_S = 30.0
@@ -44,7 +44,7 @@ SETTLE_S = 0.5
 SETTLE_FACTOR = 3.0
 
 
-class LeaseHeld(ConfigError):
+class LeaseHeld(UserError):
     """Another live driver runs this experiment."""
 
 
@@ -163,7 +163,7 @@ def record_problem(text: str) -> str | None:
 
 
 def read_lease(experiment: Experiment) -> dict | None:
-    """The experiment's lease record, None when there is none; LeaseHeld (a ConfigError: exit 2)
+    """The experiment's lease record, None when there is none; LeaseHeld (a UserError: exit 2)
     for a file that is not one (every write is whole: a local rename or one object, so never a
     half-written one)."""
     store = experiment.store

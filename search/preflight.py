@@ -18,10 +18,8 @@ from search.encoders import DEFAULT_STORE
 from search.experiment import Experiment
 from search.lease import read_lease
 from search.wandb_link import local_wandb_key
-from trainables.config import ConfigError
-from trainables.data import DataError, fingerprint_problems
-from trainables.models import WeightsError
-from trainables.splits import SplitError
+from trainables.core.errors import ConfigError, DataError, SplitError, WeightsError
+from trainables.data.arrays import fingerprint_problems
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # whole name (fullmatch): one plain folder
 # Settings a resume may change: what runs (not how trials train) and where W&B's key lives.
@@ -167,17 +165,17 @@ def _check_pretrain_source(cfg: ResolvedConfig) -> None:
     kind = source_kind(source)  # ConfigError for an unknown source
     try:
         if kind == "hc18_folder":
-            from trainables.trial import load_trial_data
+            from trainables.data.trial_data import load_trial_data
 
             spec = {"data_dir": source, **PRETRAIN_DATA}  # as the pretrain stage reads it
             load_trial_data(cfg.trial.model_copy(update=spec))
         elif kind == "image_folder":
-            from trainables.pretext import load_unlabelled
+            from trainables.data.unlabelled import load_unlabelled
 
             load_unlabelled(source, cfg.trial.image_size)
         elif kind == "checkpoint":  # it must fit every network the study pretrains
             from search.encoders import networks
-            from trainables.models import build_model
+            from trainables.nets.models import build_model
 
             for network in networks(cfg):
                 build_model(f"unet_{network}", source)

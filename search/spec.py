@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trainables.config import TrialConfig
+from trainables.core.config import TrialConfig
 
 Stage = Literal["pretrain", "tune", "explore", "final"]
 # The learning-rate recipe: what the tune stage proposes and the final stage takes per strategy.

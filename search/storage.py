@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from trainables.atomic import atomic_output
+from trainables.core.atomic import atomic_output
 
 
 def is_uri(path: str) -> bool:

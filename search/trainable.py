@@ -17,8 +17,8 @@ from ray.tune.trainable.function_trainable import wrap_function
 from search.spec import FINISHED, TrialSpec, summary_metrics
 from search.wandb_link import finish_run, run_tags, start_run
 from search.worker import TrialFiles
-from trainables.pretext import run_pretext
-from trainables.train import run_trial
+from trainables.training.pretext import run_pretext
+from trainables.training.run import run_trial
 
 # How long a stopped trial's process waits for the trial's own clean-up (its W&B run finishing,
 # its work folder removed) before Ray may end it: beyond W&B's own finish timeout (60 s).

@@ -19,7 +19,7 @@ from search.experiment import Experiment
 from search.progress import StageProgress
 from search.spec import FINISHED, RECIPE_KEYS, TrialSpec, summary_metrics
 from search.worker import drop_checkpoints
-from trainables.strategies import get_strategy
+from trainables.nets.strategies import get_strategy
 
 WRITE_ATTEMPTS, WRITE_RETRY_S = 3, 1.0
 SETTLED = ("ok", "stopped_early", "failed")  # statuses a trial ends in

@@ -29,15 +29,16 @@ from search.encoders import folder_digest
 from search.experiment import Experiment
 from search.spec import PRETRAINED, TrialSpec
 from search.versions import check_versions
-from trainables.atomic import pid_of
-from trainables.config import ConfigError, TrialConfig
-from trainables.data import DataError, default_cache_dir, fingerprint_problems
-from trainables.device import DeviceError, cuda_missing_reason
-from trainables.hc18_files import SUBSET_CSV
-from trainables.pretext import load_unlabelled
-from trainables.strategies import get_strategy
-from trainables.train import BEST, CHECKPOINT_FILES, TEST_PER_IMAGE
-from trainables.trial import TrialData, load_trial_data
+from trainables.core.atomic import pid_of
+from trainables.core.config import TrialConfig
+from trainables.core.device import cuda_missing_reason
+from trainables.core.errors import ConfigError, DataError, DeviceError
+from trainables.core.files import BEST, CHECKPOINT_FILES, TEST_PER_IMAGE
+from trainables.data.arrays import default_cache_dir, fingerprint_problems
+from trainables.data.hc18_files import SUBSET_CSV
+from trainables.data.trial_data import TrialData, load_trial_data
+from trainables.data.unlabelled import load_unlabelled
+from trainables.nets.strategies import get_strategy
 
 
 def scratch_dir() -> Path:
@@ -224,7 +225,7 @@ def drop_checkpoints(experiment: Experiment, stage: str, name: str, keep=()) -> 
 
 def synthetic_source(spec: TrialSpec, cache_dir: str | None) -> str:
     """Generate (once per node) the synthetic source domain the pretrain stage trains on."""
-    from trainables.synthetic import generate_dataset
+    from trainables.data.synthetic import generate_dataset
 
     source = spec.synthetic
     root = Path(cache_dir or default_cache_dir())

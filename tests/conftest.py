@@ -32,7 +32,7 @@ def real_hc18_dir() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory) -> Path:
     """24 synthetic HC18-like images, 800x540, filled masks (seed 0)."""
-    from trainables.synthetic import generate_dataset
+    from trainables.data.synthetic import generate_dataset
 
     return generate_dataset(tmp_path_factory.mktemp("synthetic"), 24, seed=0)
 
@@ -40,7 +40,7 @@ def synthetic_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_outline_dir(tmp_path_factory) -> Path:
     """The first 8 images of `synthetic_dir`, with official-style outline annotations."""
-    from trainables.synthetic import generate_dataset
+    from trainables.data.synthetic import generate_dataset
 
     return generate_dataset(tmp_path_factory.mktemp("synthetic_outline"), 8, seed=0, outline=True)
 
@@ -48,7 +48,7 @@ def synthetic_outline_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def sample_dir() -> Path:
     """The shipped sample of 12 real images (trainables/sample)."""
-    from trainables.data import default_data_dir
+    from trainables.data.arrays import default_data_dir
 
     return default_data_dir()
 

@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from search.storage import ExperimentStore
-from trainables.atomic import atomic_output, current_umask
+from trainables.core.atomic import atomic_output, current_umask
 
 
 @pytest.fixture

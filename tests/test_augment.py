@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy import stats
 
-from trainables.augment import albumentations_transform, augment_albumentations, augment_torch
+from trainables.data.augment import albumentations_transform, augment_albumentations, augment_torch
 
 SIDE, RADIUS, DRAWS = 64, 16, 1000
 ROTATE_DEG, HFLIP_P, VFLIP_P = 25.0, 0.5, 0.1

@@ -13,9 +13,11 @@ import torch
 
 from trainables.bench.loops import PAPER_GRID, main, project_grid, train_freezeframe_steps
 from trainables.bench.reference_loop import build_reference_loop, train_reference_steps
-from trainables.config import TrialConfig
-from trainables.strategies import PAPER_STRATEGIES
-from trainables.trial import build_training, evaluate, load_trial_data, train_one_epoch
+from trainables.core.config import TrialConfig
+from trainables.data.trial_data import load_trial_data
+from trainables.nets.strategies import PAPER_STRATEGIES
+from trainables.training.loop import evaluate, train_one_epoch
+from trainables.training.setup import build_training
 
 
 def test_bench_smoke_writes_ratio_and_per_strategy_figures(tmp_path, capsys):
@@ -91,7 +93,7 @@ def decoder_64px(data_dir, cache_dir, **settings) -> TrialConfig:
 
 @pytest.fixture(scope="module")
 def synthetic_48_dir(tmp_path_factory):
-    from trainables.synthetic import generate_dataset
+    from trainables.data.synthetic import generate_dataset
 
     return generate_dataset(tmp_path_factory.mktemp("synthetic48"), 48, seed=0)
 

@@ -86,7 +86,7 @@ def test_storage_rule_on_an_autoscaling_cluster(storage_is_remote, tmp_path, mon
     from search import preflight
     from search.config import load_config
     from search.experiment import Experiment
-    from trainables.config import ConfigError
+    from trainables.core.errors import ConfigError
 
     monkeypatch.setattr(preflight, "cluster_capacity", lambda joined: local_capacity())
     storage = (tmp_path / "runs").as_uri() if storage_is_remote else str(tmp_path / "runs")

@@ -650,7 +650,7 @@ def test_wandb_key_comes_from_the_readme_secret_into_trial_workers_only(rayjob):
 
 def test_rayjob_entrypoint_settings_are_config_keys(rayjob):
     from search.config import SearchConfig, load_config
-    from trainables.config import ConfigError
+    from trainables.core.errors import ConfigError
 
     argv = shlex.split(rayjob["spec"]["entrypoint"])
     sets = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--set"]

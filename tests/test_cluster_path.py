@@ -12,10 +12,11 @@ import torch
 from helpers import TINY, wait_for_trials, wandb_run_ids
 
 from search import cli
-from trainables.config import TrialConfig
-from trainables.device import resolve_precision
+from trainables.core.config import TrialConfig
+from trainables.core.device import resolve_precision
 from trainables.train import main as train_main
-from trainables.trial import build_training, train_one_epoch
+from trainables.training.loop import train_one_epoch
+from trainables.training.setup import build_training
 
 CUDA = torch.device("cuda")
 

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from trainables.config import ConfigError, load_trial_config, parse_overrides
+from trainables.core.config import parse_overrides
+from trainables.core.errors import ConfigError
+from trainables.nets.resolve import load_trial_config
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 

@@ -9,19 +9,18 @@ import cv2
 import numpy as np
 import pytest
 
-from trainables import hc18_files
-from trainables.data import (
-    DataError,
-    default_data_dir,
+from trainables.core.errors import DataError
+from trainables.data import hc18_files
+from trainables.data.arrays import default_data_dir, load_arrays
+from trainables.data.hc18_files import (
+    annotation_name,
     load_annotation,
-    load_arrays,
     load_image,
     scan_dataset,
     validate_samples,
 )
-from trainables.hc18_files import annotation_name
-from trainables.masks import ellipse_iou, fill_annotation
-from trainables.synthetic import generate_dataset
+from trainables.data.synthetic import generate_dataset
+from trainables.geometry.masks import ellipse_iou, fill_annotation
 
 CSV_NAME = "training_set_pixel_size_and_HC.csv"
 

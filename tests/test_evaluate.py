@@ -17,10 +17,11 @@ from search.spec import FINISHED, summary_metrics
 from search.stages.common import StageRunner
 from search.trials_table import COLUMNS, TrialsTable
 from search.worker import TrialFiles
-from trainables.config import load_trial_config
-from trainables.evaluate import SUMMARY_COLUMNS
+from trainables.core.files import TEST_PER_IMAGE
 from trainables.evaluate import main as evaluate_main
-from trainables.train import TEST_PER_IMAGE, run_trial
+from trainables.evaluation.evaluate import SUMMARY_COLUMNS
+from trainables.nets.resolve import load_trial_config
+from trainables.training.run import run_trial
 
 SMOKE = Path(__file__).parents[1] / "configs" / "smoke.yaml"
 CLINICAL_KEYS = {
@@ -37,7 +38,7 @@ SETTINGS = ["image_size=32", "epochs=1", "max_images=None", "postprocess=ellipse
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, dict]:
     """One tiny trial on the shipped sample with ellipse post-processing and flip TTA."""
-    from trainables.data import default_data_dir
+    from trainables.data.arrays import default_data_dir
 
     out = tmp_path_factory.mktemp("trial") / "decoder__seed0"
     cfg = load_trial_config(SMOKE, [f"data_dir={default_data_dir()}", *SETTINGS])
@@ -118,7 +119,7 @@ def test_evaluate_cli_rejects_a_missing_checkpoint(tmp_path, capsys):
 
 
 def test_predict_applies_the_trials_postprocessing(trained, tmp_path, capsys):
-    from trainables.data import default_data_dir
+    from trainables.data.arrays import default_data_dir
     from trainables.predict import main as predict_main
 
     out, _ = trained

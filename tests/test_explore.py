@@ -18,9 +18,9 @@ from search.report.explore import explore_rows
 from search.searcher import Past
 from search.stages.common import StageRunner
 from search.stages.explore import build_plan
-from trainables.freeze import PART_ORDER, mask_name, parse_mask, part_sizes
-from trainables.models import ENCODERS, build_model, count_params
-from trainables.strategies import PAPER_STRATEGIES, apply_strategy, get_strategy
+from trainables.nets.freeze import PART_ORDER, mask_name, parse_mask, part_sizes
+from trainables.nets.models import ENCODERS, build_model, count_params
+from trainables.nets.strategies import PAPER_STRATEGIES, apply_strategy, get_strategy
 
 
 @pytest.mark.parametrize("name", PAPER_STRATEGIES)

@@ -24,9 +24,11 @@ from search.report.fractions import (
     ranking_changes,
 )
 from search.report.stats import get_metric
-from trainables.config import ConfigError, TrialConfig
-from trainables.splits import exam_id, make_split, train_subset
-from trainables.trial import fraction_of_training, load_trial_data, steps_per_epoch
+from trainables.core.config import TrialConfig
+from trainables.core.errors import ConfigError
+from trainables.data.splits import exam_id, make_split, train_subset
+from trainables.data.trial_data import load_trial_data
+from trainables.training.setup import fraction_of_training, steps_per_epoch
 
 
 def hc18_like_names(exams: int = 120, seed: int = 0) -> list[str]:

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from scipy.special import ellipe
 
-from trainables.hc import CSV_COLUMNS, HC18_MASK_OUTSET_PX, main, measure_mask, ramanujan_perimeter
+from trainables.core.config import HC18_MASK_OUTSET_PX
+from trainables.geometry.ellipse import measure_mask, ramanujan_perimeter
+from trainables.hc import CSV_COLUMNS, main
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 800, 540  # the HC18 image size
@@ -149,7 +151,7 @@ def test_mask_outset_is_removed_from_both_semi_axes():
 
 @pytest.mark.realdata
 def test_real_hc18_masks_match_the_reference_hc(real_hc18_dir):
-    from trainables.data import load_annotation, scan_dataset
+    from trainables.data.hc18_files import load_annotation, scan_dataset
 
     started = time.perf_counter()
     samples = scan_dataset(real_hc18_dir)

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from trainables import http_fetch
-from trainables.data import load_arrays
-from trainables.hc18_download import DOI, RECORD_ID, main, parse_record
-from trainables.synthetic import generate_dataset
+from trainables.data import http_fetch
+from trainables.data.arrays import load_arrays
+from trainables.data.download import DOI, RECORD_ID, parse_record
+from trainables.data.synthetic import generate_dataset
+from trainables.hc18_download import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CSVS = ("training_set_pixel_size_and_HC.csv", "test_set_pixel_size.csv")

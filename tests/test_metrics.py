@@ -9,17 +9,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from scoring import batch_pooled_scores, hausdorff_mm, per_image_scores
 
-from trainables.config import HC18_MASK_OUTSET_PX
-from trainables.distances import boundary_distances_mm, hausdorff_mm
-from trainables.hc import ramanujan_perimeter
-from trainables.metrics import (
-    MetricAccumulator,
-    batch_pooled_scores,
-    hc_error_summary,
-    hc_failed,
-    per_image_scores,
-)
+from trainables.core.config import HC18_MASK_OUTSET_PX
+from trainables.evaluation.metrics import MetricAccumulator, hc_error_summary, hc_failed
+from trainables.geometry.distances import boundary_distances_mm
+from trainables.geometry.ellipse import ramanujan_perimeter
 
 
 def masks_from_rows(*rows: str) -> np.ndarray:
@@ -209,7 +204,7 @@ def test_accumulator_rejects_mismatched_metadata():
 def test_overlap_only_accumulator_skips_shape_metrics_but_agrees_on_overlap():
     import numpy as np
 
-    from trainables.metrics import MetricAccumulator
+    from trainables.evaluation.metrics import MetricAccumulator
 
     rng = np.random.default_rng(0)
     target = np.zeros((2, 32, 32), bool)

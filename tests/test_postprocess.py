@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 import torch
 from scipy.special import ellipe
+from scoring import per_image_scores, postprocess_mask
 
-from trainables.hc import measure_mask
-from trainables.metrics import per_image_scores
-from trainables.postprocess import (
+from trainables.geometry.ellipse import measure_mask
+from trainables.geometry.postprocess import (
     POSTPROCESS,
     ellipse_mask,
     head_masks,
     largest_component,
     postprocess_batch,
-    postprocess_mask,
 )
 
 # The true head: an ellipse in a 400 x 300 mask, semi-axes 110 and 70 px, tilted 25 degrees,

@@ -16,9 +16,10 @@ from helpers import RUN_PY, TINY
 
 import search.study
 from search import cli
-from trainables.config import TrialConfig
-from trainables.models import build_model
-from trainables.pretext import corrupt, load_unlabelled, run_pretext
+from trainables.core.config import TrialConfig
+from trainables.data.unlabelled import load_unlabelled
+from trainables.nets.models import build_model
+from trainables.training.pretext import corrupt, run_pretext
 
 
 def test_masked_corruption_hides_patches_and_weights_them():
@@ -36,7 +37,7 @@ def test_masked_corruption_hides_patches_and_weights_them():
 
 
 def test_pretext_training_restores_better_and_yields_an_encoder(tmp_path, sample_dir):
-    from trainables.trial import load_trial_data
+    from trainables.data.trial_data import load_trial_data
 
     cfg = TrialConfig(strategy="all", encoder_weights="none", image_size=32, epochs=3,
                       batch_size=4, lr=1e-3, num_threads=1)  # fmt: skip
@@ -89,7 +90,7 @@ def test_a_node_whose_pretraining_folder_differs_from_the_drivers_fails_the_tria
     from search.stages.common import StageRunner
     from search.stages.pretrain import pretrain_spec
     from search.worker import TrialFiles
-    from trainables.data import DataError
+    from trainables.core.errors import DataError
 
     folder = tmp_path / "images"
     folder.mkdir()

@@ -25,8 +25,10 @@ from helpers import TINY, wait_for_log, wait_for_trials, wandb_run_ids
 from search.experiment import LEASE, Experiment
 from search.lease import Lease, LeaseHeld
 from search.spec import recipe_digest, recipe_params
-from trainables.config import TrialConfig
-from trainables.train import CheckpointError, load_checkpoint, run_trial
+from trainables.core.config import TrialConfig
+from trainables.core.errors import CheckpointError
+from trainables.training.checkpoints import load_checkpoint
+from trainables.training.run import run_trial
 
 
 def copy_sample(sample_dir: Path, target: Path) -> Path:

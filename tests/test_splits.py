@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from trainables.data import scan_dataset
-from trainables.splits import (
-    PAPER_SPLIT_CSV,
-    SplitError,
-    exam_id,
-    make_split,
-    read_split_csv,
-    write_split,
-)
+from trainables.core.errors import SplitError
+from trainables.data.hc18_files import scan_dataset
+from trainables.data.splits import PAPER_SPLIT_CSV, exam_id, make_split, read_split_csv, write_split
 
 # 100 names with multi-image exams, like HC18: every 4th exam has a second and third image.
 NAMES = [

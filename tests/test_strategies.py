@@ -9,8 +9,9 @@ import torch
 from helpers import PAPER_TRAINABLE
 from torch import nn
 
-from trainables.models import UNetBaseline, WeightsError, build_model, count_params
-from trainables.strategies import STRATEGIES, apply_strategy, get_strategy
+from trainables.core.errors import WeightsError
+from trainables.nets.models import UNetBaseline, build_model, count_params
+from trainables.nets.strategies import STRATEGIES, apply_strategy, get_strategy
 
 EXPECTED_TRAINABLE = {**PAPER_TRAINABLE, "all": 6_628_945}
 

@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from trainables.data import load_annotation, scan_dataset
-from trainables.splits import exam_id
-from trainables.synthetic import Ellipse, _normalised_radius, generate_dataset
+from trainables.data.hc18_files import load_annotation, scan_dataset
+from trainables.data.splits import exam_id
+from trainables.data.synthetic import Ellipse, _normalised_radius, generate_dataset
 
 
 def read_rows(path) -> list[dict[str, str]]:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from trainables.config import load_trial_config
+from trainables.data.trial_data import load_trial_data
+from trainables.nets.resolve import load_trial_config
 from trainables.train import main as train_main
-from trainables.train import run_trial
-from trainables.trial import load_trial_data
+from trainables.training.run import run_trial
 
 SMOKE = Path(__file__).parents[1] / "configs" / "smoke.yaml"
 METRIC_KEYS = {"dice", "iou", "pixel_accuracy", "hd_mm", "hc_abs_diff_mm"}
@@ -110,7 +110,7 @@ def test_bad_config_names_the_key(tmp_path, capsys):
 
 
 def test_train_and_predict_cli(synthetic_dir, tmp_path):
-    from trainables.synthetic import generate_dataset
+    from trainables.data.synthetic import generate_dataset
 
     data = generate_dataset(tmp_path / "hc18", 12, seed=3, with_test_set=3)
     out = tmp_path / "run"

@@ -1,8 +1,8 @@
-"""Evaluate a network on a data set: the batched loop every trial uses, and a CLI that scores a
+"""[from evaluate.py]
+Evaluate a network on a data set: the batched loop every trial uses, and a CLI that scores a
 trained checkpoint again with other post-processing and test-time augmentation settings.
 
-    python -m trainables.evaluate --checkpoint runs/x/best.pt --data HC18_DIR \
-        --postprocess none largest ellipse --tta off on --out evaluation.csv
+    python -m trainables.evaluate --checkpoint runs/x/best.pt --data HC18_DIR         --postprocess none largest ellipse --tta off on --out evaluation.csv
 
 The CLI rebuilds the checkpoint's split from its trial config (seeded, so the same test images),
 runs the network once per TTA setting and post-processing, and writes one row per setting: the
@@ -15,72 +15,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from trainables.augment import to_network_input
-from trainables.config import ConfigError, TrialConfig
-from trainables.data import ArrayDataset, DataError
-from trainables.metrics import HC_FAIL_MM, MetricAccumulator
-from trainables.postprocess import POSTPROCESS, head_masks
-from trainables.splits import SplitError
-
-# The summary columns the CLI writes per setting (each also as raw_*, but paper_* and n_images).
-SUMMARY_COLUMNS = [
-    "dice",
-    "dice_median",
-    "iou",
-    "hd_mm",
-    "hd95_mm",
-    "hc_abs_diff_mm",
-    "hc_abs_diff_mm_median",
-    "hc_abs_diff_mm_p90",
-    "hc_signed_diff_mm",
-    "hc_fail_rate",
-    "empty_predictions",
-]
-
-
-@torch.inference_mode()
-def evaluate_dataset(
-    run: Callable[[torch.Tensor], torch.Tensor],
-    data: ArrayDataset,
-    cfg: TrialConfig,
-    device: torch.device,
-    shape_metrics: bool = True,
-    hc_fail_mm: float = HC_FAIL_MM,
-) -> dict:
-    """Batched evaluation: per-image metrics averaged over images (plus the paper's variants).
-
-    Args:
-        run: the network in eval mode on a batch [B,1,H,W] -> logits [B,1,H,W].
-        data: images with masks.
-        cfg: the trial config: `eval_batch_size`, `tta`, `postprocess`, `hc_mask_outset_px`.
-        shape_metrics: also distances and HC (CPU work per image); the per-epoch validation
-            that only chooses the epoch skips them.
-        hc_fail_mm: the HC error that counts as a failed measurement.
-    Returns:
-        `MetricAccumulator.compute()`: the post-processed masks' metrics and the raw ones'.
-    """
-    acc = MetricAccumulator(
-        cfg.hc_mask_outset_px, shape_metrics, postprocess=cfg.postprocess, hc_fail_mm=hc_fail_mm
-    )
-    for start in range(0, len(data), cfg.eval_batch_size):
-        stop = min(start + cfg.eval_batch_size, len(data))
-        images = to_network_input(torch.from_numpy(data.images[start:stop]).to(device))
-        reference = None if data.reference_hc_mm is None else data.reference_hc_mm[start:stop]
-        acc.update(
-            head_masks(run, images, cfg.tta),
-            torch.from_numpy(data.masks[start:stop]).bool(),
-            data.pixel_size_mm[start:stop],
-            data.scale_xy[start:stop],
-            reference,
-            filenames=data.filenames[start:stop],
-        )
-    return acc.compute()
+from trainables.core.errors import ConfigError, DataError, SplitError
+from trainables.evaluation.evaluate import SUMMARY_COLUMNS, evaluate_dataset
+from trainables.evaluation.metrics import HC_FAIL_MM
+from trainables.geometry.postprocess import POSTPROCESS
 
 
 def evaluate_checkpoint(
@@ -105,8 +48,8 @@ def evaluate_checkpoint(
         One row per setting: checkpoint, strategy, seed, side, tta, postprocess, n_images,
         eval_s, `SUMMARY_COLUMNS` and their `raw_*` twins.
     """
-    from trainables.predict import load_checkpoint_model
-    from trainables.trial import load_trial_data  # trial.py imports this module
+    from trainables.data.trial_data import load_trial_data  # trial.py imports this module
+    from trainables.training.checkpoints import load_checkpoint_model
 
     model, cfg = load_checkpoint_model(checkpoint, torch.device(device))
     if data_dir is not None:
@@ -207,3 +150,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

@@ -1,4 +1,5 @@
-"""Predict head ellipses with a trained checkpoint and write HC18 submission rows.
+"""[from predict.py]
+Predict head ellipses with a trained checkpoint and write HC18 submission rows.
 
     python -m trainables.predict --checkpoint runs/x/best.pt --data HC18_DIR --out submission.csv
 
@@ -19,14 +20,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from trainables.augment import to_network_input
-from trainables.config import ConfigError, TrialConfig
-from trainables.data import DataError, load_arrays
-from trainables.hc import measure_mask
-from trainables.models import build_model
-from trainables.postprocess import POSTPROCESS, head_masks, postprocess_batch
-from trainables.strategies import get_strategy
-from trainables.train import CheckpointError, load_checkpoint
+from trainables.core.errors import ConfigError, DataError
+from trainables.data.arrays import load_arrays
+from trainables.data.augment import to_network_input
+from trainables.geometry.ellipse import measure_mask
+from trainables.geometry.postprocess import POSTPROCESS, head_masks, postprocess_batch
+from trainables.training.checkpoints import load_checkpoint_model
 
 COLUMNS = [
     "filename",
@@ -37,25 +36,6 @@ COLUMNS = [
     "angle_rad",
     "hc_mm",
 ]
-
-
-def load_checkpoint_model(
-    path: str | Path, device: torch.device
-) -> tuple[torch.nn.Module, TrialConfig]:
-    """A trial's best.pt/last.pt -> (network in eval mode, the trial's config)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--checkpoint: {path} is not a file")
-    try:
-        state = load_checkpoint(path)
-    except CheckpointError as err:
-        raise ConfigError(f"--checkpoint: {err}") from None
-    if not isinstance(state, dict) or "config" not in state or "model" not in state:
-        raise ConfigError(f"--checkpoint: {path} is not a FreezeFrame trial checkpoint")
-    cfg = TrialConfig(**state["config"])
-    model = build_model(get_strategy(cfg.strategy).model, encoder_weights="none")
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), cfg
 
 
 @torch.inference_mode()
@@ -134,3 +114,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

@@ -1,7 +1,7 @@
-"""Run one trial end to end and write its results.
+"""[from train.py]
+Run one trial end to end and write its results.
 
-    python -m trainables.train --config configs/smoke.yaml --strategy decoder --seed 0 \
-        --data ../shared/data/hc18 --out runs/decoder__seed0 [--set key=value ...]
+    python -m trainables.train --config configs/smoke.yaml --strategy decoder --seed 0         --data ../shared/data/hc18 --out runs/decoder__seed0 [--set key=value ...]
 
 Writes to --out: `config.yaml` (resolved), `split.csv`, `last.pt` (every epoch, for resuming),
 `best.pt` (the epoch with the best validation Dice), `test_per_image.csv` and `metrics.json`.
@@ -12,214 +12,14 @@ Bad config or data fail before anything is written. Rerunning on an --out that h
 from __future__ import annotations
 
 import argparse
-import json
-import pickle
 import sys
-import time
 from pathlib import Path
 
-import torch
-
-from trainables.config import ConfigError, TrialConfig, dump_config, load_trial_config
-from trainables.data import DataError
-from trainables.device import DeviceError, describe_device, resolve_device
-from trainables.models import WeightsError
-from trainables.splits import SplitError, write_split
-from trainables.trial import (
-    EpochCallback,
-    Training,
-    TrialData,
-    build_training,
-    evaluate,
-    fraction_of_training,
-    load_trial_data,
-    save_atomic,
-    train_one_epoch,
-)
-
-# The files a trial writes into its folder each epoch: the best epoch's model, and everything a
-# retry needs to continue after the last finished epoch.
-BEST, LAST = "best.pt", "last.pt"
-CHECKPOINT_FILES = (LAST, BEST)
-# One row per test image (scores raw and post-processed, HC, both ellipses), beside metrics.json.
-TEST_PER_IMAGE = "test_per_image.csv"
-
-
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
-    """A checkpoint's tensors and plain data (dicts, lists, numbers, strings). Anything else - a
-    pickled object, which could run code when loaded - is refused: checkpoints are read from
-    shared storage that others may write."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as err:
-        lines = str(err).splitlines()
-        reason = next((line.strip() for line in lines if "GLOBAL" in line), lines[0])
-        raise CheckpointError(
-            f"{path}: refused to load - it holds more than tensors and plain data, and "
-            f"unpickling it could run code ({reason})"
-        ) from None
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be loaded safely."""
-
-
-def _state(trial: Training, epoch: int, history: list, best: dict) -> dict:
-    return {
-        "epoch": epoch,
-        "model": trial.model.state_dict(),
-        "optimizer": trial.optimizer.state_dict(),
-        "scheduler": trial.scheduler.state_dict() if trial.scheduler else None,
-        "scaler": trial.scaler.state_dict() if trial.scaler else None,
-        "history": history,
-        "best": best,
-        "config": trial.cfg.model_dump(mode="json"),
-    }
-
-
-# Where a trial finds its inputs on the node it runs on: a retry on another node (another
-# TMPDIR, HOME or cache) continues from the same checkpoint.
-NODE_LOCAL_KEYS = ("data_dir", "cache_dir", "encoder_weights", "device", "num_threads")
-
-
-def check_same_settings(saved: dict, cfg: TrialConfig, path: Path) -> None:
-    """A checkpoint resumes only the training it was written by (node-local paths aside)."""
-    now = cfg.model_dump(mode="json")
-    changed = [k for k in now if k not in NODE_LOCAL_KEYS and saved.get(k) != now[k]]
-    if changed:
-        raise ConfigError(
-            f"{path} was written with other settings ({', '.join(changed)}); use a new --out"
-        )
-
-
-def _restore(trial: Training, path: Path) -> tuple[int, list, dict]:
-    state = load_checkpoint(path, trial.device)
-    check_same_settings(state["config"], trial.cfg, path)
-    trial.model.load_state_dict(state["model"])
-    trial.optimizer.load_state_dict(state["optimizer"])
-    if trial.scheduler and state["scheduler"]:
-        trial.scheduler.load_state_dict(state["scheduler"])
-    if trial.scaler and state.get("scaler"):
-        trial.scaler.load_state_dict(state["scaler"])
-    return state["epoch"], state["history"], state["best"]
-
-
-def run_trial(
-    cfg: TrialConfig,
-    out_dir: str | Path,
-    *,
-    data: TrialData | None = None,
-    on_epoch: EpochCallback | None = None,
-    evaluate_test: bool = True,
-    verbose: bool = True,
-) -> dict:
-    """Train, validate every epoch, test the best epoch once; return (and write) metrics.json.
-
-    Args:
-        cfg: resolved trial config.
-        out_dir: results folder; a `last.pt` there is resumed from.
-        data: preloaded data (else loaded and validated from cfg, before anything is written).
-        on_epoch: called after each epoch's checkpoint with (epoch record, out_dir, files
-            written this epoch): the Ray trainable reports and uploads them there.
-        evaluate_test: test the best epoch (the tune stage scores on validation only).
-    """
-    log = print if verbose else (lambda *a, **k: None)
-    data = data or load_trial_data(cfg)
-    cfg, data = fraction_of_training(cfg, data)  # all of the training side unless asked
-    trial = build_training(cfg, data, verbose=verbose)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out_dir / "config.yaml")
-    write_split(data.split, out_dir / "split.csv")
-
-    start_epoch, history, best = 0, [], {"val_dice": -1.0, "epoch": None}
-    if (out_dir / LAST).exists():
-        start_epoch, history, best = _restore(trial, out_dir / LAST)
-        log(f"resuming {cfg.run_name} after epoch {start_epoch}/{cfg.epochs}")
-
-    started = time.perf_counter()
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
-        epoch_start = time.perf_counter()
-        record = {"epoch": epoch, "epochs_total": cfg.epochs}
-        record["lr"] = trial.optimizer.param_groups[0]["lr"]
-        record |= train_one_epoch(trial, epoch)
-        if trial.scheduler:
-            trial.scheduler.step()
-        val = evaluate(trial, data.val, shape_metrics=False)  # Dice picks the epoch
-        record |= {f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}
-        record["epoch_s"] = time.perf_counter() - epoch_start
-        record["images_per_s"] = record["images"] / record["train_s"]
-        history.append(record)
-        written = []
-        if val["dice"] > best["val_dice"]:
-            best = {"val_dice": val["dice"], "epoch": epoch, "val": val}
-            save_atomic({"model": trial.model.state_dict(), **_meta(trial, epoch)}, out_dir / BEST)
-            written.append(BEST)
-        if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-            save_atomic(_state(trial, epoch, history, best), out_dir / LAST)
-            written.append(LAST)
-        log(
-            f"[{cfg.run_name}] epoch {epoch}/{cfg.epochs} loss {record['train_loss']:.4f} "
-            f"val dice {val['dice']:.4f} iou {val['iou']:.4f} "
-            f"({record['epoch_s']:.1f} s, {record['images_per_s']:.1f} img/s)"
-        )
-        if on_epoch:
-            on_epoch(record, out_dir, written)
-
-    best_state = load_checkpoint(out_dir / BEST, trial.device)
-    trial.model.load_state_dict(best_state["model"])
-    val = evaluate(trial, data.val)  # the chosen epoch, with Hausdorff distance and HC
-    test = evaluate(trial, data.test) if evaluate_test and len(data.test) else {}
-    metrics = {
-        "strategy": cfg.strategy,
-        "seed": cfg.seed,
-        "run_name": cfg.run_name,
-        "trainable_params": trial.applied.trainable_params,
-        "total_params": trial.applied.total_params,
-        "epochs": len(history),
-        "best_epoch": best["epoch"],
-        # 0 for an uninterrupted trial; k when it continued from the checkpoint of epoch k
-        # (the history still lists every epoch, restored from last.pt).
-        "resumed_after_epoch": start_epoch,
-        "device": describe_device(trial.device),
-        "precision": trial.precision,
-        "split_sizes": {side: len(files) for side, files in data.split.items()},
-        # What a learning curve needs: the share of the training side trained on, its images
-        # and their names (the whole side when train_fraction is 1), and the budget rule.
-        "train_fraction": cfg.train_fraction,
-        "train_images": len(data.train),
-        "fraction_budget": cfg.fraction_budget,
-        "train_files": list(data.train.filenames),
-        "wall_s": time.perf_counter() - started,
-        "history": history,
-        "val": _scalars(val),
-        "test": _scalars(test),
-        "config": cfg.model_dump(mode="json"),
-    }
-    if test:
-        _write_rows(test.get("per_image", []), out_dir / TEST_PER_IMAGE)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    log(
-        f"[{cfg.run_name}] test dice {test.get('dice', float('nan')):.4f} "
-        f"hc_abs_diff {test.get('hc_abs_diff_mm', float('nan')):.2f} mm -> {out_dir}"
-    )
-    return metrics
-
-
-def _meta(trial: Training, epoch: int) -> dict:
-    strategy = trial.cfg.strategy
-    return {"epoch": epoch, "strategy": strategy, "config": trial.cfg.model_dump(mode="json")}
-
-
-def _scalars(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-
-
-def _write_rows(rows: list[dict], path: Path) -> None:
-    import pandas as pd
-
-    if rows:
-        pd.DataFrame(rows).to_csv(path, index=False)
+from trainables.core.device import resolve_device
+from trainables.core.errors import ConfigError, DataError, DeviceError, SplitError, WeightsError
+from trainables.data.trial_data import load_trial_data
+from trainables.nets.resolve import load_trial_config
+from trainables.training.run import run_trial
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,3 +62,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from search.cli import main as search_main
     from search.config import DEFAULT_CONFIG, load_config
-    from trainables.train import run_trial
-    from trainables.trial import load_trial_data
+    from trainables.data.trial_data import load_trial_data
+    from trainables.training.run import run_trial
 
     sets = ["image_size=32", "epochs=2", "batch_size=4", "bn_momentum=null", "num_threads=1"]
     sets += ["encoder_weights=none"]

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=args.gpus, include_dashboard=False,
              log_to_driver=False)  # fmt: skip
     runner = StageRunner(cfg, experiment, "disabled")
-    runner.trainable = tune.with_resources(stand_in, {"cpu": 0, "gpu": 1})
+    runner.trainable, runner.resources = stand_in, {"cpu": 0, "gpu": 1}
 
     plan = explore_stage.build_plan(runner, "none")
     ask_s = []

@@ -20,7 +20,7 @@ from search.report import clinical, compute, explore, fractions, interactive, pl
 from search.report.load import Results, load_results
 from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
 from search.report.text import build_notes, display_table, tune_display
-from trainables.metrics import HC_FAIL_MM
+from trainables.evaluation.metrics import HC_FAIL_MM
 
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 STRATEGIES_CSV = "strategies.csv"

@@ -29,8 +29,8 @@ from scipy import stats as sps
 from search.experiment import CONFIG
 from search.report import clinical_plots, stats
 from search.report.page import Figure, Paragraph, Table
-from trainables.data import default_data_dir
-from trainables.metrics import hc_error_summary
+from trainables.data.arrays import default_data_dir
+from trainables.evaluation.metrics import hc_error_summary
 
 BLAND_ALTMAN_PNG, WORST_IMAGES_PNG = "bland_altman.png", "worst_images.png"
 

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from trainables.data import load_image  # noqa: E402
+from trainables.data.hc18_files import load_image  # noqa: E402
 
 DPI = 300
 REFERENCE_RGB = (0, 255, 0)  # green: the reference ellipse

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from trainables.splits import exam_id
+from trainables.data.splits import exam_id
 
 ALPHA = 0.05  # two-sided level of the paired test and of the intervals (95%)
 STATUSES = ("ok", "failed", "stopped_early", "running", "interrupted")

@@ -23,8 +23,8 @@ from search.stop import STOP
 from search.trainable import RayTrial
 from search.trials_table import TrialsTable, mark_interrupted
 from search.versions import installed_versions
-from trainables.config import TrialConfig
-from trainables.strategies import get_strategy
+from trainables.core.config import TrialConfig
+from trainables.nets.strategies import get_strategy
 
 
 def trial_dirname(trial) -> str:
@@ -54,9 +54,9 @@ class StageRunner:
         self.joined = joined  # a cluster this driver joined, which may autoscale
         self.budget = Budget.start(cfg.search.budget, experiment, cfg.search.resources.model_dump())
         resources = cfg.search.resources
-        self.trainable = tune.with_resources(
-            RayTrial, {"cpu": resources.cpu, "gpu": resources.gpu}
-        )
+        # The trainable and what each trial asks for; `tune.with_resources` is applied when the
+        # Tuner is made (its class wrapper is local, and a runner must pickle with the plans).
+        self.trainable, self.resources = RayTrial, {"cpu": resources.cpu, "gpu": resources.gpu}
         # Torch threads = the CPUs Ray gives the trial: two trials never oversubscribe a node.
         threads = cfg.trial.num_threads or max(1, int(resources.cpu))
         self.base_trial = cfg.trial.model_copy(update={"num_threads": threads})
@@ -168,7 +168,7 @@ class StageRunner:
             verbose=0,
         )
         tuner = tune.Tuner(
-            self.trainable,
+            tune.with_resources(self.trainable, self.resources),
             param_space=param_space,
             # Reused worker processes skip re-importing torch for every trial (seconds on a
             # CPU). Not for GPU trials: Ray 2.60's Tune then reuses one cached actor and runs

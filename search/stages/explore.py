@@ -27,8 +27,8 @@ from search.searcher import Past, StudyPlan, StudySearcher
 from search.spec import RECIPE_KEYS, TrialSpec, recipe_digest, recipe_params
 from search.stages.common import StageRunner
 from search.stages.tune import optuna_space
-from trainables.freeze import PART_ORDER, mask_name, safe_name
-from trainables.strategies import get_strategy
+from trainables.nets.freeze import PART_ORDER, mask_name, safe_name
+from trainables.nets.strategies import get_strategy
 
 BN = {"update": True, "pinned": False}
 

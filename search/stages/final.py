@@ -12,7 +12,7 @@ from ray import tune
 from search.spec import RECIPE_KEYS
 from search.stages.common import StageRunner
 from search.worker import stored_result
-from trainables.strategies import get_strategy
+from trainables.nets.strategies import get_strategy
 
 
 def run(

@@ -27,8 +27,8 @@ from search.encoders import (
 from search.experiment import TRIALS
 from search.spec import PRETRAINED, SyntheticSource, TrialSpec
 from search.stages.common import StageRunner
-from trainables.freeze import mask_name
-from trainables.strategies import get_strategy
+from trainables.nets.freeze import mask_name
+from trainables.nets.strategies import get_strategy
 
 
 def pretrain_spec(runner: StageRunner, network: str) -> TrialSpec:

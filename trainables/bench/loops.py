@@ -34,10 +34,13 @@ from trainables.bench.reference_loop import (
     build_reference_loop,
     train_reference_steps,
 )
-from trainables.config import ConfigError, parse_overrides, resolve_trial_config
-from trainables.data import DataError
-from trainables.strategies import PAPER_STRATEGIES, STRATEGIES
-from trainables.trial import Training, build_training, evaluate, load_trial_data, train_one_epoch
+from trainables.core.config import parse_overrides
+from trainables.core.errors import ConfigError, DataError
+from trainables.data.trial_data import load_trial_data
+from trainables.nets.resolve import resolve_trial_config
+from trainables.nets.strategies import PAPER_STRATEGIES, STRATEGIES
+from trainables.training.loop import evaluate, train_one_epoch
+from trainables.training.setup import Training, build_training
 
 # The paper's grid: 8 strategies x 4 seeds x 20 epochs over its 799 training images, each
 # epoch followed by a validation pass over the 200 held-out images (the paper's

@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainables.config import load_trial_config
-from trainables.pretext import run_pretext
-from trainables.synthetic import generate_dataset
-from trainables.train import run_trial
-from trainables.trial import load_trial_data
+from trainables.data.synthetic import generate_dataset
+from trainables.data.trial_data import load_trial_data
+from trainables.nets.resolve import load_trial_config
+from trainables.training.pretext import run_pretext
+from trainables.training.run import run_trial
 
 # name: (kind, settings)
 SOURCES = {

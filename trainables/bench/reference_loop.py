@@ -28,10 +28,13 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from trainables.config import TrialConfig
-from trainables.data import Sample, default_data_dir, scan_dataset
-from trainables.device import resolve_device
-from trainables.trial import LOSSES, TrialData, build_network, seed_everything
+from trainables.core.config import TrialConfig
+from trainables.core.device import resolve_device
+from trainables.data.arrays import default_data_dir
+from trainables.data.hc18_files import Sample, scan_dataset
+from trainables.data.trial_data import TrialData
+from trainables.training.losses import LOSSES
+from trainables.training.setup import build_network, seed_everything
 
 # The tutorial's NUM_WORKERS, as the paper's loop used it; also what a 2-core laptop would use.
 REFERENCE_NUM_WORKERS = 2

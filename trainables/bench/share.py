@@ -22,9 +22,11 @@ import sys
 from pathlib import Path
 
 from trainables.bench.loops import train_freezeframe_steps
-from trainables.config import ConfigError, TrialConfig, parse_overrides, resolve_trial_config
-from trainables.data import DataError
-from trainables.trial import build_training, load_trial_data
+from trainables.core.config import TrialConfig, parse_overrides
+from trainables.core.errors import ConfigError, DataError
+from trainables.data.trial_data import load_trial_data
+from trainables.nets.resolve import resolve_trial_config
+from trainables.training.setup import build_training
 
 
 def _worker(cfg_dict: dict, steps: int, warmup: int, barrier, results) -> None:

@@ -1,4 +1,5 @@
-"""The HC18 layout on disk: find the samples, decode the PNGs, and check every file.
+"""[from hc18_files.py]
+The HC18 layout on disk: find the samples, decode the PNGs, and check every file.
 
 Layout (the official Zenodo download, or the paper's copy with filled masks):
 `DIR/training_set/NNN_HC.png` + `NNN_HC_Annotation.png` + `DIR/training_set_pixel_size_and_HC.csv`,
@@ -19,38 +20,29 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from trainables.masks import MIN_ELLIPSE_IOU, binarize, ellipse_iou, fill_annotation
+from trainables.core.errors import DataError
+from trainables.geometry.masks import MIN_ELLIPSE_IOU, binarize, ellipse_iou, fill_annotation
 
 # Print a progress line only when decoding is slow enough to wonder about (~0.5 s per 100 PNGs).
 PROGRESS_MIN_IMAGES = 100
+
 
 SUBSET_CSV = {
     "training_set": "training_set_pixel_size_and_HC.csv",
     "test_set": "test_set_pixel_size.csv",
 }
+
+
 FILENAME_COL = "filename"
+
+
 PIXEL_SIZE_COL = "pixel size(mm)"
+
+
 HC_COL = "head circumference (mm)"
+
+
 ANNOTATION_SUFFIX = "_Annotation.png"
-
-
-class DataError(ValueError):
-    """Bad input found before training; `.problems` lists 'file: what is wrong' strings.
-
-    str(err) is one message, headed by the data dir, with every problem on its own line.
-    """
-
-    def __init__(self, problems: Sequence[str], data_dir: str | Path | None = None):
-        self.problems = list(problems)
-        self.data_dir = data_dir
-        head = f"{data_dir}: " if data_dir is not None else ""
-        count = len(self.problems)
-        lines = [f"{head}{count} problem(s) in the HC18 data:"]
-        lines += [f"  {p}" for p in self.problems]
-        super().__init__("\n".join(lines))
-
-    def __reduce__(self):  # pickled across processes (a Ray trial's error) with its problems
-        return type(self), (self.problems, self.data_dir)
 
 
 @dataclass(frozen=True)
@@ -266,3 +258,4 @@ def validate_samples(samples: Sequence[Sample]) -> None:
     _, problems = decode_samples(samples, image_size=None, check=True, data_dir=data_dir)
     if problems:
         raise DataError(problems, data_dir)
+

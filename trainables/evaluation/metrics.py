@@ -1,4 +1,5 @@
-"""Binary segmentation metrics, per image and as the paper pooled them, plus HD, HD95 and HC.
+"""[from metrics.py]
+Binary segmentation metrics, per image and as the paper pooled them, plus HD, HD95 and HC.
 
 Primary metrics are per image, then averaged over images (`dice`, `iou`, `pixel_accuracy`).
 The paper code's variants are kept for comparison with the paper: Dice/IoU pooled over all pixels
@@ -32,13 +33,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainables.distances import boundary_distances_mm
-from trainables.hc import EllipseMeasurement, measure_mask
-from trainables.postprocess import POSTPROCESS, postprocess_batch
+from trainables.geometry.distances import boundary_distances_mm
+from trainables.geometry.ellipse import EllipseMeasurement, measure_mask
+from trainables.geometry.postprocess import POSTPROCESS, postprocess_batch
 
 PAPER_EPS = 1e-8  # the paper code's smoothing term
+
+
 # An HC error above this many mm is a failed measurement (the report's default too).
 HC_FAIL_MM = 10.0
+
+
 ELLIPSE_FIELDS = ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad")
 
 
@@ -111,27 +116,8 @@ def _pooled(counts: _PixelCounts) -> dict[str, float]:
     }
 
 
-def per_image_scores(pred, target) -> dict[str, torch.Tensor]:
-    """Pixel accuracy, Dice and IoU of each image, computed on the CPU.
-
-    Args:
-        pred, target: [B,H,W] bool masks (torch on any device, or numpy; predictions already
-            thresholded).
-    Returns:
-        {'pixel_accuracy', 'dice', 'iou'}: float64 CPU tensors of shape [B]. Both masks empty
-        gives Dice = IoU = 1.
-    """
-    return {k: torch.from_numpy(v) for k, v in _per_image(_pixel_counts(pred, target)).items()}
 
 
-def batch_pooled_scores(pred, target) -> dict[str, float]:
-    """The paper's Dice/IoU: every pixel of the batch pooled into one score.
-
-    Returns:
-        {'dice', 'iou', 'pixel_accuracy'} as floats; an all-empty batch scores Dice = IoU = 0,
-        as the paper code's formula gives.
-    """
-    return _pooled(_pixel_counts(pred, target))
 
 
 def _to_numpy(values, name: str, batch: int, width: int | None = None) -> np.ndarray:
@@ -345,3 +331,4 @@ class MetricAccumulator:
             out["hc_fail_mm"] = self.hc_fail_mm
         out |= self._summary("raw_")
         return out | {"n_images": len(self._rows), "per_image": self.per_image_rows()}
+

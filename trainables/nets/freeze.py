@@ -1,4 +1,5 @@
-"""Freeze masks: which parts of a U-Net train, as one flag per part, with a readable name.
+"""[from freeze.py]
+Freeze masks: which parts of a U-Net train, as one flag per part, with a readable name.
 
 A smp U-Net has three kinds of parts:
 - `enc0` .. `enc4`: the encoder's stages, one per output stride (2, 4, 8, 16, 32), found from
@@ -22,13 +23,25 @@ import torch
 from torch import nn
 
 ENCODER_STAGES = 5
+
+
 DECODER_BLOCKS = 5
+
+
 BASELINE = "unet64"
+
+
 # Encoder parameters its forward never uses (EfficientNet's classifier-side conv): always frozen,
 # counted in the network's total only.
 UNUSED = "unused"
+
+
 PART_ORDER = [f"enc{i}" for i in range(ENCODER_STAGES)]
+
+
 PART_ORDER += [f"dec{i}" for i in range(DECODER_BLOCKS)] + ["head"]
+
+
 _NAME = re.compile(r"^(?P<net>[\w.-]+):(?P<parts>[\w+-]+)$")
 
 
@@ -146,7 +159,7 @@ def _runs(values: list[int]) -> list[tuple[int, int]]:
 @functools.cache
 def part_sizes(network: str) -> dict[str, int]:
     """Parameters per part of a network (its weights not loaded), for counting masks."""
-    from trainables.models import build_model, count_params
+    from trainables.nets.models import build_model, count_params
 
     if network == BASELINE:
         return {"all": count_params(build_model("unet_baseline"))}
@@ -156,3 +169,4 @@ def part_sizes(network: str) -> dict[str, int]:
     for name, param in model.named_parameters():
         sizes[part_of(name, stages)] += param.numel()
     return sizes
+

@@ -1,4 +1,5 @@
-"""Train/val/test splits of HC18 file names: from a CSV (the paper's), random, or by exam.
+"""[from splits.py]
+Train/val/test splits of HC18 file names: from a CSV (the paper's), random, or by exam.
 
 Several HC18 images come from one examination (`010_HC.png`, `010_2HC.png`); the 'grouped' split
 keeps each exam on one side so near-duplicate images cannot leak from train into test.
@@ -16,18 +17,21 @@ from typing import Literal
 
 import numpy as np
 
-from trainables.atomic import atomic_output
-from trainables.config import shipped_config
+from trainables.core.atomic import atomic_output
+from trainables.core.config import shipped_config
+from trainables.core.errors import SplitError
 
 SIDES = ("train", "val", "test")
+
+
 SPLIT_CSV_COLUMNS = ("filename", "split")
+
+
 # The earlier study's split (999 annotated HC18 images: 799 train, 200 test), shipped in configs/.
 PAPER_SPLIT_CSV = shipped_config("paper_split.csv")
+
+
 _EXAM_PATTERN = re.compile(r"^(\d+)_\d*HC")
-
-
-class SplitError(ValueError):
-    """A split that cannot be made as asked; the message says why and what to do instead."""
 
 
 def exam_id(filename: str) -> str:
@@ -265,3 +269,4 @@ def train_subset(train: Sequence[str], fraction: float, seed: int) -> list[str]:
             break
         chosen += exams[exam_ids[i]]
     return sorted(chosen)
+

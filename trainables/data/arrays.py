@@ -1,4 +1,5 @@
-"""HC18 -> checked, resized arrays in memory, cached as .npz so each node decodes the PNGs once.
+"""[from data.py]
+HC18 -> checked, resized arrays in memory, cached as .npz so each node decodes the PNGs once.
 
 The public data interface of `trainables`: reading and checking files lives in `hc18_files`
 (re-exported here), arrays and their cache here. Several trials on one node may build the same
@@ -20,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from trainables.atomic import atomic_output
-from trainables.hc18_files import (
-    DataError,
+from trainables.core.atomic import atomic_output
+from trainables.core.errors import DataError
+from trainables.data.hc18_files import (
     Sample,
     decode_samples,
     load_annotation,
@@ -43,6 +44,7 @@ __all__ = [
     "scan_dataset",
     "validate_samples",
 ]
+
 
 # Bump when decoding/filling/resizing changes, so old caches are not reused.
 CACHE_VERSION = 1
@@ -87,7 +89,7 @@ class ArrayDataset:
 
 def default_data_dir() -> Path:
     """The shipped sample of 12 real HC18 images (package data: trainables/sample)."""
-    return Path(__file__).resolve().parent / "sample"
+    return Path(__file__).resolve().parents[1] / "sample"
 
 
 def default_cache_dir() -> Path:
@@ -278,3 +280,4 @@ def load_arrays(
     )
     _write_npz_atomic(cache_path, _to_arrays(data, validated=validate))
     return data
+

@@ -1,4 +1,5 @@
-"""Self-supervised pretraining: the U-Net learns to restore corrupted images; labels are never read.
+"""[from pretext.py]
+Self-supervised pretraining: the U-Net learns to restore corrupted images; labels are never read.
 
 Where ImageNet weights cannot be downloaded, the encoder can still start from features of the
 target domain: the whole U-Net (encoder, decoder, head) is trained to restore images from a
@@ -22,58 +23,32 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainables.augment import augment_torch, to_network_input
-from trainables.config import TrialConfig, dump_config
-from trainables.data import DataError
-from trainables.device import resolve_device
-from trainables.models import build_model
-from trainables.strategies import apply_strategy, get_strategy
-from trainables.train import BEST, LAST, check_same_settings, load_checkpoint
-from trainables.trial import save_atomic, seed_everything
+from trainables.core.config import TrialConfig, dump_config
+from trainables.core.device import resolve_device
+from trainables.core.files import BEST, LAST
+from trainables.data.augment import augment_torch, to_network_input
+from trainables.nets.models import build_model
+from trainables.nets.strategies import apply_strategy, get_strategy
+from trainables.training.checkpoints import check_same_settings, load_checkpoint, save_atomic
+from trainables.training.setup import seed_everything
 
 METHODS = ("masked", "denoise")
+
+
 MASK_RATIO = 0.6  # share of patches hidden (MAE hides 75% of 16 px patches at 224 px)
+
+
 PATCHES_PER_SIDE = 8  # 8 x 8 patches: 8 px at 64 px, 64 px at 512 px
+
+
 NOISE_STD = 0.25  # of the [0, 1] intensity range
+
+
 VISIBLE_WEIGHT = 0.1
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-def unlabelled_files(folder: str | Path) -> list[Path]:
-    """The images of a folder (recursively; HC18 annotation masks are not images)."""
-    folder = Path(folder)
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and not path.stem.endswith("_Annotation")
-    )
-
-
-def load_unlabelled(folder: str | Path, image_size: int) -> tuple[np.ndarray, list[str]]:
-    """uint8 [N,S,S] grayscale images of a folder, resized as the target data is, and their
-    names (relative to the folder). Raises DataError naming every unreadable file."""
-    folder = Path(folder)
-    files = unlabelled_files(folder)
-    if not files:
-        raise DataError([f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}"], folder)
-    images, problems = [], []
-    for path in files:
-        buffer = np.fromfile(str(path), dtype=np.uint8)
-        pixels = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE) if buffer.size else None
-        if pixels is None:
-            problems.append(f"{path.relative_to(folder)}: unreadable or not an image")
-            continue
-        images.append(cv2.resize(pixels, (image_size, image_size), interpolation=cv2.INTER_AREA))
-    if problems:
-        raise DataError(problems, folder)
-    return np.stack(images), [str(path.relative_to(folder)) for path in files]
 
 
 def corrupt(
@@ -195,3 +170,4 @@ def run_pretext(
         "test": {},
         "config": cfg.model_dump(mode="json"),
     }
+

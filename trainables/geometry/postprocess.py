@@ -1,4 +1,5 @@
-"""From the network's scores to the head mask: flip test-time augmentation, threshold, and
+"""[from postprocess.py]
+From the network's scores to the head mask: flip test-time augmentation, threshold, and
 post-processing (the trial config's `tta` and `postprocess`).
 
 Post-processing modes (`POSTPROCESS`):
@@ -22,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from trainables.hc import fit_ellipse_px
+from trainables.geometry.ellipse import fit_ellipse_px
 
 POSTPROCESS = ("none", "largest", "ellipse")
 
@@ -77,12 +78,6 @@ _MODES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def postprocess_mask(mask: np.ndarray, mode: str) -> np.ndarray:
-    """One HxW bool mask post-processed by `mode` (one of `POSTPROCESS`)."""
-    if mode not in POSTPROCESS:
-        raise ValueError(f"unknown postprocess {mode!r}; valid: {list(POSTPROCESS)}")
-    mask = np.asarray(mask, dtype=bool)
-    return mask.copy() if mode == "none" else _MODES[mode](mask)
 
 
 def postprocess_batch(masks: np.ndarray, mode: str) -> np.ndarray:
@@ -113,3 +108,4 @@ def head_masks(
     flipped = run(torch.flip(images, dims=[-1]))[:, 0].float()
     probability = (torch.sigmoid(logits) + torch.sigmoid(torch.flip(flipped, dims=[-1]))) / 2
     return probability > 0.5
+

@@ -1,4 +1,5 @@
-"""Distances between two masks' boundaries in mm: the Hausdorff distance and its 95th percentile.
+"""[from distances.py]
+Distances between two masks' boundaries in mm: the Hausdorff distance and its 95th percentile.
 
 Boundaries are the mask pixels with a 4-neighbour outside the mask; their pixel centres are
 mapped to the ORIGINAL image frame (`hc.to_original_xy`, through `scale_xy` = (sx, sy) original
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
-from trainables.hc import to_original_xy
+from trainables.geometry.ellipse import to_original_xy
 
 
 def boundary_pixels(mask: np.ndarray) -> np.ndarray:
@@ -71,12 +72,4 @@ def boundary_distances_mm(
     return {"hd_mm": float(pooled.max()), "hd95_mm": float(np.percentile(pooled, 95))}
 
 
-def hausdorff_mm(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float, scale_xy) -> float:
-    """Symmetric Hausdorff distance between the two masks' boundaries, in mm (see
-    `boundary_distances_mm`)."""
-    return boundary_distances_mm(pred, target, pixel_size_mm, scale_xy)["hd_mm"]
 
-
-def hausdorff95_mm(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float, scale_xy) -> float:
-    """95th percentile of the symmetric boundary distances, in mm (see `boundary_distances_mm`)."""
-    return boundary_distances_mm(pred, target, pixel_size_mm, scale_xy)["hd95_mm"]

@@ -1,4 +1,5 @@
-"""Where a trial computes and in which precision: the device, autocast dtype and GradScaler.
+"""[from device.py]
+Where a trial computes and in which precision: the device, autocast dtype and GradScaler.
 
 Precision per device (`amp` in the trial config): bf16 autocast where the GPU has native bf16
 (compute capability >= 8.0: A100, L4, H100), fp16 autocast with a GradScaler below it (T4 7.5,
@@ -10,13 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from trainables.config import TrialConfig
+from trainables.core.config import TrialConfig
+from trainables.core.errors import DeviceError
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
-
-
-class DeviceError(RuntimeError):
-    """The asked-for device cannot be used; the message says what torch sees."""
 
 
 def cuda_missing_reason() -> str:
@@ -66,3 +64,4 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return device.type
+

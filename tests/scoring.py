@@ -1,0 +1,36 @@
+"""Per-mask and per-batch wrappers of the product's scoring internals, for the tests that check
+them on small hand-made masks (the product scores whole data sets with MetricAccumulator)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from trainables.evaluation.metrics import _per_image, _pixel_counts, _pooled
+from trainables.geometry.distances import boundary_distances_mm
+from trainables.geometry.postprocess import _MODES, POSTPROCESS
+
+
+def per_image_scores(pred, target) -> dict[str, torch.Tensor]:
+    """Pixel accuracy, Dice and IoU of each image of [B,H,W] bool masks (torch or numpy):
+    float64 CPU tensors of shape [B]. Both masks empty gives Dice = IoU = 1."""
+    return {k: torch.from_numpy(v) for k, v in _per_image(_pixel_counts(pred, target)).items()}
+
+
+def batch_pooled_scores(pred, target) -> dict[str, float]:
+    """The paper's Dice/IoU: every pixel of the batch pooled into one score (an all-empty batch
+    scores Dice = IoU = 0, as the paper code's formula gives)."""
+    return _pooled(_pixel_counts(pred, target))
+
+
+def postprocess_mask(mask: np.ndarray, mode: str) -> np.ndarray:
+    """One HxW bool mask post-processed by `mode` (one of `POSTPROCESS`)."""
+    if mode not in POSTPROCESS:
+        raise ValueError(f"unknown postprocess {mode!r}; valid: {list(POSTPROCESS)}")
+    mask = np.asarray(mask, dtype=bool)
+    return mask.copy() if mode == "none" else _MODES[mode](mask)
+
+
+def hausdorff_mm(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float, scale_xy) -> float:
+    """Symmetric Hausdorff distance between the two masks' boundaries, in mm."""
+    return boundary_distances_mm(pred, target, pixel_size_mm, scale_xy)["hd_mm"]
