@@ -13,14 +13,14 @@ import shlex
 import sys
 import time
 
-from search import study
-from search.capacity import trial_slots
-from search.config import STAGES
-from search.encoders import needs_imagenet, networks
-from search.lease import Lease
-from search.preflight import check_cluster, check_same_data, resolve
-from search.stop import STOP, StudyStopped
-from search.wandb_link import local_wandb_key, share_key
+from search.driver import study
+from search.driver.capacity import trial_slots
+from search.driver.config import STAGES
+from search.driver.encoders import needs_imagenet, networks
+from search.driver.preflight import check_cluster, check_same_data, resolve
+from search.experiment.lease import Lease
+from search.shared.stop import STOP, StudyStopped
+from search.worker.wandb_link import local_wandb_key, share_key
 from trainables.core.errors import UserError
 from trainables.data.trial_data import load_trial_data
 from trainables.nets.models import build_model

@@ -105,8 +105,8 @@ def read_result(experiment: Path, stage: str, trial_name: str) -> dict:
 
 def wandb_run_ids(experiment: Path, names, stage: str = "final") -> list[str]:
     """The W&B run ids the product gives these trials of the experiment (its group is its name)."""
-    from search.spec import WandbSettings
-    from search.wandb_link import wandb_run_id
+    from search.shared.spec import WandbSettings
+    from search.worker.wandb_link import wandb_run_id
 
     identity = json.loads((experiment / "experiment.json").read_text())["id"]
     settings = WandbSettings(

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from search.storage import ExperimentStore
+from search.experiment.storage import ExperimentStore
 from trainables.core.atomic import atomic_output, current_umask
 
 

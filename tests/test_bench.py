@@ -180,9 +180,9 @@ def test_compiled_network_computes_the_same_function(synthetic_dir, tmp_path, de
     ],
 )
 def test_search_gives_each_trial_the_threads_of_its_cpus(sets, threads, tmp_path):
-    from search.config import load_config
-    from search.experiment import Experiment
-    from search.stages.common import StageRunner
+    from search.driver.config import load_config
+    from search.driver.stages.common import StageRunner
+    from search.experiment.folder import Experiment
 
     cfg = load_config(None, sets)
     runner = StageRunner(cfg, Experiment(str(tmp_path), "x"), "disabled")

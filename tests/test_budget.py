@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from helpers import TINY
 
-from search.budget import Budget, trial_hours
-from search.config import BudgetSettings
-from search.experiment import Experiment
+from search.driver.budget import Budget, BudgetSettings
+from search.experiment.folder import Experiment
 from search.report.compute import compute_tables
+from search.shared.compute import trial_hours
 
 
 def rows() -> pd.DataFrame:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search.capacity import Capacity, monitor_config, read_autoscaling_config
+from search.driver.capacity import Capacity, monitor_config, read_autoscaling_config
 
 CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
 HEAD = {"CPU": 1.0, "node:__internal_head__": 1.0}
@@ -83,9 +83,9 @@ def test_the_monitor_config_is_found_by_the_gcs_port_it_serves(monkeypatch, tmp_
 
 @pytest.mark.parametrize("storage_is_remote", [False, True])
 def test_storage_rule_on_an_autoscaling_cluster(storage_is_remote, tmp_path, monkeypatch):
-    from search import preflight
-    from search.config import load_config
-    from search.experiment import Experiment
+    from search.driver import preflight
+    from search.driver.config import load_config
+    from search.experiment.folder import Experiment
     from trainables.core.errors import ConfigError
 
     monkeypatch.setattr(preflight, "cluster_capacity", lambda joined: local_capacity())

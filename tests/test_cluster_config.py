@@ -199,7 +199,7 @@ def test_cluster_has_cpu_head_and_t4_workers_scaling_from_zero(cluster):
 def test_paper_trials_fit_one_worker_and_need_a_gpu(cluster):
     # The autoscaler adds a T4 worker only for trials that ask for a GPU, and a trial asking
     # for more than a worker has would wait forever.
-    from search.config import load_config
+    from search.driver.config import load_config
 
     requested = load_config(REPO / "configs" / "paper.yaml").search.resources
     worker = worker_type(cluster)["resources"]
@@ -649,7 +649,7 @@ def test_wandb_key_comes_from_the_readme_secret_into_trial_workers_only(rayjob):
 
 
 def test_rayjob_entrypoint_settings_are_config_keys(rayjob):
-    from search.config import SearchConfig, load_config
+    from search.driver.config import SearchConfig, load_config
     from trainables.core.errors import ConfigError
 
     argv = shlex.split(rayjob["spec"]["entrypoint"])

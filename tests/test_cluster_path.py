@@ -119,11 +119,11 @@ def test_an_unreachable_wandb_turns_trials_offline_and_every_trial_ends_ok(
 
 
 def test_wandb_online_without_a_login_fails_before_ray(tmp_path, monkeypatch, capsys):
-    import search.study
+    import search.driver.study
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
-    monkeypatch.setattr(search.study, "connect_ray", lambda *a: pytest.fail("Ray started"))
+    monkeypatch.setattr(search.driver.study, "connect_ray", lambda *a: pytest.fail("Ray started"))
     code = cli.main(["--storage", str(tmp_path / "runs"), "--wandb", "online"])
     assert code == 2 and "not logged in to W&B" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()

@@ -11,12 +11,12 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from search.config import load_config
-from search.experiment import Experiment
-from search.spec import FINISHED, summary_metrics
-from search.stages.common import StageRunner
-from search.trials_table import COLUMNS, TrialsTable
-from search.worker import TrialFiles
+from search.driver.config import load_config
+from search.driver.stages.common import StageRunner
+from search.driver.trials_table import COLUMNS, TrialsTable
+from search.experiment.folder import Experiment
+from search.shared.spec import FINISHED, summary_metrics
+from search.worker.files import TrialFiles
 from trainables.core.files import TEST_PER_IMAGE
 from trainables.evaluate import main as evaluate_main
 from trainables.evaluation.evaluate import SUMMARY_COLUMNS

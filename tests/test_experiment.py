@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from search.config import load_config
-from search.experiment import Experiment
-from search.spec import TrialSpec
-from search.stages.common import StageRunner
+from search.driver.config import load_config
+from search.driver.stages.common import StageRunner
+from search.experiment.folder import Experiment
+from search.shared.spec import TrialSpec
 
 REPO = Path(__file__).resolve().parents[1]
-# Fragments of the experiment folder's paths (search/experiment.py names them all).
+# Fragments of the experiment folder's paths (search/experiment/folder.py names them all).
 LAYOUT_FRAGMENTS = (
     "config.yaml",
     "split.csv",
@@ -102,7 +102,7 @@ def _string_literals(path: Path) -> list[tuple[int, str]]:
 def test_no_module_but_the_layout_spells_a_path_of_the_experiment_folder():
     offenders = []
     for path in sorted((REPO / "search").rglob("*.py")):
-        if path.name == "experiment.py":
+        if path == REPO / "search" / "experiment" / "folder.py":
             continue
         for line, text in _string_literals(path):
             offenders += [
@@ -143,8 +143,8 @@ def test_experiment_paths_are_named_once(tmp_path):
 
 
 def test_wandb_run_ids_survive_a_resume_but_not_a_new_experiment_of_the_same_name(tmp_path):
-    from search.spec import WandbSettings
-    from search.wandb_link import wandb_run_id
+    from search.shared.spec import WandbSettings
+    from search.worker.wandb_link import wandb_run_id
 
     def run_id(experiment):
         settings = WandbSettings(
@@ -165,8 +165,8 @@ def test_wandb_run_ids_survive_a_resume_but_not_a_new_experiment_of_the_same_nam
 def test_a_final_trial_and_the_pretrain_trial_of_one_name_get_two_wandb_runs(tmp_path):
     """`all__seed0` is the pretrain stage's trial and, with strategy `all` in the final grid,
     a final trial: two runs, not one resumed by the other."""
-    from search.spec import WandbSettings
-    from search.wandb_link import wandb_run_id
+    from search.shared.spec import WandbSettings
+    from search.worker.wandb_link import wandb_run_id
 
     settings = WandbSettings(mode="offline", project="p", group="demo", experiment_id="x1")
     ids = {stage: wandb_run_id(settings, stage, "all__seed0") for stage in ("pretrain", "final")}

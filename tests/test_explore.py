@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from helpers import PAPER_TRAINABLE, TINY, wait_for_trials
 
-from search.config import load_config
-from search.experiment import Experiment
+from search.driver.config import load_config
+from search.driver.searcher import Past
+from search.driver.stages.common import StageRunner
+from search.driver.stages.explore import build_plan
+from search.experiment.folder import Experiment
 from search.report.explore import explore_rows
-from search.searcher import Past
-from search.stages.common import StageRunner
-from search.stages.explore import build_plan
 from trainables.nets.freeze import PART_ORDER, mask_name, parse_mask, part_sizes
 from trainables.nets.models import ENCODERS, build_model, count_params
 from trainables.nets.strategies import PAPER_STRATEGIES, apply_strategy, get_strategy

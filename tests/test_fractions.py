@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from helpers import TINY, wait_for_trials
 
-from search.config import load_config
+from search.driver.config import load_config
 from search.report import build_report
 from search.report.fractions import (
     CURVES_CSV,
@@ -23,7 +23,7 @@ from search.report.fractions import (
     learning_curves,
     ranking_changes,
 )
-from search.report.stats import get_metric
+from search.shared.metrics import get_metric
 from trainables.core.config import TrialConfig
 from trainables.core.errors import ConfigError
 from trainables.data.splits import exam_id, make_split, train_subset
@@ -252,8 +252,8 @@ def test_a_study_with_fractions_resumes_without_repeating_a_trial_and_reports_cu
 def test_wandb_run_carries_the_share_as_tag_config_and_summary(tmp_path):
     """An offline trial run: the `train_fraction:0.1` tag, the config key and the
     `train_images` summary are in the run file W&B syncs later."""
-    from search.spec import WandbSettings
-    from search.wandb_link import finish_run, run_tags, start_run
+    from search.shared.spec import WandbSettings
+    from search.worker.wandb_link import finish_run, run_tags, start_run
 
     settings = WandbSettings(mode="offline", project="p", group="g", dir=str(tmp_path))
     cfg = TrialConfig(strategy="decoder", train_fraction=0.1)

@@ -10,11 +10,11 @@ import threading
 
 import pytest
 
-import search.study
+import search.driver.study
 from search import cli
-from search.experiment import CONFIG, LEASE, Experiment
-from search.lease import Lease, LeaseHeld
-from search.storage import ExperimentStore
+from search.experiment.folder import CONFIG, LEASE, Experiment
+from search.experiment.lease import Lease, LeaseHeld
+from search.experiment.storage import ExperimentStore
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_a_malformed_lease_file_is_refused_before_ray_starts(
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray was started although lease.json is malformed")
 
-    monkeypatch.setattr(search.study, "connect_ray", no_ray)
+    monkeypatch.setattr(search.driver.study, "connect_ray", no_ray)
     experiment = tmp_path / "runs" / "exp"
     experiment.mkdir(parents=True)
     (experiment / CONFIG).write_text("{}\n")
@@ -108,7 +108,7 @@ def test_on_an_object_store_two_racing_drivers_end_with_one_holder(tmp_path, mon
     driver's write delayed 0.6 s both may pass the settle; the one whose token did not land last
     finds the other's at its next heartbeat and stops its study (exit 2), so one holder is
     left."""
-    import search.lease
+    import search.experiment.lease
 
     requests = []
 
@@ -116,7 +116,7 @@ def test_on_an_object_store_two_racing_drivers_end_with_one_holder(tmp_path, mon
         def request(self, reason: str, exit_code: int) -> None:
             requests.append((reason, exit_code))
 
-    monkeypatch.setattr(search.lease, "STOP", Recorder())
+    monkeypatch.setattr(search.experiment.lease, "STOP", Recorder())
     slow_lease_writes(monkeypatch)
     experiment = Experiment(tmp_path.as_uri(), "exp")
     assert experiment.store.is_remote

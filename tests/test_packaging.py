@@ -82,7 +82,7 @@ def test_a_wheel_install_finds_the_default_config_and_the_paper_split(installed,
         installed,
         [
             "-c",
-            "import search.config as c, trainables.splits as s; "
+            "import search.driver.config as c, trainables.data.splits as s; "
             "print(c.DEFAULT_CONFIG); print(s.PAPER_SPLIT_CSV); "
             "print(len(s.read_split_csv(s.PAPER_SPLIT_CSV)))",
         ],

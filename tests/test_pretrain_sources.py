@@ -14,7 +14,7 @@ import pytest
 import torch
 from helpers import RUN_PY, TINY
 
-import search.study
+import search.driver.study
 from search import cli
 from trainables.core.config import TrialConfig
 from trainables.data.unlabelled import load_unlabelled
@@ -69,7 +69,7 @@ def test_an_image_folder_loads_every_image_and_names_the_unreadable(tmp_path, sa
 
 
 def test_an_unreadable_source_fails_before_ray_naming_the_files(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(search.study, "connect_ray", lambda *a: pytest.fail("Ray started"))
+    monkeypatch.setattr(search.driver.study, "connect_ray", lambda *a: pytest.fail("Ray started"))
     folder = tmp_path / "images"
     folder.mkdir()
     (folder / "scan1.png").write_bytes(b"\x89PNG broken")
@@ -85,11 +85,11 @@ def test_a_node_whose_pretraining_folder_differs_from_the_drivers_fails_the_tria
 ):
     import shutil
 
-    from search.config import load_config
-    from search.experiment import Experiment
-    from search.stages.common import StageRunner
-    from search.stages.pretrain import pretrain_spec
-    from search.worker import TrialFiles
+    from search.driver.config import load_config
+    from search.driver.stages.common import StageRunner
+    from search.driver.stages.pretrain import pretrain_spec
+    from search.experiment.folder import Experiment
+    from search.worker.files import TrialFiles
     from trainables.core.errors import DataError
 
     folder = tmp_path / "images"

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from helpers import RUN_PY, TINY
 
-from search.progress import StageProgress
+from search.driver.progress import StageProgress
 
 LINE = re.compile(r"\[final\] (\d+) finished, (\d+) running, (\d+) pending \| ETA (\S+)")
 

@@ -38,6 +38,7 @@ from search.report import text as report_text
 from search.report.__main__ import main as report_main
 from search.report.build import FILES
 from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
+from search.shared.metrics import get_metric
 
 EXP = Path(__file__).parent / "data" / "report" / "exp_small"
 PLANNED = ["baseline", "decoder", "encoder", "decoder_0", "decoder_2_3_4", "decoder_4", "all"]
@@ -56,7 +57,7 @@ def trials() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def dice_table(trials) -> pd.DataFrame:
-    metric = report_stats.get_metric("test_dice")
+    metric = get_metric("test_dice")
     return report_stats.strategy_stats(trials, metric, PLANNED, [0, 1, 2, 3]).set_index("strategy")
 
 
@@ -113,7 +114,7 @@ def test_ranks_pareto_flags_and_dominators(dice_table):
 def test_lower_is_better_metric_flips_rank_and_front(trials):
     # HD means: decoder_4 1.5, decoder 2.0, decoder_2_3_4 2.5, baseline 3.0, encoder 4.0 (mm).
     # Read the wrong way round, encoder (worst HD, 2.2M params) would be on the front.
-    table = report_stats.strategy_stats(trials, report_stats.get_metric("test_hd_mm"))
+    table = report_stats.strategy_stats(trials, get_metric("test_hd_mm"))
     table = table.set_index("strategy")
     ranks = table["rank"].dropna().astype(int).to_dict()
     assert ranks == {"decoder_4": 1, "decoder": 2, "decoder_2_3_4": 3, "baseline": 4, "encoder": 5}
@@ -142,7 +143,7 @@ def test_paired_p_values_against_the_best(dice_table):
 def test_reduction_against_baseline_gives_the_papers_85_8_percent(dice_table, trials):
     assert round(dice_table.loc["decoder", "trainable_reduction_pct"], 1) == 85.8
     no_baseline = trials[trials["strategy"] != "baseline"]
-    metric = report_stats.get_metric("test_dice")
+    metric = get_metric("test_dice")
     table = report_stats.strategy_stats(no_baseline, metric)
     assert table["trainable_reduction_pct"].isna().all()
     shown = report_text.display_table(table, metric)
@@ -200,7 +201,7 @@ def test_cli_writes_every_file_with_the_numbers(built):
 def test_png_is_paper_sized_and_labels_do_not_overlap(built, trials):
     image = matplotlib.image.imread(built / "pareto.png")
     assert image.shape[:2] == (1350, 2100)  # 4.5 x 7 in at 300 dpi
-    metric = report_stats.get_metric("test_dice")
+    metric = get_metric("test_dice")
     table = report_stats.strategy_stats(trials, metric)
     fig = report_plots.pareto_figure(table, metric)
     renderer = fig.canvas.get_renderer()

@@ -32,6 +32,7 @@ from search.report import clinical as report_clinical
 from search.report import stats as report_stats
 from search.report.__main__ import main as report_main
 from search.report.load import load_results
+from search.shared.metrics import get_metric
 
 EXP = Path(__file__).parent / "data" / "report" / "exp_clinical"
 STRATEGIES = ["decoder", "all", "decoder_4"]
@@ -182,7 +183,7 @@ def test_a_failure_rate_column_ranks_lower_is_better():
     trials = pd.read_csv(EXP / "trials.csv").assign(
         test_hc_fail_rate=[0.2, 0.1, 0.3, 0.25, 0.5, 0.35]
     )
-    metric = report_stats.get_metric("test_hc_fail_rate", trials)
+    metric = get_metric("test_hc_fail_rate", trials)
     assert not metric.higher_is_better
     table = report_stats.strategy_stats(trials, metric).set_index("strategy")
     assert table.loc["decoder", "rank"] == 1 and table.loc["decoder_4", "rank"] == 3

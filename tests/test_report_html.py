@@ -24,6 +24,7 @@ from search.report.__main__ import main as report_main
 from search.report.labels import pixel_spots
 from search.report.page import Bullets, Page, Paragraph, Section, inline_html
 from search.report.plots import front_steps, limits, plotted
+from search.shared.metrics import Metric, get_metric
 
 EXP = Path(__file__).parent / "data" / "report" / "exp_small"
 PAPER_PARAMS = PAPER_TRAINABLE
@@ -43,7 +44,7 @@ CROWDED_PARAMS = {**PAPER_PARAMS, **{f"variant_{k}": 3_000_000 + 250_000 * k for
 CROWDED_DICE = {name: 0.97 for name in CROWDED_PARAMS}
 
 
-def _table(dice: dict[str, float]) -> tuple[pd.DataFrame, report_stats.Metric]:
+def _table(dice: dict[str, float]) -> tuple[pd.DataFrame, Metric]:
     """`strategy_stats` of 4 ok final seeds per strategy around the given means."""
     columns = pd.read_csv(EXP / "trials.csv", nrows=0).columns
     rows = [
@@ -61,7 +62,7 @@ def _table(dice: dict[str, float]) -> tuple[pd.DataFrame, report_stats.Metric]:
         # seed-to-seed noise of its own per strategy, so no paired difference is constant
         for seed, step in enumerate(np.random.default_rng(k).uniform(-2, 2, 4))
     ]
-    metric = report_stats.get_metric("test_dice")
+    metric = get_metric("test_dice")
     trials = pd.DataFrame(rows).reindex(columns=columns)
     return report_stats.strategy_stats(trials, metric), metric
 

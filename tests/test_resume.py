@@ -22,9 +22,9 @@ import pytest
 import torch
 from helpers import TINY, wait_for_log, wait_for_trials, wandb_run_ids
 
-from search.experiment import LEASE, Experiment
-from search.lease import Lease, LeaseHeld
-from search.spec import recipe_digest, recipe_params
+from search.experiment.folder import LEASE, Experiment
+from search.experiment.lease import Lease, LeaseHeld
+from search.shared.spec import recipe_digest, recipe_params
 from trainables.core.config import TrialConfig
 from trainables.core.errors import CheckpointError
 from trainables.training.checkpoints import load_checkpoint
@@ -253,7 +253,7 @@ def test_the_trials_table_counts_retries_across_resumes_and_survives_storage_err
 ):
     from types import SimpleNamespace
 
-    from search.trials_table import COLUMNS, TrialsTable
+    from search.driver.trials_table import COLUMNS, TrialsTable
 
     experiment = Experiment(str(tmp_path), "exp")
     row = dict.fromkeys(COLUMNS) | {"stage": "final", "trial_name": "decoder__seed0"}
@@ -270,7 +270,7 @@ def test_the_trials_table_counts_retries_across_resumes_and_survives_storage_err
             raise OSError("bucket unreachable")
 
     monkeypatch.setattr(experiment, "write_trials", flaky)
-    monkeypatch.setattr("search.trials_table.WRITE_RETRY_S", 0.0)
+    monkeypatch.setattr("search.driver.trials_table.WRITE_RETRY_S", 0.0)
     table.on_trial_recover(0, [], trial)  # three failed writes: logged, not raised
     assert "could not write the trials table (bucket unreachable)" in capsys.readouterr().err
     table.on_trial_recover(0, [], trial)
@@ -278,8 +278,8 @@ def test_the_trials_table_counts_retries_across_resumes_and_survives_storage_err
 
 
 def _final_spec(tmp_path):
-    from search.config import load_config
-    from search.stages.common import StageRunner
+    from search.driver.config import load_config
+    from search.driver.stages.common import StageRunner
 
     runner = StageRunner(load_config(None, []), Experiment(str(tmp_path), "exp"), "disabled")
     return runner.spec("final", strategy="decoder", seed=0)

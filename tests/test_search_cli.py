@@ -14,9 +14,9 @@ import pytest
 import yaml
 from helpers import RUN_PY, TINY
 
-import search.study
+import search.driver.study
 from search import cli
-from search.config import DEFAULT_CONFIG, load_config
+from search.driver.config import DEFAULT_CONFIG, load_config
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def no_ray(monkeypatch):
     def connect_ray(*args, **kwargs):
         raise AssertionError("Ray was started although the config is bad")
 
-    monkeypatch.setattr(search.study, "connect_ray", connect_ray)
+    monkeypatch.setattr(search.driver.study, "connect_ray", connect_ray)
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
@@ -218,9 +218,9 @@ def test_run_py_copied_alone_runs_a_tiny_study(tmp_path):
 def test_a_tune_proposal_is_labelled_paper_only_when_it_is_the_papers_recipe(
     values, label, tmp_path
 ):
-    from search.experiment import Experiment
-    from search.spec import TrialSpec
-    from search.stages.common import StageRunner
+    from search.driver.stages.common import StageRunner
+    from search.experiment.folder import Experiment
+    from search.shared.spec import TrialSpec
 
     cfg = load_config(None, ["lr_schedule=step", "lr_gamma=0.9", "lr_step_size=5"])
     spec = StageRunner(cfg, Experiment(str(tmp_path), "x"), "disabled").spec("tune")

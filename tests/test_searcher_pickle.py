@@ -14,11 +14,11 @@ import optuna
 import pytest
 from ray.tune.search import ConcurrencyLimiter
 
-from search.config import load_config
-from search.experiment import Experiment
-from search.searcher import StudySearcher
-from search.stages import explore, tune
-from search.stages.common import StageRunner
+from search.driver.config import load_config
+from search.driver.searcher import StudySearcher
+from search.driver.stages import explore, tune
+from search.driver.stages.common import StageRunner
+from search.experiment.folder import Experiment
 
 SETS = {
     "tune": ["search.tune.trials_per_strategy=4", "search.strategies=[decoder,encoder]"],

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from helpers import TINY, wait_for_trials
 
-from search.experiment import BEST_RECIPES, LEASE, REPORT_DIR
+from search.experiment.folder import BEST_RECIPES, LEASE, REPORT_DIR
 
 STUDY = [
     "--stages", "tune,final", "--set", "search.strategies=[decoder_4]", "--set", "search.seeds=[0]",

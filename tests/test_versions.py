@@ -7,11 +7,11 @@ import importlib.metadata as metadata
 
 import pytest
 
-from search.config import load_config
-from search.experiment import Experiment
-from search.stages.common import StageRunner
-from search.versions import VersionMismatch, installed_versions, version_problems
-from search.worker import TrialFiles
+from search.driver.config import load_config
+from search.driver.stages.common import StageRunner
+from search.experiment.folder import Experiment
+from search.shared.versions import VersionMismatch, installed_versions, version_problems
+from search.worker.files import TrialFiles
 
 
 def test_the_driver_sends_its_dependency_closure_with_every_spec(tmp_path):

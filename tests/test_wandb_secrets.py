@@ -65,7 +65,7 @@ def test_key_shared_through_ray_memory_reaches_a_trial_and_no_file(tmp_path, iso
     env, ray_tmp = isolated_env
     script = f"""
 import ray
-from search.wandb_link import fetch_key, share_key
+from search.worker.wandb_link import fetch_key, share_key
 ray.init(num_cpus=1, include_dashboard=False)
 share_key({MARKER!r})
 @ray.remote

@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from search.worker import scratch_dir
+from search.worker.files import scratch_dir
 
 
 @pytest.fixture

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--trials must be at least 2 (the second run keeps 2 trials running)")
 
     from search.cli import main as search_main
-    from search.config import DEFAULT_CONFIG, load_config
+    from search.driver.config import DEFAULT_CONFIG, load_config
     from trainables.data.trial_data import load_trial_data
     from trainables.training.run import run_trial
 

@@ -22,11 +22,11 @@ import psutil
 import ray
 from ray import tune
 
-from search.config import DEFAULT_CONFIG, load_config
-from search.experiment import Experiment
-from search.spec import FINISHED
-from search.stages import explore as explore_stage
-from search.stages.common import StageRunner
+from search.driver.config import DEFAULT_CONFIG, load_config
+from search.driver.stages import explore as explore_stage
+from search.driver.stages.common import StageRunner
+from search.experiment.folder import Experiment
+from search.shared.spec import FINISHED
 
 
 def stand_in(config: dict) -> None:

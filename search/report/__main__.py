@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search.experiment import REPORT_DIR
+from search.experiment.folder import REPORT_DIR
 from search.report.build import build_report
-from search.report.stats import METRICS
+from search.shared.metrics import METRICS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from search.experiment import TRIALS
+from search.experiment.folder import TRIALS
 from search.report import clinical, compute, explore, fractions, interactive, plots, stats
 from search.report.load import Results, load_results
 from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
 from search.report.text import build_notes, display_table, tune_display
+from search.shared.metrics import Metric, get_metric
 from trainables.evaluation.metrics import HC_FAIL_MM
 
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
@@ -41,7 +42,7 @@ class ReportResult:
 
 def report_page(
     results: Results,
-    metric: stats.Metric,
+    metric: Metric,
     table: pd.DataFrame,
     notes: Sequence[str],
     tune: pd.DataFrame,
@@ -183,7 +184,7 @@ def build_report(
         The strategies table, the terminal text and the output folder.
     """
     everything = load_results(exp_dir)
-    info = stats.get_metric(metric, everything.trials)
+    info = get_metric(metric, everything.trials)
     # The ranking, the front and the clinical tables compare strategies on the largest share of
     # the training split; the smaller shares are the learning curves' (their own section).
     results = replace(everything, trials=fractions.largest_fraction_only(everything.trials))

@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from search.experiment import CONFIG
+from search.experiment.folder import CONFIG
 from search.report import clinical_plots, stats
 from search.report.page import Figure, Paragraph, Table
+from search.shared.metrics import Metric
 from trainables.data.arrays import default_data_dir
 from trainables.evaluation.metrics import hc_error_summary
 
@@ -113,14 +114,14 @@ def holm(p_values) -> np.ndarray:
     return adjusted
 
 
-def per_image_score(metric: stats.Metric, long: pd.DataFrame) -> str | None:
+def per_image_score(metric: Metric, long: pd.DataFrame) -> str | None:
     """The per-image column behind a test metric (test_dice -> dice), None when there is none."""
     column = metric.column.removeprefix("test_")
     usable = column in long and pd.api.types.is_numeric_dtype(long[column])
     return column if usable and column not in ("hc_pred_mm", "hc_reference_mm") else None
 
 
-def paired_per_image(long: pd.DataFrame, table: pd.DataFrame, metric: stats.Metric) -> pd.DataFrame:
+def paired_per_image(long: pd.DataFrame, table: pd.DataFrame, metric: Metric) -> pd.DataFrame:
     """Wilcoxon signed-rank test of each ranked strategy against the best, on per-image scores
     averaged over seeds; Holm's correction of it and of the seed-level t-test.
 
@@ -193,7 +194,7 @@ def _p(value: float) -> str:
     return "-" if pd.isna(value) else f"{value:.3g}"
 
 
-def paired_display(table: pd.DataFrame, metric: stats.Metric) -> pd.DataFrame:
+def paired_display(table: pd.DataFrame, metric: Metric) -> pd.DataFrame:
     """The paired comparisons with the best as strings (ranked strategies but the best)."""
     rows = []
     scale = 100.0 if metric.percent else 1.0
@@ -242,7 +243,7 @@ def images_folder(config: dict, data_dir: str | None) -> Path | None:
 def build_clinical(
     results,
     table: pd.DataFrame,
-    metric: stats.Metric,
+    metric: Metric,
     out_dir: Path,
     hc_fail_mm: float,
     data_dir: str | None = None,

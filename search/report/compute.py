@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from search.budget import device_units, trial_hours
-from search.experiment import TRIALS
+from search.experiment.folder import TRIALS
 from search.report.page import Paragraph, Table
+from search.shared.compute import device_units, trial_hours
 
 STAGE_ORDER = ("pretrain", "tune", "explore", "final")
 

@@ -22,25 +22,10 @@ from scipy import stats as scipy_stats  # noqa: E402
 from search.report.page import Figure, Paragraph, Table  # noqa: E402
 from search.report.plots import DPI, PAPER_SIZE_IN, save  # noqa: E402
 from search.report.stats import ALPHA, Metric, final_trials  # noqa: E402
+from search.shared.pareto import non_dominated  # noqa: E402
 
 EXPLORE_PNG = "explore.png"
 EXPLORE_CSV = "explore.csv"
-
-
-def non_dominated(score: pd.Series, cost: pd.Series) -> pd.Series:
-    """True where no other point has at most the cost and at least the score, and is strictly
-    better in one of the two (score: higher is better; cost: lower is better); points without
-    a score or a cost are never on the front."""
-    known = score.notna() & cost.notna()
-    score, cost = score.where(known), cost.where(known)
-    flags = {}
-    for i in score.index:
-        if not known[i]:
-            flags[i] = False
-            continue
-        better = (cost <= cost[i]) & (score >= score[i]) & ((cost < cost[i]) | (score > score[i]))
-        flags[i] = not bool(better.any())
-    return pd.Series(flags, dtype=bool).reindex(score.index)
 
 
 def explore_rows(trials: pd.DataFrame) -> pd.DataFrame:

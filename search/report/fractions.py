@@ -22,9 +22,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from search.report.explore import non_dominated  # noqa: E402
 from search.report.page import Bullets, Figure, Paragraph, Table  # noqa: E402
-from search.report.stats import Metric  # noqa: E402
+from search.shared.metrics import Metric  # noqa: E402
+from search.shared.pareto import non_dominated  # noqa: E402
 
 CURVES_PNG, CURVES_CSV = "learning_curves.png", "learning_curves.csv"
 FAIL = "test_hc_fail_rate"

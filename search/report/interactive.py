@@ -23,7 +23,7 @@ from search.report.plots import (
     limits,
     plotted,
 )
-from search.report.stats import Metric
+from search.shared.metrics import Metric
 
 # 900 px fits the page's 1200 px column; the margins hold tick labels and axis titles, the top
 # one the legend (no automargin: the plot area the names were placed in is the one drawn).

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from search.experiment import TRIALS, Experiment
+from search.experiment.folder import TRIALS, Experiment
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
 from search.report.labels import LABEL_SIZE, LEADER_MIN_PT, label_spots, obstacles  # noqa: E402
-from search.report.stats import Metric  # noqa: E402
+from search.shared.metrics import Metric  # noqa: E402
 
 FRONT_COLOR = "#1f5fa8"
 DOMINATED_COLOR = "#8c8c8c"

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from search.experiment import CONFIG, SPLIT
+from search.experiment.folder import CONFIG, SPLIT
 from search.report import stats as rs
+from search.shared.metrics import METRICS, Metric
 
 
-def _stat(row, metric: rs.Metric, detail: bool = True) -> str:
+def _stat(row, metric: Metric, detail: bool = True) -> str:
     column, scale = metric.column, 100.0 if metric.percent else 1.0
     n, mean = row[f"{column}_n"], row[f"{column}_mean"] * scale
     if n == 0:
@@ -48,9 +49,9 @@ def _time(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
-def display_table(table: pd.DataFrame, metric: rs.Metric, compact: bool = False) -> pd.DataFrame:
+def display_table(table: pd.DataFrame, metric: Metric, compact: bool = False) -> pd.DataFrame:
     """The strategies table as strings, for the terminal (compact), Markdown and HTML."""
-    shown = [metric] if compact else [rs.METRICS[c] for c in rs.METRICS]
+    shown = [metric] if compact else [METRICS[c] for c in METRICS]
     if metric not in shown:
         shown.insert(0, metric)
     rows = []
@@ -74,7 +75,7 @@ def display_table(table: pd.DataFrame, metric: rs.Metric, compact: bool = False)
 
 def build_notes(
     table: pd.DataFrame,
-    metric: rs.Metric,
+    metric: Metric,
     trials: pd.DataFrame,
     config: dict,
     split: pd.DataFrame | None,
@@ -102,7 +103,7 @@ def build_notes(
         )
     for name in table.loc[table[f"{metric.column}_n"] == 1, "strategy"]:
         notes.append(f"{name}: n=1, no interval - its rank and Pareto position rest on one seed.")
-    for m in rs.METRICS.values():  # an ok seed can lack a value (e.g. HD of an empty mask)
+    for m in METRICS.values():  # an ok seed can lack a value (e.g. HD of an empty mask)
         short = table[table[f"{m.column}_n"] < table["seeds_ok"]]
         notes += [
             f"{r.strategy}: {m.label} over {getattr(r, m.column + '_n')} of {r.seeds_ok} ok "

@@ -20,7 +20,6 @@ there is no validation label to choose an epoch by) every epoch, like `trainable
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +28,11 @@ import torch.nn.functional as F
 
 from trainables.core.config import TrialConfig, dump_config
 from trainables.core.device import resolve_device
-from trainables.core.files import BEST, LAST
 from trainables.data.augment import augment_torch, to_network_input
 from trainables.nets.models import build_model
 from trainables.nets.strategies import apply_strategy, get_strategy
-from trainables.training.checkpoints import check_same_settings, load_checkpoint, save_atomic
+from trainables.training.epochs import EpochLoop
+from trainables.training.loop import EpochCallback
 from trainables.training.setup import seed_everything
 
 METHODS = ("masked", "denoise")
@@ -74,7 +73,7 @@ def run_pretext(
     out_dir: str | Path,
     images: np.ndarray,
     method: str,
-    on_epoch: Callable[[dict, Path, list[str]], None] | None = None,
+    on_epoch: EpochCallback | None = None,
     verbose: bool = True,
 ) -> dict:
     """Train the strategy's whole network to restore `images`; return (and write) metrics.
@@ -108,17 +107,7 @@ def run_pretext(
     optimizer = torch.optim.Adam(applied.param_groups, lr=cfg.lr)
     pool = torch.from_numpy(images).to(device)
 
-    start_epoch, history = 0, []
-    if (out_dir / LAST).exists():
-        state = load_checkpoint(out_dir / LAST, device)
-        check_same_settings(state["config"], cfg, out_dir / LAST)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, history = state["epoch"], state["history"]
-        log(f"resuming pretext pretraining after epoch {start_epoch}/{cfg.epochs}")
-
-    started = time.perf_counter()
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+    def step(epoch: int) -> tuple[dict, None]:
         model.train()
         rng = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(pool), device=device, generator=rng)
@@ -145,14 +134,24 @@ def run_pretext(
         }
         if not np.isfinite(record["train_loss"]):
             raise FloatingPointError(f"pretext loss became {record['train_loss']} in epoch {epoch}")
-        history.append(record)
-        meta = {"epoch": epoch, "strategy": cfg.strategy, "config": cfg.model_dump(mode="json")}
-        save_atomic({"model": model.state_dict(), **meta}, out_dir / BEST)
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
-        save_atomic({**state, **meta, "history": history}, out_dir / LAST)
-        log(f"[pretext {method}] epoch {epoch}/{cfg.epochs} loss {record['train_loss']:.5f}")
-        if on_epoch:
-            on_epoch(record, out_dir, [BEST, LAST])
+        return record, None
+
+    done = EpochLoop(
+        cfg,
+        out_dir,
+        model,
+        optimizer,
+        device,
+        step=step,
+        describe=lambda r: (
+            f"[pretext {method}] epoch {r['epoch']}/{cfg.epochs} loss {r['train_loss']:.5f}"
+        ),
+        name="pretext pretraining",
+        more_state=lambda: {"strategy": cfg.strategy},  # as best.pt; no schedule to keep
+        on_epoch=on_epoch,
+        log=log,
+    ).run()
+    history = done.history
 
     return {
         "strategy": cfg.strategy,
@@ -161,13 +160,12 @@ def run_pretext(
         "trainable_params": applied.trainable_params,
         "total_params": applied.total_params,
         "epochs": len(history),
-        "resumed_after_epoch": start_epoch,
+        "resumed_after_epoch": done.resumed_after_epoch,
         "pretext": method,
         "pretext_images": len(images),
-        "wall_s": time.perf_counter() - started,
+        "wall_s": time.perf_counter() - done.started,
         "history": history,
         "val": {"reconstruction_loss": history[-1]["train_loss"]} if history else {},
         "test": {},
         "config": cfg.model_dump(mode="json"),
     }
-

@@ -13,41 +13,56 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 from trainables.core.config import TrialConfig, dump_config
 from trainables.core.device import describe_device
-from trainables.core.files import BEST, LAST, TEST_PER_IMAGE
+from trainables.core.files import BEST, TEST_PER_IMAGE
 from trainables.data.splits import write_split
 from trainables.data.trial_data import TrialData, load_trial_data
-from trainables.training.checkpoints import check_same_settings, load_checkpoint, save_atomic
+from trainables.training.checkpoints import load_checkpoint
+from trainables.training.epochs import EpochLoop
 from trainables.training.loop import EpochCallback, evaluate, train_one_epoch
 from trainables.training.setup import Training, build_training, fraction_of_training
 
 
-def _state(trial: Training, epoch: int, history: list, best: dict) -> dict:
+def _schedule_state(trial: Training) -> dict:
+    """What last.pt keeps besides the network and optimizer: the rate schedule, the fp16 scaler."""
     return {
-        "epoch": epoch,
-        "model": trial.model.state_dict(),
-        "optimizer": trial.optimizer.state_dict(),
         "scheduler": trial.scheduler.state_dict() if trial.scheduler else None,
         "scaler": trial.scaler.state_dict() if trial.scaler else None,
-        "history": history,
-        "best": best,
-        "config": trial.cfg.model_dump(mode="json"),
     }
 
 
-def _restore(trial: Training, path: Path) -> tuple[int, list, dict]:
-    state = load_checkpoint(path, trial.device)
-    check_same_settings(state["config"], trial.cfg, path)
-    trial.model.load_state_dict(state["model"])
-    trial.optimizer.load_state_dict(state["optimizer"])
+def _restore_schedule(trial: Training, state: dict) -> None:
     if trial.scheduler and state["scheduler"]:
         trial.scheduler.load_state_dict(state["scheduler"])
     if trial.scaler and state.get("scaler"):
         trial.scaler.load_state_dict(state["scaler"])
-    return state["epoch"], state["history"], state["best"]
+
+
+def _step(trial: Training, epoch: int) -> tuple[dict, dict]:
+    """One epoch: train, step the rate schedule, validate; -> (record, best-epoch summary)."""
+    epoch_start = time.perf_counter()
+    record = {"epoch": epoch, "epochs_total": trial.cfg.epochs}
+    record["lr"] = trial.optimizer.param_groups[0]["lr"]
+    record |= train_one_epoch(trial, epoch)
+    if trial.scheduler:
+        trial.scheduler.step()
+    val = evaluate(trial, trial.data.val, shape_metrics=False)  # Dice picks the epoch
+    record |= {f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}
+    record["epoch_s"] = time.perf_counter() - epoch_start
+    record["images_per_s"] = record["images"] / record["train_s"]
+    return record, {"val_dice": val["dice"], "epoch": epoch, "val": val}
+
+
+def _describe(run_name: str, epochs: int, record: dict) -> str:
+    return (
+        f"[{run_name}] epoch {record['epoch']}/{epochs} loss {record['train_loss']:.4f} "
+        f"val dice {record['val_dice']:.4f} iou {record['val_iou']:.4f} "
+        f"({record['epoch_s']:.1f} s, {record['images_per_s']:.1f} img/s)"
+    )
 
 
 def run_trial(
@@ -78,39 +93,23 @@ def run_trial(
     dump_config(cfg, out_dir / "config.yaml")
     write_split(data.split, out_dir / "split.csv")
 
-    start_epoch, history, best = 0, [], {"val_dice": -1.0, "epoch": None}
-    if (out_dir / LAST).exists():
-        start_epoch, history, best = _restore(trial, out_dir / LAST)
-        log(f"resuming {cfg.run_name} after epoch {start_epoch}/{cfg.epochs}")
-
-    started = time.perf_counter()
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
-        epoch_start = time.perf_counter()
-        record = {"epoch": epoch, "epochs_total": cfg.epochs}
-        record["lr"] = trial.optimizer.param_groups[0]["lr"]
-        record |= train_one_epoch(trial, epoch)
-        if trial.scheduler:
-            trial.scheduler.step()
-        val = evaluate(trial, data.val, shape_metrics=False)  # Dice picks the epoch
-        record |= {f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}
-        record["epoch_s"] = time.perf_counter() - epoch_start
-        record["images_per_s"] = record["images"] / record["train_s"]
-        history.append(record)
-        written = []
-        if val["dice"] > best["val_dice"]:
-            best = {"val_dice": val["dice"], "epoch": epoch, "val": val}
-            save_atomic({"model": trial.model.state_dict(), **_meta(trial, epoch)}, out_dir / BEST)
-            written.append(BEST)
-        if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-            save_atomic(_state(trial, epoch, history, best), out_dir / LAST)
-            written.append(LAST)
-        log(
-            f"[{cfg.run_name}] epoch {epoch}/{cfg.epochs} loss {record['train_loss']:.4f} "
-            f"val dice {val['dice']:.4f} iou {val['iou']:.4f} "
-            f"({record['epoch_s']:.1f} s, {record['images_per_s']:.1f} img/s)"
-        )
-        if on_epoch:
-            on_epoch(record, out_dir, written)
+    done = EpochLoop(
+        cfg,
+        out_dir,
+        trial.model,
+        trial.optimizer,
+        trial.device,
+        step=partial(_step, trial),
+        describe=partial(_describe, cfg.run_name, cfg.epochs),
+        name=cfg.run_name,
+        more_state=partial(_schedule_state, trial),
+        restore_more=partial(_restore_schedule, trial),
+        better=lambda new, best: new["val_dice"] > best["val_dice"],
+        best={"val_dice": -1.0, "epoch": None},
+        checkpoint_every=cfg.checkpoint_every,
+        on_epoch=on_epoch,
+        log=log,
+    ).run()
 
     best_state = load_checkpoint(out_dir / BEST, trial.device)
     trial.model.load_state_dict(best_state["model"])
@@ -122,11 +121,11 @@ def run_trial(
         "run_name": cfg.run_name,
         "trainable_params": trial.applied.trainable_params,
         "total_params": trial.applied.total_params,
-        "epochs": len(history),
-        "best_epoch": best["epoch"],
+        "epochs": len(done.history),
+        "best_epoch": done.best["epoch"],
         # 0 for an uninterrupted trial; k when it continued from the checkpoint of epoch k
         # (the history still lists every epoch, restored from last.pt).
-        "resumed_after_epoch": start_epoch,
+        "resumed_after_epoch": done.resumed_after_epoch,
         "device": describe_device(trial.device),
         "precision": trial.precision,
         "split_sizes": {side: len(files) for side, files in data.split.items()},
@@ -136,8 +135,8 @@ def run_trial(
         "train_images": len(data.train),
         "fraction_budget": cfg.fraction_budget,
         "train_files": list(data.train.filenames),
-        "wall_s": time.perf_counter() - started,
-        "history": history,
+        "wall_s": time.perf_counter() - done.started,
+        "history": done.history,
         "val": _scalars(val),
         "test": _scalars(test),
         "config": cfg.model_dump(mode="json"),
@@ -152,11 +151,6 @@ def run_trial(
     return metrics
 
 
-def _meta(trial: Training, epoch: int) -> dict:
-    strategy = trial.cfg.strategy
-    return {"epoch": epoch, "strategy": strategy, "config": trial.cfg.model_dump(mode="json")}
-
-
 def _scalars(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
@@ -166,4 +160,3 @@ def _write_rows(rows: list[dict], path: Path) -> None:
 
     if rows:
         pd.DataFrame(rows).to_csv(path, index=False)
-

@@ -1,4 +1,5 @@
-"""Where the later stages' encoder comes from (`search.pretrain.source`), and the store that
+"""[from encoders.py]
+Where the later stages' encoder comes from (`search.pretrain.source`), and the store that
 lets a second study reuse a pretrained encoder instead of pretraining it again.
 
 Sources:
@@ -18,20 +19,21 @@ settings that shape training; the store is `search.pretrain.store` (default
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.config import PRETRAIN_DATA, ResolvedConfig
-from search.experiment import Experiment, stored_encoder_files
-from search.storage import ExperimentStore, is_uri
+from search.driver.config import PRETRAIN_DATA, ResolvedConfig
+from search.experiment.folder import Experiment, stored_encoder_files
+from search.experiment.storage import ExperimentStore, folder_digest, is_uri
 from trainables.core.errors import ConfigError
 from trainables.data.arrays import digest_of
 from trainables.data.hc18_files import SUBSET_CSV
 
 KEY_VERSION = 1
+
+
 # Trial settings that do not change what an encoder learns (where and how fast it runs).
 EXECUTION_KEYS = (
     "device",
@@ -64,7 +66,7 @@ def later_encoder_weights(cfg: ResolvedConfig, experiment: Experiment, resume: b
     """The encoder weights of a study that does not run its pretrain stage now: on a resume,
     what the first run's pretrain stage left (its encoders, or ImageNet for that source), else
     the trial config's own."""
-    from search.spec import PRETRAINED
+    from search.shared.spec import PRETRAINED
 
     if resume and experiment.pretrained_networks():
         return PRETRAINED
@@ -116,15 +118,6 @@ def describe(cfg: ResolvedConfig, images: int | None = None) -> str:
         "imagenet": "ImageNet (segmentation-models-pytorch's weights)",
         "checkpoint": f"the checkpoint {settings.source}",
     }[kind]
-
-
-def folder_digest(folder: str | Path) -> str:
-    """16 hex digits of every file's name and content under a folder."""
-    h = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        h.update(str(path.relative_to(folder)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def encoder_key(cfg: ResolvedConfig, trial_values: dict, data_digest: str | None) -> str:
@@ -214,3 +207,4 @@ def encoder_info(cfg: ResolvedConfig, key: str | None, result: dict | None) -> d
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "reused_from": None,
     }
+

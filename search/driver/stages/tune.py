@@ -1,4 +1,5 @@
-"""Stage 2: per strategy, an Optuna study (TPE, seeded) proposes the learning-rate recipe; each
+"""[from stages.tune.py]
+Stage 2: per strategy, an Optuna study (TPE, seeded) proposes the learning-rate recipe; each
 proposal is one trial scored on validation Dice, ASHA stops poor ones within their strategy.
 The config's own recipe (the paper's) is each study's first proposal.
 
@@ -19,11 +20,11 @@ import optuna
 import pandas as pd
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from search.config import TuneSettings
-from search.experiment import Experiment
-from search.searcher import Past, StudyPlan, StudySearcher, recorded
-from search.spec import RECIPE_KEYS, paper_recipe, recipe_params
-from search.stages.common import StageRunner
+from search.driver.config import TuneSettings
+from search.driver.searcher import Past, StudyPlan, StudySearcher, recorded
+from search.driver.stages.common import StageRunner
+from search.experiment.folder import Experiment
+from search.shared.spec import RECIPE_KEYS, paper_recipe, recipe_params
 
 
 def optuna_space(trial, settings: dict) -> None:
@@ -187,3 +188,4 @@ def write_best_recipes(experiment: Experiment) -> dict[str, dict]:
             best[strategy] = {k: config[k] for k in RECIPE_KEYS} | {"val_dice": score}
     experiment.write_best_recipes(best)
     return best
+

@@ -1,4 +1,5 @@
-"""The Ray Tune trainable: spec -> `trainables.train.run_trial` -> `tune.report`.
+"""[from trainable.py]
+The Ray Tune trainable: spec -> `trainables.train.run_trial` -> `tune.report`.
 
 It reports every epoch (the trial's checkpoint is in the experiment folder by then, so a lost
 node or a killed driver costs at most the epoch in progress), stores the final metrics (so a
@@ -14,9 +15,9 @@ from ray import tune
 from ray.train._internal.session import get_session
 from ray.tune.trainable.function_trainable import wrap_function
 
-from search.spec import FINISHED, TrialSpec, summary_metrics
-from search.wandb_link import finish_run, run_tags, start_run
-from search.worker import TrialFiles
+from search.shared.spec import FINISHED, TrialSpec, summary_metrics
+from search.worker.files import TrialFiles
+from search.worker.wandb_link import finish_run, run_tags, start_run
 from trainables.training.pretext import run_pretext
 from trainables.training.run import run_trial
 
@@ -86,3 +87,4 @@ class RayTrial(wrap_function(train_ray_trial)):
         finally:
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=CLEANUP_WAIT_S)
+

@@ -1,4 +1,5 @@
-"""A trial's I/O on its worker node: inputs fetched and checked, checkpoints mirrored, results
+"""[from worker.py]
+A trial's I/O on its worker node: inputs fetched and checked, checkpoints mirrored, results
 stored.
 
 The trial keeps its own checkpoints in the experiment folder and resumes from them after a
@@ -25,10 +26,10 @@ import pandas as pd
 import ray
 import torch
 
-from search.encoders import folder_digest
-from search.experiment import Experiment
-from search.spec import PRETRAINED, TrialSpec
-from search.versions import check_versions
+from search.experiment.folder import Experiment, drop_checkpoints
+from search.experiment.storage import folder_digest
+from search.shared.spec import PRETRAINED, TrialSpec
+from search.shared.versions import check_versions
 from trainables.core.atomic import pid_of
 from trainables.core.config import TrialConfig
 from trainables.core.device import cuda_missing_reason
@@ -217,12 +218,6 @@ def stored_result(experiment: Experiment, spec: TrialSpec, refuse: bool = False)
     return None
 
 
-def drop_checkpoints(experiment: Experiment, stage: str, name: str, keep=()) -> None:
-    for file in CHECKPOINT_FILES:
-        if file not in keep:
-            experiment.store.delete(experiment.checkpoint(stage, name, file))
-
-
 def synthetic_source(spec: TrialSpec, cache_dir: str | None) -> str:
     """Generate (once per node) the synthetic source domain the pretrain stage trains on."""
     from trainables.data.synthetic import generate_dataset
@@ -239,3 +234,4 @@ def synthetic_source(spec: TrialSpec, cache_dir: str | None) -> str:
         except OSError:  # another trial on this node won the race
             shutil.rmtree(tmp, ignore_errors=True)
     return str(target)
+

@@ -1,4 +1,5 @@
-"""Stage `explore` (between tune and final): which layers to train, on which encoder, with which
+"""[from stages.explore.py]
+Stage `explore` (between tune and final): which layers to train, on which encoder, with which
 recipe, for the best validation Dice at each parameter budget.
 
 ONE Optuna multi-objective study (NSGA-II by default, seeded; Optuna's multi-objective TPE as an
@@ -20,13 +21,13 @@ import optuna
 import pandas as pd
 from ray.tune.schedulers import ASHAScheduler
 
-from search.config import ExploreSettings
-from search.experiment import Experiment
-from search.report.explore import non_dominated
-from search.searcher import Past, StudyPlan, StudySearcher
-from search.spec import RECIPE_KEYS, TrialSpec, recipe_digest, recipe_params
-from search.stages.common import StageRunner
-from search.stages.tune import optuna_space
+from search.driver.config import ExploreSettings
+from search.driver.searcher import Past, StudyPlan, StudySearcher
+from search.driver.stages.common import StageRunner
+from search.driver.stages.tune import optuna_space
+from search.experiment.folder import Experiment
+from search.shared.pareto import non_dominated
+from search.shared.spec import RECIPE_KEYS, TrialSpec, recipe_digest, recipe_params
 from trainables.nets.freeze import PART_ORDER, mask_name, safe_name
 from trainables.nets.strategies import get_strategy
 
@@ -162,7 +163,7 @@ def run(runner: StageRunner, encoder_weights: str) -> list[dict]:
             mode="max",
             num_samples=-1,
         )
-    from search.stages.tune import export_studies
+    from search.driver.stages.tune import export_studies
 
     export_studies(runner.experiment, "explore", [plan])
     return write_top(runner.experiment, settings)
@@ -212,3 +213,4 @@ def write_top(experiment: Experiment, settings: ExploreSettings) -> list[dict]:
     ]
     experiment.write_explore_top(chosen)
     return chosen
+

@@ -1,17 +1,19 @@
-"""The final stage: strategies x seeds (x training-set shares, `search.train_fractions`), each
+"""[from stages.final.py]
+The final stage: strategies x seeds (x training-set shares, `search.train_fractions`), each
 with its strategy's best recipe from the tune stage (the config's own recipe where there is
 none), chosen on validation and tested once; the
 explore stage's top configurations join the named strategies with their own recipe and
 BatchNorm mode, so the report compares them on the test set. Each share of the training split
-is a trial of its own (`decoder__f10__seed0`); validation and test are the same for all."""
+is a trial of its own (`decoder__f10__seed0`); validation and test are the same for all.
+"""
 
 from __future__ import annotations
 
 from ray import tune
 
-from search.spec import RECIPE_KEYS
-from search.stages.common import StageRunner
-from search.worker import stored_result
+from search.driver.stages.common import StageRunner
+from search.shared.spec import RECIPE_KEYS
+from search.worker.files import stored_result
 from trainables.nets.strategies import get_strategy
 
 
@@ -63,3 +65,4 @@ def run(
     if todo:
         space = {"spec": tune.grid_search([spec.to_param() for spec in todo])}
         runner.fit("final", space, len(specs), max_concurrent_trials=search.max_concurrent_trials)
+

@@ -1,4 +1,5 @@
-"""Live progress of a stage: each running trial's epoch, last validation Dice and elapsed time,
+"""[from progress.py]
+Live progress of a stage: each running trial's epoch, last validation Dice and elapsed time,
 the stage's finished / running / pending counts and an ETA.
 
 On a terminal a `rich` live table refreshes in place; elsewhere (a log file, `ray submit`, a
@@ -154,3 +155,4 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+

@@ -1,7 +1,9 @@
-"""One study: the configured stages in order, each handing what it produced to the next, then
+"""[from study.py]
+One study: the configured stages in order, each handing what it produced to the next, then
 the report. Every stage is its own Tune experiment in the experiment folder, so each can run
 alone, and a resumed study reruns the unfinished one from the experiment's results and
-checkpoints while finished ones are read back."""
+checkpoints while finished ones are read back.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +11,17 @@ import os
 
 import ray
 
-from search.config import ResolvedConfig
-from search.encoders import later_encoder_weights
-from search.experiment import Experiment
-from search.stages import explore as explore_stage
-from search.stages import final as final_stage
-from search.stages import pretrain as pretrain_stage
-from search.stages import tune as tune_stage
-from search.stages.common import StageRunner
-from search.stop import STOP
-from search.trials_table import settle_finished
-from search.wandb_link import local_wandb_key, sync_hint
+from search.driver.config import ResolvedConfig
+from search.driver.encoders import later_encoder_weights
+from search.driver.stages import explore as explore_stage
+from search.driver.stages import final as final_stage
+from search.driver.stages import pretrain as pretrain_stage
+from search.driver.stages import tune as tune_stage
+from search.driver.stages.common import StageRunner
+from search.driver.trials_table import settle_finished
+from search.experiment.folder import Experiment
+from search.shared.stop import STOP
+from search.worker.wandb_link import local_wandb_key, sync_hint
 
 
 def run_study(
@@ -117,3 +119,4 @@ def connect_ray(num_cpus: int | None = None, address: str | None = None) -> bool
         runtime_env=runtime_env,
     )
     return True
+

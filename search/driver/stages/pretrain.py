@@ -1,4 +1,5 @@
-"""Stage 1 (optional): an encoder for the later stages from a source domain - transfer learning
+"""[from stages.pretrain.py]
+Stage 1 (optional): an encoder for the later stages from a source domain - transfer learning
 where ImageNet weights cannot be downloaded (`search.encoders` lists the sources).
 
 One encoder per network the study trains (the named strategies' MobileNetV2, the explore
@@ -14,19 +15,19 @@ from pathlib import Path
 
 from ray import tune
 
-from search.config import PRETRAIN_DATA
-from search.encoders import (
+from search.driver.config import PRETRAIN_DATA
+from search.driver.encoders import (
     EncoderStore,
     describe,
     encoder_info,
     encoder_key,
-    folder_digest,
     networks,
     source_kind,
 )
-from search.experiment import TRIALS
-from search.spec import PRETRAINED, SyntheticSource, TrialSpec
-from search.stages.common import StageRunner
+from search.driver.stages.common import StageRunner
+from search.experiment.folder import TRIALS
+from search.experiment.storage import folder_digest
+from search.shared.spec import PRETRAINED, SyntheticSource, TrialSpec
 from trainables.nets.freeze import mask_name
 from trainables.nets.strategies import get_strategy
 
@@ -99,3 +100,4 @@ def run(runner: StageRunner) -> str:
         if store is not None:
             store.put(key, experiment, network)
     return PRETRAINED
+

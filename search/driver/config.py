@@ -1,4 +1,5 @@
-"""The search service's settings: one typed model, defaults here, YAML lists what differs.
+"""[from config.py]
+The search service's settings: one typed model, defaults here, YAML lists what differs.
 
 A config file's `search:` section is validated here; its `trial:` section by
 `trainables.config.TrialConfig`. Both are validated before Ray starts, naming the bad key.
@@ -18,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from search.budget import BudgetSettings
+from search.driver.budget import BudgetSettings
 from trainables.core.config import (
     TrialConfig,
     format_validation_error,
@@ -31,6 +32,8 @@ from trainables.nets.resolve import resolve_trial_config
 from trainables.nets.strategies import PAPER_STRATEGIES, STRATEGIES, get_strategy
 
 STAGES = ("pretrain", "tune", "explore", "final")
+
+
 # The embedded default study (`python search/run.py` with no --config): configs/demo.yaml.
 DEFAULT_CONFIG = shipped_config("demo.yaml")
 
@@ -336,3 +339,4 @@ def _set_nested(target: dict, keys: list[str], value: Any) -> None:
         if not isinstance(target, dict):
             raise ConfigError(f"--set search.{'.'.join(keys)}: '{key}' is not a section")
     target[keys[-1]] = value
+

@@ -1,4 +1,5 @@
-"""The contract between the driver and a trial: what goes in (`TrialSpec`), what comes back.
+"""[from spec.py]
+The contract between the driver and a trial: what goes in (`TrialSpec`), what comes back.
 
 The driver builds one `TrialSpec` per trial (or one per stage, which Optuna's proposal then
 completes), validated there; Ray Tune carries it as plain JSON (`to_param()`), and the trial
@@ -17,10 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from trainables.core.config import TrialConfig
 
 Stage = Literal["pretrain", "tune", "explore", "final"]
+
+
 # The learning-rate recipe: what the tune stage proposes and the final stage takes per strategy.
 RECIPE_KEYS = ("lr", "lr_schedule", "lr_gamma", "lr_step_size", "lr_min")
+
+
 # The key of the one report that follows a trial's last epoch (Tune reserves "done").
 FINISHED = "trial_finished"
+
+
 # `trial.encoder_weights` of a spec whose encoder is this experiment's pretrain-stage model:
 # the trial fetches it from the experiment (wherever the experiment is now, on whatever node).
 PRETRAINED = "pretrain-stage"
@@ -173,3 +180,4 @@ def summary_metrics(metrics: dict) -> dict:
     out |= {f"val_{k}": v for k, v in metrics["val"].items()}
     out |= {f"test_{k}": v for k, v in metrics["test"].items()}
     return out
+

@@ -1,4 +1,5 @@
-"""Files in one folder `<storage>/<name>/`, on a local path or an s3:// / gs:// / file:// URI.
+"""[from storage.py]
+Files in one folder `<storage>/<name>/`, on a local path or an s3:// / gs:// / file:// URI.
 
 A generic small-file API (pyarrow's filesystems, which Ray uses for the same storage); what the
 files are and where they go is `search.experiment`'s business.
@@ -6,6 +7,7 @@ files are and where they go is `search.experiment`'s business.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -108,3 +110,13 @@ class ExperimentStore:
         with atomic_output(local_path) as f:
             f.write(self.read_bytes(rel))
         return Path(local_path)
+
+
+def folder_digest(folder: str | Path) -> str:
+    """16 hex digits of every file's name and content under a folder."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+

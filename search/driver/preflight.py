@@ -1,4 +1,5 @@
-"""Everything checked before a study starts: config, experiment, data, inputs of a resume.
+"""[from preflight.py]
+Everything checked before a study starts: config, experiment, data, inputs of a resume.
 
 Each check raises `ConfigError` (or the data's own error) naming the key, file or option at
 fault; `search.cli` turns that into exit status 2 before Ray starts and before anything is
@@ -12,16 +13,18 @@ import re
 import sys
 import time
 
-from search.capacity import Capacity, cluster_capacity, shape
-from search.config import DEFAULT_CONFIG, PRETRAIN_DATA, ResolvedConfig, load_config
-from search.encoders import DEFAULT_STORE
-from search.experiment import Experiment
-from search.lease import read_lease
-from search.wandb_link import local_wandb_key
+from search.driver.capacity import Capacity, cluster_capacity, shape
+from search.driver.config import DEFAULT_CONFIG, PRETRAIN_DATA, ResolvedConfig, load_config
+from search.driver.encoders import DEFAULT_STORE
+from search.experiment.folder import Experiment
+from search.experiment.lease import read_lease
+from search.worker.wandb_link import local_wandb_key
 from trainables.core.errors import ConfigError, DataError, SplitError, WeightsError
 from trainables.data.arrays import fingerprint_problems
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # whole name (fullmatch): one plain folder
+
+
 # Settings a resume may change: what runs (not how trials train) and where W&B's key lives.
 MAY_CHANGE_ON_RESUME = ("search.stages", "search.wandb_key_on_workers")
 
@@ -146,7 +149,7 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 def _check_report_metric(cfg: ResolvedConfig) -> None:
     """The report ranks by a trials.csv column; a typo would only surface after the study."""
-    from search.report.stats import get_metric
+    from search.shared.metrics import get_metric
 
     try:
         get_metric(cfg.search.report_metric)
@@ -159,7 +162,7 @@ def _check_pretrain_source(cfg: ResolvedConfig) -> None:
     naming every unreadable file."""
     if "pretrain" not in cfg.search.stages:
         return
-    from search.encoders import source_kind
+    from search.driver.encoders import source_kind
 
     source = cfg.search.pretrain.source
     kind = source_kind(source)  # ConfigError for an unknown source
@@ -174,7 +177,7 @@ def _check_pretrain_source(cfg: ResolvedConfig) -> None:
 
             load_unlabelled(source, cfg.trial.image_size)
         elif kind == "checkpoint":  # it must fit every network the study pretrains
-            from search.encoders import networks
+            from search.driver.encoders import networks
             from trainables.nets.models import build_model
 
             for network in networks(cfg):
@@ -244,3 +247,4 @@ def check_device(cfg: ResolvedConfig) -> None:
             "trial.device=cuda, but search.resources.gpu is 0: Ray would give the trials no "
             "CUDA device; set search.resources.gpu (1 = one GPU per trial)"
         )
+

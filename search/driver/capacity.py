@@ -1,4 +1,5 @@
-"""What the connected Ray cluster can run: its nodes now, and the nodes its autoscaler may add.
+"""[from capacity.py]
+What the connected Ray cluster can run: its nodes now, and the nodes its autoscaler may add.
 
 A cluster that starts with its head alone (`min_workers: 0`) holds no GPU when a study starts;
 sizing the tune and explore stages' concurrency from `ray.cluster_resources()` at that moment
@@ -22,6 +23,8 @@ from pathlib import Path
 import yaml
 
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
+
+
 HEAD_RESOURCE = "node:__internal_head__"
 
 
@@ -165,3 +168,4 @@ def cluster_capacity(joined: bool = True) -> Capacity:
         return Capacity(nodes, head)
     types, cap = read_autoscaling_config(path)
     return Capacity(nodes, head, types, cap, str(path))
+

@@ -1,4 +1,5 @@
-"""W&B without leaking the API key: one run per trial, started inside the trial's own process.
+"""[from wandb_link.py]
+W&B without leaking the API key: one run per trial, started inside the trial's own process.
 
 Why not Ray's `WandbLoggerCallback`: it pickles `api_key` into the experiment state
 (`tuner.pkl`), and starts logging actors on the head node for every running trial. Why not a
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import ray
 
-from search.experiment import Experiment
-from search.spec import WandbSettings
+from search.experiment.folder import Experiment
+from search.shared.spec import WandbSettings
 
 SECRET_ACTOR = "freezeframe_wandb_key"
 
@@ -171,3 +172,4 @@ def sync_hint(experiment: Experiment) -> str | None:
             f"cp --recursive {where} wandb`), then `wandb sync wandb/offline-run-*`"
         )
     return f"W&B: {len(runs)} offline run(s); upload them with `wandb sync {where}/offline-run-*`"
+

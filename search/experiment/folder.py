@@ -1,4 +1,5 @@
-"""The experiment folder `<storage>/<name>/`: every path FreezeFrame writes there, named once.
+"""[from experiment.py]
+The experiment folder `<storage>/<name>/`: every path FreezeFrame writes there, named once.
 
     config.yaml                        the resolved config of the study
     split.csv                          the train/val/test split every trial used
@@ -41,22 +42,46 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from search.storage import ExperimentStore, is_uri
+from search.experiment.storage import ExperimentStore, is_uri
 from trainables.core.files import CHECKPOINT_FILES
 from trainables.data.splits import split_csv
 
 CONFIG = "config.yaml"
+
+
 SPLIT = "split.csv"
+
+
 DATA = "data.json"
+
+
 LEASE = "lease.json"
+
+
 LEASE_LOCK = ".lease.lock"  # local storage: held while a driver reads and writes the lease
+
+
 IDENTITY = "experiment.json"
+
+
 TRIALS = "trials.csv"
+
+
 BEST_RECIPES = "best_recipes.yaml"
+
+
 PRETRAIN_DIR = "pretrain"
+
+
 STUDIES_DIR = "studies"
+
+
 EXPLORE_TOP = "explore_top.yaml"
+
+
 REPORT_DIR = "report"
+
+
 WANDB_DIR = "wandb"
 
 
@@ -258,3 +283,10 @@ class Experiment:
 
     def write_best_recipes(self, recipes: dict[str, dict]) -> None:
         self.store.write_text(BEST_RECIPES, yaml.safe_dump(recipes, sort_keys=True))
+
+
+def drop_checkpoints(experiment: Experiment, stage: str, name: str, keep=()) -> None:
+    for file in CHECKPOINT_FILES:
+        if file not in keep:
+            experiment.store.delete(experiment.checkpoint(stage, name, file))
+

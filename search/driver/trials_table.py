@@ -1,4 +1,5 @@
-"""`trials.csv`: one row per trial, rewritten as trials report, start, fail and finish.
+"""[from trials_table.py]
+`trials.csv`: one row per trial, rewritten as trials report, start, fail and finish.
 
 A Ray Tune callback on the driver keeps the rows; each change rewrites the CSV atomically, so
 the file is usable (by the report, by a person) while a search runs. Rows of every stage
@@ -15,14 +16,17 @@ import time
 import pandas as pd
 from ray import tune
 
-from search.experiment import Experiment
-from search.progress import StageProgress
-from search.spec import FINISHED, RECIPE_KEYS, TrialSpec, summary_metrics
-from search.worker import drop_checkpoints
+from search.driver.progress import StageProgress
+from search.experiment.folder import Experiment, drop_checkpoints
+from search.shared.spec import FINISHED, RECIPE_KEYS, TrialSpec, summary_metrics
 from trainables.nets.strategies import get_strategy
 
 WRITE_ATTEMPTS, WRITE_RETRY_S = 3, 1.0
+
+
 SETTLED = ("ok", "stopped_early", "failed")  # statuses a trial ends in
+
+
 COLUMNS = [
     "stage",
     "strategy",
@@ -272,3 +276,4 @@ def _error_text(trial) -> str | None:
 
 
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*?:")
+

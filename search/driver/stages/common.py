@@ -1,17 +1,20 @@
-"""What every stage needs from Ray Tune: the trainable with its resources, the trial specs, and
+"""[from stages.common.py]
+What every stage needs from Ray Tune: the trainable with its resources, the trial specs, and
 one Tune experiment run (rebuilt from stored results on resume) with the trials table kept
-current."""
+current.
+"""
 
 from __future__ import annotations
 
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
-from search.budget import Budget
-from search.capacity import cluster_capacity, trial_slots
-from search.config import ResolvedConfig
-from search.experiment import Experiment
-from search.spec import (
+from search.driver.budget import Budget
+from search.driver.capacity import cluster_capacity, trial_slots
+from search.driver.config import ResolvedConfig
+from search.driver.trials_table import TrialsTable, mark_interrupted
+from search.experiment.folder import Experiment
+from search.shared.spec import (
     PRETRAINED,
     ExperimentRef,
     Stage,
@@ -19,10 +22,9 @@ from search.spec import (
     TrialSpec,
     WandbSettings,
 )
-from search.stop import STOP
-from search.trainable import RayTrial
-from search.trials_table import TrialsTable, mark_interrupted
-from search.versions import installed_versions
+from search.shared.stop import STOP
+from search.shared.versions import installed_versions
+from search.worker.trainable import RayTrial
 from trainables.core.config import TrialConfig
 from trainables.nets.strategies import get_strategy
 
@@ -110,7 +112,7 @@ class StageRunner:
     def _encoder_source(self, weights: str) -> str:
         """Where a trial's encoder weights come from, in words (W&B, the result)."""
         if weights == PRETRAINED:
-            from search.encoders import describe
+            from search.driver.encoders import describe
 
             return f"pretrain stage: {describe(self.cfg)}"
         return {"imagenet": "ImageNet", "none": "random initialisation"}.get(weights, weights)
@@ -186,3 +188,4 @@ class StageRunner:
             mark_interrupted(self.experiment, stage)
             STOP.check()
         return results
+

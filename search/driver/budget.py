@@ -1,4 +1,5 @@
-"""A spending limit for the search stages, and what a study spent.
+"""[from budget.py]
+A spending limit for the search stages, and what a study spent.
 
 `search.budget` bounds the tune and explore stages by wall-clock time (from when this driver
 started) and/or device-hours (GPU-hours where trials take GPUs, CPU-hours where they take none;
@@ -16,8 +17,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+
+from search.shared.compute import device_units, trial_hours
 
 
 class BudgetSettings(BaseModel):
@@ -43,26 +45,6 @@ class BudgetSettings(BaseModel):
     )
 
 
-def device_units(resources: dict) -> tuple[float, str]:
-    """(units a trial holds, their name): its GPUs when it takes any, else its CPUs."""
-    gpu = float(resources.get("gpu", 0) or 0)
-    return (gpu, "GPU") if gpu > 0 else (float(resources.get("cpu", 1) or 1), "CPU")
-
-
-def trial_hours(trials: pd.DataFrame, resources: dict, now: float | None = None) -> pd.Series:
-    """Device-hours of each row of trials.csv (0 for a trial that never started)."""
-    units, _ = device_units(resources)
-    now = time.time() if now is None else now
-    started = pd.to_numeric(trials.get("started"), errors="coerce")
-    ended = pd.to_numeric(trials.get("ended"), errors="coerce")
-    running = trials.get("status") == "running"
-    end = ended.where(~running, now)
-    seconds = (end - started).clip(lower=0)
-    wall = pd.to_numeric(trials.get("wall_s"), errors="coerce")
-    seconds = seconds.fillna(wall).fillna(0)  # rows without times: their training time
-    return seconds * units / 3600
-
-
 @dataclass
 class Budget:
     """The limit one driver enforces (picklable: Ray pickles the searcher holding it)."""
@@ -86,7 +68,9 @@ class Budget:
         return cls(store.storage, store.name, resources, deadline, settings.device_hours)
 
     def spent_hours(self) -> float:
-        from search.experiment import Experiment  # the experiment module loads the trial code
+        from search.experiment.folder import (
+            Experiment,  # the experiment module loads the trial code
+        )
 
         trials = Experiment(self.storage, self.name).read_trials()
         return float(trial_hours(trials, self.resources).sum()) if len(trials) else 0.0
@@ -115,3 +99,4 @@ class Budget:
                 file=sys.stderr,
                 flush=True,
             )
+

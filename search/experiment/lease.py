@@ -1,4 +1,5 @@
-"""One driver per experiment: a lease in the experiment folder names the driver running it.
+"""[from lease.py]
+One driver per experiment: a lease in the experiment folder names the driver running it.
 
 The driver refreshes the lease's heartbeat every `HEARTBEAT_S` seconds from a background thread
 and removes it when it exits. A second driver on the same experiment (a `--resume` started
@@ -34,13 +35,19 @@ import threading
 import time
 import uuid
 
-from search.experiment import LEASE, LEASE_LOCK, Experiment
-from search.stop import STOP
+from search.experiment.folder import LEASE, LEASE_LOCK, Experiment
+from search.shared.stop import STOP
 from trainables.core.errors import UserError
 
 HEARTBEAT_S = 5.0
+
+
 STALE_S = 30.0
+
+
 SETTLE_S = 0.5
+
+
 SETTLE_FACTOR = 3.0
 
 
@@ -208,3 +215,4 @@ def _held_message(experiment: Experiment, record: dict) -> str:
         f"started {owner.get('started', '?')}, heartbeat {age:.0f} s ago); wait for it to "
         f"finish, or, if it died, --resume after {STALE_S:.0f} s without a heartbeat"
     )
+

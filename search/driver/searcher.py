@@ -1,4 +1,5 @@
-"""Proposals from Optuna studies for one Tune experiment, rebuilt from the experiment on resume.
+"""[from searcher.py]
+Proposals from Optuna studies for one Tune experiment, rebuilt from the experiment on resume.
 
 Ray's `OptunaSearch` drives one study per Tune experiment and keeps it in Optuna storage
 outside the experiment (a SQLite file on the driver's disk), which a resume on another machine
@@ -23,8 +24,8 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.samplers import BaseGASampler
 from ray.tune.search import Searcher
 
-from search.budget import Budget
-from search.spec import TrialSpec
+from search.driver.budget import Budget
+from search.shared.spec import TrialSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -264,3 +265,4 @@ class StudySearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         raise NotImplementedError("FreezeFrame rebuilds its studies from the experiment")
+

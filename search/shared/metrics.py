@@ -1,0 +1,62 @@
+"""The test metrics of the trials table: which columns, their labels, and which way is better.
+
+Shared by the report (ranking, plots) and the driver's preflight (the configured report metric is
+checked before any trial runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A test metric column of the trials table and how to read it."""
+
+    column: str
+    label: str
+    higher_is_better: bool
+    percent: bool  # stored as a fraction in [0, 1], shown as a percentage
+
+    @property
+    def unit_label(self) -> str:
+        return f"{self.label} (%)" if self.percent else self.label
+
+
+METRICS: dict[str, Metric] = {
+    m.column: m
+    for m in [
+        Metric("test_dice", "Dice", True, True),
+        Metric("test_iou", "IoU", True, True),
+        Metric("test_pixel_accuracy", "Pixel accuracy", True, True),
+        Metric("test_hd_mm", "HD (mm)", False, False),
+        Metric("test_hc_abs_diff_mm", "HC abs. diff. (mm)", False, False),
+    ]
+}
+
+
+def get_metric(name: str, trials: pd.DataFrame | None = None) -> Metric:
+    """The metric `name`: a known one, or another numeric `test_*` column of `trials`.
+
+    Unknown columns are read as lower-is-better when they end in `_mm` (a distance) or `_rate`
+    (a failure rate), else higher.
+    Raises KeyError listing the valid names.
+    """
+    if name in METRICS:
+        return METRICS[name]
+    extra = [] if trials is None else numeric_test_columns(trials)
+    if name in extra:
+        lower_is_better = name.endswith(("_mm", "_rate"))
+        return Metric(name, name.removeprefix("test_"), not lower_is_better, False)
+    valid = sorted(set(METRICS) | set(extra))
+    raise KeyError(f"unknown metric {name!r}; valid: {valid}")
+
+
+def numeric_test_columns(trials: pd.DataFrame) -> list[str]:
+    return [
+        c
+        for c in trials.columns
+        if c.startswith("test_") and pd.api.types.is_numeric_dtype(trials[c])
+    ]
