@@ -12,7 +12,8 @@ import torch
 from scoring import batch_pooled_scores, hausdorff_mm, per_image_scores
 
 from trainables.core.config import HC18_MASK_OUTSET_PX
-from trainables.evaluation.metrics import MetricAccumulator, hc_error_summary, hc_failed
+from trainables.evaluation.hc_errors import hc_error_summary, hc_failed
+from trainables.evaluation.metrics import MetricAccumulator
 from trainables.geometry.distances import boundary_distances_mm
 from trainables.geometry.ellipse import ramanujan_perimeter
 

@@ -22,7 +22,7 @@ import torch
 
 from trainables.core.errors import ConfigError, DataError, SplitError
 from trainables.evaluation.evaluate import SUMMARY_COLUMNS, evaluate_dataset
-from trainables.evaluation.metrics import HC_FAIL_MM
+from trainables.evaluation.hc_errors import HC_FAIL_MM
 from trainables.geometry.postprocess import POSTPROCESS
 
 

@@ -21,7 +21,7 @@ from search.report.load import Results, load_results
 from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
 from search.report.text import build_notes, display_table, tune_display
 from search.shared.metrics import Metric, get_metric
-from trainables.evaluation.metrics import HC_FAIL_MM
+from trainables.evaluation.hc_errors import HC_FAIL_MM
 
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 STRATEGIES_CSV = "strategies.csv"

@@ -31,7 +31,7 @@ from search.report import clinical_plots, stats
 from search.report.page import Figure, Paragraph, Table
 from search.shared.metrics import Metric
 from trainables.data.arrays import default_data_dir
-from trainables.evaluation.metrics import hc_error_summary
+from trainables.evaluation.hc_errors import hc_error_summary
 
 BLAND_ALTMAN_PNG, WORST_IMAGES_PNG = "bland_altman.png", "worst_images.png"
 

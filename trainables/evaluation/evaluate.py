@@ -19,7 +19,8 @@ import torch
 from trainables.core.config import TrialConfig
 from trainables.data.arrays import ArrayDataset
 from trainables.data.augment import to_network_input
-from trainables.evaluation.metrics import HC_FAIL_MM, MetricAccumulator
+from trainables.evaluation.hc_errors import HC_FAIL_MM
+from trainables.evaluation.metrics import MetricAccumulator
 from trainables.geometry.postprocess import head_masks
 
 # The summary columns the CLI writes per setting (each also as raw_*, but paper_* and n_images).

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from trainables.evaluation.hc_errors import HC_FAIL_MM, hc_error_summary, summary_stat
 from trainables.geometry.distances import boundary_distances_mm
 from trainables.geometry.ellipse import EllipseMeasurement, measure_mask
 from trainables.geometry.postprocess import POSTPROCESS, postprocess_batch
@@ -40,8 +41,6 @@ from trainables.geometry.postprocess import POSTPROCESS, postprocess_batch
 PAPER_EPS = 1e-8  # the paper code's smoothing term
 
 
-# An HC error above this many mm is a failed measurement (the report's default too).
-HC_FAIL_MM = 10.0
 
 
 ELLIPSE_FIELDS = ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad")
@@ -128,47 +127,6 @@ def _to_numpy(values, name: str, batch: int, width: int | None = None) -> np.nda
     if array.shape != expected:
         raise ValueError(f"{name} must have shape {expected}, got {array.shape}")
     return array
-
-
-def _stat(values, how: str) -> float:
-    """mean / median / p90 of the non-NaN values; NaN when none."""
-    data = np.asarray(values, dtype=np.float64)
-    data = data[~np.isnan(data)]
-    if not len(data):
-        return math.nan
-    if how == "p90":
-        return float(np.percentile(data, 90))
-    return float(np.median(data) if how == "median" else data.mean())
-
-
-def hc_failed(hc_abs_diff_mm, hc_pred_mm, hc_fail_mm: float = HC_FAIL_MM) -> np.ndarray:
-    """Per image: a failed HC measurement - an error above `hc_fail_mm`, or no HC at all (an
-    empty prediction or one without a fittable ellipse), whatever the threshold."""
-    abs_diff = np.asarray(hc_abs_diff_mm, dtype=np.float64)
-    unmeasured = np.isnan(np.asarray(hc_pred_mm, dtype=np.float64))
-    return unmeasured | (np.nan_to_num(abs_diff, nan=-math.inf) > hc_fail_mm)
-
-
-def hc_error_summary(
-    hc_abs_diff_mm, hc_signed_diff_mm, hc_pred_mm, hc_fail_mm: float = HC_FAIL_MM
-) -> dict[str, float]:
-    """HC error over images with a reference (per-image arrays, NaN where absent).
-
-    Returns:
-        hc_abs_diff_mm (mean), hc_abs_diff_mm_median, hc_abs_diff_mm_p90, hc_signed_diff_mm
-        (mean predicted - reference over measured heads: the bias), hc_fail_rate (share of
-        images with a reference whose measurement failed, `hc_failed`).
-    """
-    abs_diff = np.asarray(hc_abs_diff_mm, dtype=np.float64)
-    judged = ~np.isnan(abs_diff)
-    failed = hc_failed(abs_diff, hc_pred_mm, hc_fail_mm)[judged]
-    return {
-        "hc_abs_diff_mm": _stat(abs_diff, "mean"),
-        "hc_abs_diff_mm_median": _stat(abs_diff, "median"),
-        "hc_abs_diff_mm_p90": _stat(abs_diff, "p90"),
-        "hc_signed_diff_mm": _stat(hc_signed_diff_mm, "mean"),
-        "hc_fail_rate": float(failed.mean()) if len(failed) else math.nan,
-    }
 
 
 def _ellipse_fields(fit: EllipseMeasurement | None, prefix: str = "") -> dict[str, float]:
@@ -291,19 +249,19 @@ class MetricAccumulator:
             return np.array([row[prefix + key] for row in self._rows], dtype=np.float64)
 
         out = {
-            "dice": _stat(column("dice"), "mean"),
-            "dice_median": _stat(column("dice"), "median"),
-            "iou": _stat(column("iou"), "mean"),
-            "pixel_accuracy": _stat(column("pixel_accuracy"), "mean"),
+            "dice": summary_stat(column("dice"), "mean"),
+            "dice_median": summary_stat(column("dice"), "median"),
+            "iou": summary_stat(column("iou"), "mean"),
+            "pixel_accuracy": summary_stat(column("pixel_accuracy"), "mean"),
         }
         if self.shape_metrics:
             hc_pred = column("hc_pred_mm")
-            out |= {key: _stat(column(key), "mean") for key in ("hd_mm", "hd95_mm")}
+            out |= {key: summary_stat(column(key), "mean") for key in ("hd_mm", "hd95_mm")}
             out |= hc_error_summary(
                 column("hc_abs_diff_mm"), column("hc_signed_diff_mm"), hc_pred, self.hc_fail_mm
             )
             out |= {
-                "hc_mm_pred_mean": _stat(hc_pred, "mean"),
+                "hc_mm_pred_mean": summary_stat(hc_pred, "mean"),
                 "hc_unmeasurable": int(np.isnan(hc_pred).sum()),
                 "empty_predictions": int(column("empty_prediction").sum()),
             }
