@@ -69,7 +69,7 @@ class EpochLoop:
             start, history, best = self._restore(self.out_dir / LAST)
             self.log(f"resuming {self.name} after epoch {start}/{cfg.epochs}")
         started = time.perf_counter()
-        for epoch in range(start, cfg.epochs + 1):
+        for epoch in range(start + 1, cfg.epochs + 1):
             record, summary = self.step(epoch)
             history.append(record)
             written = []
