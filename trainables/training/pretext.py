@@ -1,9 +1,8 @@
-"""[from pretext.py]
-Self-supervised pretraining: the U-Net learns to restore corrupted images; labels are never read.
+"""Self-supervised pretraining: the U-Net learns to restore corrupted images; labels are never read.
 
 Where ImageNet weights cannot be downloaded, the encoder can still start from features of the
 target domain: the whole U-Net (encoder, decoder, head) is trained to restore images from a
-corrupted copy, then only its encoder is kept (`trainables.models.load_encoder_checkpoint`
+corrupted copy, then only its encoder is kept (`trainables.nets.models.load_encoder_checkpoint`
 reads the `encoder.*` weights of the checkpoint this writes).
 
 Two well-known objectives (`method`):
@@ -14,7 +13,8 @@ Two well-known objectives (`method`):
   loss is the squared error on every pixel.
 Images get the paper's augmentation first (rotation, flips), so the encoder sees the poses it
 will see in fine-tuning. The run writes `last.pt` (resumable) and `best.pt` (the latest model:
-there is no validation label to choose an epoch by) every epoch, like `trainables.train`.
+there is no validation label to choose an epoch by) every epoch, like `run.run_trial` (the loop is `epochs.EpochLoop`); its unlabelled images come
+from `trainables.data.unlabelled`.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
-"""[from train.py]
-Run one trial end to end and write its results.
+"""`run_trial`: one trial end to end - train, validate every epoch, test the best epoch once.
 
-    python -m trainables.train --config configs/smoke.yaml --strategy decoder --seed 0         --data ../shared/data/hc18 --out runs/decoder__seed0 [--set key=value ...]
-
-Writes to --out: `config.yaml` (resolved), `split.csv`, `last.pt` (every epoch, for resuming),
-`best.pt` (the epoch with the best validation Dice), `test_per_image.csv` and `metrics.json`.
-Bad config or data fail before anything is written. Rerunning on an --out that holds a
-`last.pt` but no `metrics.json` resumes after the last finished epoch.
+Writes to its folder: `config.yaml` (resolved), `split.csv`, `last.pt` (every
+`checkpoint_every` epochs, for resuming), `best.pt` (the epoch with the best validation Dice),
+`test_per_image.csv` and `metrics.json`. A folder that holds a `last.pt` but no `metrics.json`
+resumes after the last finished epoch (`epochs.EpochLoop`). The CLI is `python -m
+trainables.train`.
 """
 
 from __future__ import annotations
