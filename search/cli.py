@@ -15,10 +15,10 @@ import time
 
 from search.driver import study
 from search.driver.capacity import trial_slots
-from search.driver.config import STAGES
 from search.driver.encoders import needs_imagenet, networks
 from search.driver.preflight import check_cluster, check_same_data, resolve
 from search.experiment.lease import Lease
+from search.shared.spec import STAGES
 from search.shared.stop import STOP, StudyStopped
 from search.worker.wandb_link import local_wandb_key, share_key
 from trainables.core.errors import UserError

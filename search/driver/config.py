@@ -10,17 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from search.driver.budget import BudgetSettings
+from search.shared.spec import Stage
 from trainables.core.config import (
+    StrictModel,
     TrialConfig,
     format_validation_error,
     parse_overrides,
@@ -28,21 +23,23 @@ from trainables.core.config import (
     shipped_config,
 )
 from trainables.core.errors import ConfigError
+from trainables.core.recipe import (
+    RANGE_SETTINGS,
+    SCHEDULES,
+    DecayFactor,
+    Floor,
+    LearningRate,
+    Schedule,
+    StepSize,
+)
 from trainables.nets.resolve import resolve_trial_config
 from trainables.nets.strategies import PAPER_STRATEGIES, STRATEGIES, get_strategy
-
-STAGES = ("pretrain", "tune", "explore", "final")
-
 
 # The embedded default study (`python search/run.py` with no --config): configs/demo.yaml.
 DEFAULT_CONFIG = shipped_config("demo.yaml")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Resources(_Strict):
+class Resources(StrictModel):
     cpu: float = Field(1, gt=0)
     gpu: float = Field(0, ge=0, description="fractional GPUs share a card between trials")
 
@@ -52,7 +49,7 @@ class Resources(_Strict):
 PRETRAIN_DATA = {"split": "grouped", "max_images": None}
 
 
-class PretrainSettings(_Strict):
+class PretrainSettings(StrictModel):
     """Where the later stages' encoder comes from (`search.encoders` explains the sources)."""
 
     source: str = Field(
@@ -89,29 +86,25 @@ class PretrainSettings(_Strict):
         return str(Path(source).expanduser().resolve())
 
 
-class TuneSettings(_Strict):
-    """Optuna (TPE, seeded) proposes the recipe; each proposal is one Ray Tune trial."""
+class TuneSettings(StrictModel):
+    """Optuna (TPE, seeded) proposes the recipe; each proposal is one Ray Tune trial. The ranges
+    bound the draws of `trainables.core.recipe.DRAWS` (which key each pair bounds)."""
 
     trials_per_strategy: int = Field(4, ge=1)
     seed: int = 0
-    lr_min: float = Field(1e-5, gt=0)
-    lr_max: float = Field(1e-2, gt=0)
-    schedules: list[Literal["none", "exponential", "step", "cosine"]] = [
-        "none",
-        "exponential",
-        "step",
-        "cosine",
-    ]
-    gamma_min: float = Field(0.5, gt=0, le=1)
-    gamma_max: float = Field(0.99, gt=0, le=1)
-    step_size_max: int = Field(10, ge=1)
+    lr_min: LearningRate = 1e-5
+    lr_max: LearningRate = 1e-2
+    schedules: list[Schedule] = list(SCHEDULES)
+    gamma_min: DecayFactor = 0.5
+    gamma_max: DecayFactor = 0.99
+    step_size_max: StepSize = 10
     asha: bool = True
     grace_period: int = Field(1, ge=1, description="epochs before ASHA may stop a trial")
     trial_seed: int = Field(0, description="the trial seed every tune proposal trains with")
 
     @model_validator(mode="after")
     def _ranges(self) -> TuneSettings:
-        for low, high in (("lr_min", "lr_max"), ("gamma_min", "gamma_max")):
+        for low, high in RANGE_SETTINGS:
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(
                     f"{low} ({getattr(self, low)}) is above {high} ({getattr(self, high)})"
@@ -119,7 +112,7 @@ class TuneSettings(_Strict):
         return self
 
 
-class ReportSettings(_Strict):
+class ReportSettings(StrictModel):
     """What the report judges by (`python -m search.report` options override them)."""
 
     hc_fail_mm: float = Field(
@@ -130,7 +123,7 @@ class ReportSettings(_Strict):
     )
 
 
-class ExploreSettings(_Strict):
+class ExploreSettings(StrictModel):
     """A multi-objective search over freeze masks, encoders and recipes (`search.stages.explore`):
     one Optuna study, one Tune experiment; its best configurations join the final stage."""
 
@@ -170,27 +163,25 @@ class ExploreSettings(_Strict):
         return self
 
 
-class FoundConfiguration(_Strict):
+class FoundConfiguration(StrictModel):
     """A configuration an explore stage found (an entry of its `explore_top.yaml`), tested in
     this study's final stage with its own recipe and BatchNorm mode, like the study's own."""
 
     strategy: str = Field(description="a freeze mask such as 'resnet18:enc0-1+dec3+head'")
     bn_update_frozen: bool | None = None
-    lr: float = Field(gt=0)
-    lr_schedule: Literal["none", "exponential", "step", "cosine"] = "exponential"
-    lr_gamma: float = Field(0.9, gt=0, le=1)
-    lr_step_size: int = Field(5, ge=1)
-    lr_min: float = Field(0.0, ge=0)
+    lr: LearningRate
+    lr_schedule: Schedule = "exponential"
+    lr_gamma: DecayFactor = 0.9
+    lr_step_size: StepSize = 5
+    lr_min: Floor = 0.0
     # As explore_top.yaml lists them; not used for training.
     val_dice: float | None = None
     trainable_params: int | None = None
 
 
-class SearchConfig(_Strict):
+class SearchConfig(StrictModel):
     name: str = Field("freezeframe", pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)
-    stages: list[Literal["pretrain", "tune", "explore", "final"]] = Field(
-        ["pretrain", "tune", "final"], min_length=1
-    )
+    stages: list[Stage] = Field(["pretrain", "tune", "final"], min_length=1)
     strategies: list[str] = list(PAPER_STRATEGIES)
     seeds: list[int] = [0, 1, 2, 3]
     resources: Resources = Resources()
@@ -269,7 +260,7 @@ class SearchConfig(_Strict):
         return self
 
 
-class ResolvedConfig(_Strict):
+class ResolvedConfig(StrictModel):
     trial: TrialConfig
     search: SearchConfig
 
@@ -339,4 +330,3 @@ def _set_nested(target: dict, keys: list[str], value: Any) -> None:
         if not isinstance(target, dict):
             raise ConfigError(f"--set search.{'.'.join(keys)}: '{key}' is not a section")
     target[keys[-1]] = value
-

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from search.shared.metrics import METRICS, Metric, numeric_test_columns
+from trainables.core import recipe
 from trainables.data.splits import exam_id
 
 ALPHA = 0.05  # two-sided level of the paired test and of the intervals (95%)
@@ -210,17 +211,11 @@ def _paired_verdict(best_values, values, best_row, row, column: str) -> dict:
 
 # -- the tune stage ----------------------------------------------------------------------------
 def recipe_text(row) -> str:
-    """'lr 1e-04, exponential (gamma 0.9)' from a row with the recipe keys."""
-    schedule = str(row.get("lr_schedule") or "none")
-    text = f"lr {float(row['lr']):.2g}, " if pd.notna(row.get("lr")) else ""
-    if schedule in ("exponential", "step") and pd.notna(row.get("lr_gamma")):
-        detail = f"gamma {float(row['lr_gamma']):.3g}"
-        if schedule == "step" and pd.notna(row.get("lr_step_size")):
-            detail += f", every {int(row['lr_step_size'])} epochs"
-        return f"{text}{schedule} ({detail})"
-    if schedule == "cosine" and pd.notna(row.get("lr_min")):
-        return f"{text}cosine (to {float(row['lr_min']):.2g})"
-    return f"{text}{'constant' if schedule == 'none' else schedule}"
+    """'lr 0.0001, exponential (gamma 0.9)' from a row with the recipe keys (NaN: not shown),
+    in the words of `trainables.core.recipe.recipe_text`."""
+    keys = recipe.RECIPE_KEYS
+    given = {k: row.get(k) for k in keys if k == "lr_schedule" or pd.notna(row.get(k))}
+    return recipe.recipe_text(given)
 
 
 def tune_gains(trials: pd.DataFrame, strategies: list[str] | None = None) -> pd.DataFrame:

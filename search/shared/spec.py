@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from trainables.core.config import TrialConfig
+from trainables.core.config import StrictModel, TrialConfig
 
+# The recipe's vocabulary (trainables.core.recipe): every recipe key, trials.csv's recipe
+# columns (re-exported for search.driver.trials_table), and the part a tune proposal names.
+from trainables.core.recipe import RECIPE_KEYS as RECIPE_KEYS
+from trainables.core.recipe import recipe_params
+
+# A study's stages, in the order they run.
 Stage = Literal["pretrain", "tune", "explore", "final"]
-
-
-# The learning-rate recipe: what the tune stage proposes and the final stage takes per strategy.
-RECIPE_KEYS = ("lr", "lr_schedule", "lr_gamma", "lr_step_size", "lr_min")
+STAGES: tuple[str, ...] = get_args(Stage)
 
 
 # The key of the one report that follows a trial's last epoch (Tune reserves "done").
@@ -33,11 +36,7 @@ FINISHED = "trial_finished"
 PRETRAINED = "pretrain-stage"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class WandbSettings(_Strict):
+class WandbSettings(StrictModel):
     mode: Literal["online", "offline", "disabled"]
     project: str
     group: str = Field(description="the experiment name: one W&B group per experiment")
@@ -54,21 +53,21 @@ class WandbSettings(_Strict):
     timeout_s: float = Field(60, gt=0, description="bound on W&B's start and final upload")
 
 
-class ExperimentRef(_Strict):
+class ExperimentRef(StrictModel):
     """Where the trial's experiment folder is (`search.experiment.Experiment(storage, name)`)."""
 
     storage: str
     name: str
 
 
-class SyntheticSource(_Strict):
+class SyntheticSource(StrictModel):
     """Pretrain on generated HC18-like images, made once per node (`trainables.synthetic`)."""
 
     images: int = Field(ge=8)
     seed: int = 0
 
 
-class TrialSpec(_Strict):
+class TrialSpec(StrictModel):
     """Everything one trial needs from the driver.
 
     `recipe` says where the trial's learning-rate recipe came from, the `recipe` column of
@@ -145,29 +144,9 @@ def paper_recipe(trial: TrialConfig) -> dict:
     return recipe_params(trial.model_dump())
 
 
-def recipe_params(values: dict) -> dict:
-    """The recipe keys that a schedule uses, from any mapping that has them (a trial config, a
-    trials.csv row, an Optuna proposal): decay keys only where the schedule uses them; floats
-    rounded to 12 significant digits, so a value read back from a CSV compares equal."""
-    schedule = values["lr_schedule"]
-    keys = ["lr", "lr_schedule"]
-    keys += ["lr_gamma"] if schedule in ("exponential", "step") else []
-    keys += ["lr_step_size"] if schedule == "step" else []
-    kinds = {"lr_schedule": str, "lr_step_size": int}
-    return {key: kinds.get(key, _canonical)(_canonical(values[key])) for key in keys}
-
-
 def recipe_digest(params: dict) -> str:
     """8 hex digits naming a recipe."""
     return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def _canonical(value):
-    if isinstance(value, float):
-        return float(f"{value:.12g}")
-    if hasattr(value, "item"):  # a numpy scalar from a CSV row
-        return _canonical(value.item())
-    return value
 
 
 def summary_metrics(metrics: dict) -> dict:
@@ -180,4 +159,3 @@ def summary_metrics(metrics: dict) -> dict:
     out |= {f"val_{k}": v for k, v in metrics["val"].items()}
     out |= {f"test_{k}": v for k, v in metrics["test"].items()}
     return out
-

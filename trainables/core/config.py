@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from trainables.core.errors import ConfigError
+from trainables.core.recipe import DecayFactor, Floor, LearningRate, Schedule, StepSize
 
 
 def shipped_config(name: str) -> Path:
@@ -48,10 +49,15 @@ def shipped_config(name: str) -> Path:
 HC18_MASK_OUTSET_PX = 1.58
 
 
-class TrialConfig(BaseModel):
-    """Everything one trial needs. Field docs are the reference for `--set key=value`."""
+class StrictModel(BaseModel):
+    """The base of every settings model, here and in the search service: an unknown key, an
+    infinite or NaN number and a change after validation are refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class TrialConfig(StrictModel):
+    """Everything one trial needs. Field docs are the reference for `--set key=value`."""
 
     # What trains. The strategy table (trainables/strategies.py) picks the network.
     strategy: str = Field("decoder", description="fine-tuning strategy (see strategies --json)")
@@ -139,11 +145,14 @@ class TrialConfig(BaseModel):
     # Optimisation: Adam with a per-epoch decay schedule.
     epochs: int = Field(20, ge=1, le=10_000)
     batch_size: int = Field(10, ge=1, le=4096)
-    lr: float = Field(1e-4, gt=0)
-    lr_schedule: Literal["none", "exponential", "step", "cosine"] = "exponential"
-    lr_gamma: float = Field(0.9, gt=0, le=1, description="exponential/step decay factor")
-    lr_step_size: int = Field(5, ge=1, description="epochs per step for lr_schedule='step'")
-    lr_min: float = Field(0.0, ge=0, description="cosine floor")
+    # The recipe: which schedule reads which key is in trainables.core.recipe.
+    lr: LearningRate = 1e-4
+    lr_schedule: Schedule = "exponential"
+    lr_gamma: DecayFactor = Field(0.9, description="exponential/step decay factor")
+    lr_step_size: StepSize = Field(5, description="epochs per step for lr_schedule='step'")
+    lr_min: Floor = Field(
+        0.0, description="cosine floor (never proposed by the tune stage: this value is used)"
+    )
     loss: Literal["bce", "dice_bce"] = "bce"
     weight_decay: float = Field(0.0, ge=0)
 
@@ -254,4 +263,3 @@ def format_validation_error(err: ValidationError, source: str) -> str:
 
 def dump_config(cfg: BaseModel, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-

@@ -8,6 +8,7 @@ there, the loss is accumulated as a tensor and read once per epoch (no host sync
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,7 @@ from torch import nn
 
 from trainables.core.config import TrialConfig
 from trainables.core.device import AUTOCAST_DTYPES, make_scaler, resolve_device, resolve_precision
+from trainables.core.recipe import decay_keys
 from trainables.data.splits import train_subset
 from trainables.data.trial_data import TrialData, load_trial_data
 from trainables.nets.models import build_model
@@ -66,15 +68,19 @@ def seed_everything(seed: int) -> None:
 
 
 def build_scheduler(cfg: TrialConfig, optimizer: torch.optim.Optimizer):
-    """Per-epoch learning-rate decay; None for a constant rate."""
+    """Per-epoch learning-rate decay; None for a constant rate. The scheduler reads the keys
+    that `trainables.core.recipe` lists for the schedule, each as its torch argument."""
     sched = torch.optim.lr_scheduler
-    if cfg.lr_schedule == "exponential":
-        return sched.ExponentialLR(optimizer, gamma=cfg.lr_gamma)
-    if cfg.lr_schedule == "step":
-        return sched.StepLR(optimizer, step_size=cfg.lr_step_size, gamma=cfg.lr_gamma)
-    if cfg.lr_schedule == "cosine":
-        return sched.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr_min)
-    return None
+    schedulers = {
+        "exponential": sched.ExponentialLR,
+        "step": sched.StepLR,
+        "cosine": functools.partial(sched.CosineAnnealingLR, T_max=cfg.epochs),
+    }
+    if cfg.lr_schedule not in schedulers:  # "none"
+        return None
+    arguments = {"lr_gamma": "gamma", "lr_step_size": "step_size", "lr_min": "eta_min"}
+    decay = {arguments[key]: getattr(cfg, key) for key in decay_keys(cfg.lr_schedule)}
+    return schedulers[cfg.lr_schedule](optimizer, **decay)
 
 
 @dataclass
@@ -173,4 +179,3 @@ def build_training(
         precision=precision,
         scaler=make_scaler(precision, device),
     )
-

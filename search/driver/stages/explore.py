@@ -24,10 +24,12 @@ from ray.tune.schedulers import ASHAScheduler
 from search.driver.config import ExploreSettings
 from search.driver.searcher import Past, StudyPlan, StudySearcher
 from search.driver.stages.common import StageRunner
-from search.driver.stages.tune import optuna_space
+from search.driver.stages.history import stage_history
+from search.driver.stages.tune import export_studies, recorded_recipe
 from search.experiment.folder import Experiment
 from search.shared.pareto import non_dominated
-from search.shared.spec import RECIPE_KEYS, TrialSpec, recipe_digest, recipe_params
+from search.shared.spec import TrialSpec, recipe_digest
+from trainables.core.recipe import RECIPE_KEYS, recipe_params, suggest_recipe
 from trainables.nets.freeze import PART_ORDER, mask_name, safe_name
 from trainables.nets.strategies import get_strategy
 
@@ -39,7 +41,7 @@ def explore_space(trial, settings: dict, tune: dict) -> bool:
     trial.suggest_categorical("encoder", settings["encoders"])
     flags = [trial.suggest_categorical(f"train_{part}", [True, False]) for part in PART_ORDER]
     trial.suggest_categorical("bn", settings["bn_modes"])
-    optuna_space(trial, tune)
+    suggest_recipe(trial, tune)
     return any(flags)
 
 
@@ -55,7 +57,7 @@ def proposal_of(row: dict) -> dict:
     strategy = get_strategy(row["strategy"])
     params = {"encoder": strategy.network, "bn": "update" if row["bn_update_frozen"] else "pinned"}
     params |= {f"train_{part}": part in strategy.parts for part in PART_ORDER}
-    return params | {k: row[k] for k in RECIPE_KEYS if not pd.isna(row.get(k))}
+    return params | recorded_recipe(row)
 
 
 def make_spec(
@@ -90,22 +92,7 @@ def objectives(settings: ExploreSettings, spec: TrialSpec, result: dict | None) 
 
 def history(experiment: Experiment) -> list[Past]:
     """The explore trials earlier runs started (a resume rebuilds the study from them)."""
-    rows = experiment.read_trials()
-    if rows.empty:
-        return []
-    rows = rows[rows["stage"] == "explore"]
-    scores = {r["trial_name"]: r["val"].get("dice") for r in experiment.results("explore")}
-    past = []
-    for row in rows.to_dict("records"):
-        params, dice = proposal_of(row), scores.get(row["trial_name"], row.get("val_dice"))
-        finished = row["trial_name"] in scores or row["status"] == "stopped_early"
-        if finished and dice is not None and not pd.isna(dice):
-            past.append(Past(params, "complete", {"val_dice": float(dice)}))
-        elif row["status"] in ("failed", "stopped_early"):
-            past.append(Past(params, "failed"))
-        else:  # interrupted: proposed again, it resumes from its checkpoint
-            past.append(Past(params, "unfinished"))
-    return past
+    return stage_history(experiment, "explore", proposal_of)
 
 
 def sampler(settings: ExploreSettings) -> Callable[[], optuna.samplers.BaseSampler]:
@@ -163,8 +150,6 @@ def run(runner: StageRunner, encoder_weights: str) -> list[dict]:
             mode="max",
             num_samples=-1,
         )
-    from search.driver.stages.tune import export_studies
-
     export_studies(runner.experiment, "explore", [plan])
     return write_top(runner.experiment, settings)
 
@@ -213,4 +198,3 @@ def write_top(experiment: Experiment, settings: ExploreSettings) -> list[dict]:
     ]
     experiment.write_explore_top(chosen)
     return chosen
-

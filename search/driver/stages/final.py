@@ -12,8 +12,8 @@ from __future__ import annotations
 from ray import tune
 
 from search.driver.stages.common import StageRunner
-from search.shared.spec import RECIPE_KEYS
 from search.worker.files import stored_result
+from trainables.core.recipe import RECIPE_KEYS
 from trainables.nets.strategies import get_strategy
 
 
@@ -65,4 +65,3 @@ def run(
     if todo:
         space = {"spec": tune.grid_search([spec.to_param() for spec in todo])}
         runner.fit("final", space, len(specs), max_concurrent_trials=search.max_concurrent_trials)
-

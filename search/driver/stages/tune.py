@@ -23,18 +23,10 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from search.driver.config import TuneSettings
 from search.driver.searcher import Past, StudyPlan, StudySearcher, recorded
 from search.driver.stages.common import StageRunner
+from search.driver.stages.history import stage_history
 from search.experiment.folder import Experiment
-from search.shared.spec import RECIPE_KEYS, paper_recipe, recipe_params
-
-
-def optuna_space(trial, settings: dict) -> None:
-    """Define-by-run space: the decay parameters exist only for the schedules that use them."""
-    trial.suggest_float("lr", settings["lr_min"], settings["lr_max"], log=True)
-    schedule = trial.suggest_categorical("lr_schedule", settings["schedules"])
-    if schedule in ("exponential", "step"):
-        trial.suggest_float("lr_gamma", settings["gamma_min"], settings["gamma_max"])
-    if schedule == "step":
-        trial.suggest_int("lr_step_size", 1, settings["step_size_max"])
+from search.shared.spec import paper_recipe
+from trainables.core.recipe import RECIPE_KEYS, recipe_params, suggest_recipe
 
 
 class PerGroupASHA(FIFOScheduler):
@@ -85,32 +77,22 @@ def build_scheduler(settings: TuneSettings, epochs: int) -> PerGroupASHA | None:
     return PerGroupASHA(make, lambda trial: trial.config["spec"]["trial"]["strategy"])
 
 
+def recorded_recipe(row: dict) -> dict:
+    """The recipe keys a trials.csv row records (NaN: not recorded)."""
+    return {k: row[k] for k in RECIPE_KEYS if not pd.isna(row.get(k))}
+
+
 def history(experiment: Experiment, strategy: str) -> list[Past]:
     """The tune trials of `strategy` that earlier runs of the stage started, from the trials
     table (how each ended) and the result files (the scores of finished ones)."""
-    rows = experiment.read_trials()
-    if rows.empty:
-        return []
-    rows = rows[(rows["stage"] == "tune") & (rows["strategy"] == strategy)]
-    scores = {r["trial_name"]: r["val"].get("dice") for r in experiment.results("tune")}
-    past = []
-    for row in rows.to_dict("records"):
-        params = {k: row[k] for k in RECIPE_KEYS if not pd.isna(row.get(k))}
-        if row["trial_name"] in scores:
-            past.append(Past(params, "complete", {"val_dice": scores[row["trial_name"]]}))
-        elif row["status"] == "stopped_early" and not pd.isna(row["val_dice"]):
-            past.append(Past(params, "complete", {"val_dice": float(row["val_dice"])}))
-        elif row["status"] in ("failed", "stopped_early"):
-            past.append(Past(params, "failed"))
-        else:  # running or pending when the driver died: propose it again, it resumes
-            past.append(Past(params, "unfinished"))
-    return past
+    return stage_history(experiment, "tune", recorded_recipe, strategy)
 
 
 def build_plans(runner: StageRunner, encoder_weights: str) -> list[StudyPlan]:
     """One study per strategy, rebuilt from the experiment's earlier trials of the stage."""
     settings = runner.cfg.search.tune
-    space = functools.partial(optuna_space, settings=settings.model_dump())
+    # Define-by-run: the decay parameters exist only for the schedules that use them.
+    space = functools.partial(suggest_recipe, ranges=settings.model_dump())
     plans = []
     for strategy in runner.cfg.search.strategies:
         spec = runner.spec(
@@ -188,4 +170,3 @@ def write_best_recipes(experiment: Experiment) -> dict[str, dict]:
             best[strategy] = {k: config[k] for k in RECIPE_KEYS} | {"val_dice": score}
     experiment.write_best_recipes(best)
     return best
-
