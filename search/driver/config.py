@@ -1,8 +1,7 @@
-"""[from config.py]
-The search service's settings: one typed model, defaults here, YAML lists what differs.
+"""The search service's settings: one typed model, defaults here, YAML lists what differs.
 
 A config file's `search:` section is validated here; its `trial:` section by
-`trainables.config.TrialConfig`. Both are validated before Ray starts, naming the bad key.
+`trainables.core.config.TrialConfig`. Both are validated before Ray starts, naming the bad key.
 """
 
 from __future__ import annotations

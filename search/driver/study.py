@@ -1,5 +1,4 @@
-"""[from study.py]
-One study: the configured stages in order, each handing what it produced to the next, then
+"""One study: the configured stages in order, each handing what it produced to the next, then
 the report. Every stage is its own Tune experiment in the experiment folder, so each can run
 alone, and a resumed study reruns the unfinished one from the experiment's results and
 checkpoints while finished ones are read back.
@@ -119,4 +118,3 @@ def connect_ray(num_cpus: int | None = None, address: str | None = None) -> bool
         runtime_env=runtime_env,
     )
     return True
-

@@ -1,5 +1,4 @@
-"""[from spec.py]
-The contract between the driver and a trial: what goes in (`TrialSpec`), what comes back.
+"""The contract between the driver and a trial: what goes in (`TrialSpec`), what comes back.
 
 The driver builds one `TrialSpec` per trial (or one per stage, which Optuna's proposal then
 completes), validated there; Ray Tune carries it as plain JSON (`to_param()`), and the trial

@@ -1,5 +1,4 @@
-"""[from config.py]
-The one typed model of a trial's settings, and how YAML files and `--set` overrides reach it.
+"""The one typed model of a trial's settings, and how YAML files and `--set` overrides reach it.
 
 Defaults live here; `configs/*.yaml` list only what differs. A config file has up to two
 sections: `trial:` (validated here) and `search:` (validated by the search service, which

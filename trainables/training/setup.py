@@ -1,9 +1,8 @@
-"""[from trial.py]
-One trial: a pure function turns a resolved config into model, optimizer and data; a loop
-trains it epoch by epoch, evaluates on validation, checkpoints, and tests the best epoch once.
+"""A trial's pieces from its config: network and strategy, optimizer and schedule, loss, device
+data; the training share (`train_fraction`) and the seeding.
 
-The loop stays on the device: the training set is uploaded once as uint8, batches are indexed
-there, the loss is accumulated as a tensor and read once per epoch (no host sync per step).
+A pure function (`build_training`) turns a resolved config into model, optimizer and data; the
+training set is uploaded once as uint8 and batches are indexed on the device (`loop`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""[from stages.common.py]
-What every stage needs from Ray Tune: the trainable with its resources, the trial specs, and
+"""What every stage needs from Ray Tune: the trainable with its resources, the trial specs, and
 one Tune experiment run (rebuilt from stored results on resume) with the trials table kept
 current.
 """
@@ -188,4 +187,3 @@ class StageRunner:
             mark_interrupted(self.experiment, stage)
             STOP.check()
         return results
-

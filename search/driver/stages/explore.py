@@ -1,5 +1,4 @@
-"""[from stages.explore.py]
-Stage `explore` (between tune and final): which layers to train, on which encoder, with which
+"""Stage `explore` (between tune and final): which layers to train, on which encoder, with which
 recipe, for the best validation Dice at each parameter budget.
 
 ONE Optuna multi-objective study (NSGA-II by default, seeded; Optuna's multi-objective TPE as an

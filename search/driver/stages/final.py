@@ -1,5 +1,4 @@
-"""[from stages.final.py]
-The final stage: strategies x seeds (x training-set shares, `search.train_fractions`), each
+"""The final stage: strategies x seeds (x training-set shares, `search.train_fractions`), each
 with its strategy's best recipe from the tune stage (the config's own recipe where there is
 none), chosen on validation and tested once; the
 explore stage's top configurations join the named strategies with their own recipe and

@@ -1,6 +1,5 @@
-"""[from stages.pretrain.py]
-Stage 1 (optional): an encoder for the later stages from a source domain - transfer learning
-where ImageNet weights cannot be downloaded (`search.encoders` lists the sources).
+"""Stage 1 (optional): an encoder for the later stages from a source domain - transfer learning
+where ImageNet weights cannot be downloaded (`search.driver.encoders` lists the sources).
 
 One encoder per network the study trains (the named strategies' MobileNetV2, the explore
 stage's encoders), all in one Tune experiment. Each is trained once per key (source content,
@@ -100,4 +99,3 @@ def run(runner: StageRunner) -> str:
         if store is not None:
             store.put(key, experiment, network)
     return PRETRAINED
-

@@ -1,5 +1,4 @@
-"""[from stages.tune.py]
-Stage 2: per strategy, an Optuna study (TPE, seeded) proposes the learning-rate recipe; each
+"""Stage 2: per strategy, an Optuna study (TPE, seeded) proposes the learning-rate recipe; each
 proposal is one trial scored on validation Dice, ASHA stops poor ones within their strategy.
 The config's own recipe (the paper's) is each study's first proposal.
 
