@@ -20,11 +20,16 @@ import sys
 from pathlib import Path
 
 import torch
+import torchvision
 
-from trainables.core.device import cuda_missing_reason, describe_device, resolve_precision
+from trainables.core.device import (
+    AUTOCAST_DTYPES,
+    cuda_missing_reason,
+    describe_device,
+    resolve_precision,
+)
 
 CONSTRAINTS = Path(__file__).with_name("constraints.txt")
-AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def pinned_versions(constraints: Path) -> dict[str, str]:
@@ -40,8 +45,6 @@ def pinned_versions(constraints: Path) -> dict[str, str]:
 
 def installed_versions() -> dict[str, str]:
     """Versions without the local build label: torch '2.14.1+cu130' -> '2.14.1'."""
-    import torchvision
-
     return {
         "torch": torch.__version__.split("+")[0],
         "torchvision": torchvision.__version__.split("+")[0],
@@ -76,7 +79,7 @@ def compute_on_gpu(device: torch.device, precision: str) -> None:
     """One small convolution and matrix product, as a trial's forward pass computes them."""
     images = torch.randn(2, 3, 64, 64, device=device)
     weight = torch.randn(8, 3, 3, 3, device=device)
-    dtype = AUTOCAST_DTYPES.get(precision)
+    dtype = AUTOCAST_DTYPES[precision]
     with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
         features = torch.nn.functional.conv2d(images, weight, padding=1)
         product = features.flatten(1) @ features.flatten(1).T

@@ -1,8 +1,8 @@
-"""[from evaluate.py]
-Evaluate a network on a data set: the batched loop every trial uses, and a CLI that scores a
-trained checkpoint again with other post-processing and test-time augmentation settings.
+"""Score trained checkpoints again with other post-processing and test-time augmentation
+settings.
 
-    python -m trainables.evaluate --checkpoint runs/x/best.pt --data HC18_DIR         --postprocess none largest ellipse --tta off on --out evaluation.csv
+    python -m trainables.evaluate --checkpoint runs/x/best.pt --data HC18_DIR \
+        --postprocess none largest ellipse --tta off on --out evaluation.csv
 
 The CLI rebuilds the checkpoint's split from its trial config (seeded, so the same test images),
 runs the network once per TTA setting and post-processing, and writes one row per setting: the
@@ -20,10 +20,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from trainables.core.errors import ConfigError, DataError, SplitError
+from trainables.core.errors import UserError
+from trainables.data.trial_data import load_trial_data
 from trainables.evaluation.evaluate import SUMMARY_COLUMNS, evaluate_dataset
 from trainables.evaluation.hc_errors import HC_FAIL_MM
 from trainables.geometry.postprocess import POSTPROCESS
+from trainables.training.checkpoints import load_checkpoint_model
 
 
 def evaluate_checkpoint(
@@ -48,9 +50,6 @@ def evaluate_checkpoint(
         One row per setting: checkpoint, strategy, seed, side, tta, postprocess, n_images,
         eval_s, `SUMMARY_COLUMNS` and their `raw_*` twins.
     """
-    from trainables.data.trial_data import load_trial_data  # trial.py imports this module
-    from trainables.training.checkpoints import load_checkpoint_model
-
     model, cfg = load_checkpoint_model(checkpoint, torch.device(device))
     if data_dir is not None:
         cfg = cfg.model_copy(update={"data_dir": str(data_dir)})
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.per_image,
                 )
             )
-    except (ConfigError, DataError, SplitError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     table = pd.concat(frames, ignore_index=True)
@@ -150,4 +149,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

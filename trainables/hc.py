@@ -1,27 +1,12 @@
-"""[from hc.py]
-Head circumference (HC) from a head mask: fit an ellipse, take its Ramanujan perimeter.
+"""Measure the head circumference of every annotation of an HC18-layout data set, and compare
+it with the reference HC of its CSV.
 
-Conventions (those of an HC18 challenge submission, `filename,center_x_mm,center_y_mm,
-semi_axes_a_mm,semi_axes_b_mm,angle_rad`):
-- Coordinates are in the ORIGINAL image frame, x to the right, y down, origin at the CENTRE of
-  the top-left pixel (pixel (row i, column j) has centre (x=j, y=i)), times the pixel size.
-- `semi_axes_a_mm` is the semi-major axis and lies along `angle_rad`; `semi_axes_b_mm` is the
-  semi-minor axis. `angle_rad` is in [0, pi), measured from +x towards +y (clockwise as the image
-  is displayed), as cv2.fitEllipse reports its angle.
+    python -m trainables.hc --data DIR --out FILE.csv
 
-Which boundary is fitted, on evidence from the 799 HC18 ground-truth masks (filled):
-- pixel centres of the boundary pixels (cv2 CHAIN_APPROX_NONE): HC is 0.97 mm too large on average
-  (MAE 0.97 mm); on exact rasterisations it is 0.5 px too small radially (-0.6 % at 100x60 px).
-- pixel EDGES between mask and background (used here): exact on analytic rasterisations (within
-  0.3 % from a 30 px semi-major axis, 0.1 % from 50 px; HC18 heads are ~100 px and more), but
-  +1.38 mm on HC18 (MAE 1.38 mm): the HC18 masks reach 1.58 px (median,
-  std 0.035 px) beyond the reference ellipse, because the challenge's annotation outline (about
-  3 px thick) was filled together with its line. Subtracting `HC18_MASK_OUTSET_PX` from both
-  semi-axes brings the MAE to 0.015 mm (mean signed +0.003 mm).
-A network trained on those masks learns the same outset, so HC measured on its predictions
-needs the same correction; `measure_mask` defaults to no correction (measure the mask as drawn).
-
-`python -m trainables.hc --data DIR --out FILE.csv` measures every annotation of a data set.
+The fit (largest component -> ellipse -> Ramanujan perimeter), its conventions and the masks'
+outset it corrects (`--mask-outset-px`, HC18's by default) are `trainables.geometry.ellipse`'s.
+The CSV (`CSV_COLUMNS`) is written atomically; the summary line gives the MAE and the mean
+signed difference to the reference in mm.
 """
 
 from __future__ import annotations
@@ -36,8 +21,8 @@ import numpy as np
 
 from trainables.core.atomic import atomic_output
 from trainables.core.config import HC18_MASK_OUTSET_PX
-from trainables.core.errors import DataError
-from trainables.data.hc18_files import load_annotation, scan_dataset
+from trainables.core.errors import DataError, UserError
+from trainables.data.hc18_files import SUBSET_CSV, load_annotation, scan_dataset
 from trainables.geometry.ellipse import measure_mask
 
 CSV_COLUMNS = [
@@ -131,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--subset",
         default="training_set",
+        choices=sorted(SUBSET_CSV),
         help="image folder inside --data (default %(default)s, the annotated one)",
     )
     parser.add_argument(
@@ -148,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = measure_dataset(args.data, args.subset, args.mask_outset_px)
         write_csv(rows, args.out)
-    except (ValueError, OSError) as err:  # DataError is a ValueError; so is an unknown subset
+    except (UserError, OSError) as err:  # OSError: --out cannot be written
         print(f"error: {err}", file=sys.stderr)
         return 2
     summary = summarise(rows)
@@ -162,4 +148,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

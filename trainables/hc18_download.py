@@ -1,16 +1,11 @@
-"""[from hc18_download.py]
-Download the official HC18 data set from Zenodo into the layout `--data` expects.
+"""Download the official HC18 data set from Zenodo into the layout `--data` expects.
 
     python -m trainables.hc18_download --out HC18_DIR
 
-Source: Zenodo record 1327317 (doi:10.5281/zenodo.1327317), licence CC BY 4.0. The file list,
-sizes and MD5 checksums are read at run time from Zenodo's records API
-(`GET {base}/api/records/{id}`: `files[]` with `key`, `size`, `checksum` = "md5:<hex>" and
-`links.self`, the download URL). Each file is downloaded to `NAME.part`, resumed with an HTTP
-Range request after an interruption (in the same run, or by running the command again), checked
-for size and MD5, and only then renamed into place; a file already present and verified is
-skipped. The archives are unpacked into `training_set/` and `test_set/` beside the two CSVs, and
-the attribution is printed and written to `HC18_DIR/README.md`.
+How (Zenodo's records API, resumable downloads checked for size and MD5, archives unpacked
+safely, the attribution kept beside the data) is `trainables.data.download`'s. Exit status: 0
+done; 2 Zenodo cannot be reached (run the command again to resume); 1 any other failure (a file
+fails its check, an unsafe archive, a folder in the way, files not in the HC18 layout).
 """
 
 from __future__ import annotations
@@ -28,10 +23,7 @@ from trainables.data.download import (
     RECORD_ID,
     fetch_hc18,
 )
-from trainables.data.http_fetch import (
-    DownloadError,
-    NetworkError,
-)
+from trainables.data.http_fetch import DownloadError, NetworkError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except (DownloadError, OSError, ValueError) as err:  # DataError is a ValueError
+    except (DownloadError, OSError, ValueError) as err:  # DataError (a ValueError) too: exit 1
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"HC18 is ready in {args.out} (use --data {args.out}).\n\n{ATTRIBUTION}")
@@ -94,4 +86,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

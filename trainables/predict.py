@@ -1,5 +1,4 @@
-"""[from predict.py]
-Predict head ellipses with a trained checkpoint and write HC18 submission rows.
+"""Predict head ellipses with a trained checkpoint and write HC18 submission rows.
 
     python -m trainables.predict --checkpoint runs/x/best.pt --data HC18_DIR --out submission.csv
 
@@ -20,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from trainables.core.errors import ConfigError, DataError
+from trainables.core.errors import UserError
 from trainables.data.arrays import load_arrays
 from trainables.data.augment import to_network_input
 from trainables.geometry.ellipse import measure_mask
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, cfg = load_checkpoint_model(args.checkpoint, device)
         data = load_arrays(args.data, cfg.image_size, subset=subset, cache_dir=cfg.cache_dir)
-    except (ConfigError, DataError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     postprocess = args.postprocess or cfg.postprocess
@@ -114,4 +113,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

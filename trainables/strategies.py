@@ -1,30 +1,17 @@
-"""[from strategies.py]
-Fine-tuning strategies: which parts of the network train, as rows of one table.
+"""List every fine-tuning strategy (the table of `trainables.nets.strategies`) with its freeze
+mask and its trainable and total parameter counts.
 
-A strategy is a freeze mask (`trainables.freeze`): the network (`mobilenet_v2`, another
-segmentation-models-pytorch encoder, or `unet64`, the from-scratch baseline) and the parts that
-train (`enc0`-`enc4` encoder stages, `dec0`-`dec4` decoder blocks, `head`); everything else is
-frozen. The paper's eight are named rows; any mask name (`mobilenet_v2:enc3-4+dec0-4`) is a
-strategy too, which is how the explore stage names what it finds. Adding a named strategy is
-adding a row.
-
-Frozen BatchNorm layers: `bn_update_frozen=True` lets them keep updating their running
-statistics in training mode (what the paper's code did, since it only set
-`requires_grad=False`); `False` pins them in eval mode, surviving `model.train()`. Every row
-keeps the paper's behaviour (True) by default; the trial config key `bn_update_frozen`
-overrides it.
-
-`python -m trainables.strategies --json` prints every strategy with its mask and parameter counts.
+    python -m trainables.strategies [--json] [--train-head]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from trainables.nets.freeze import (
-    PART_ORDER,
-)
+from trainables.core.errors import UserError
+from trainables.nets.freeze import PART_ORDER
 from trainables.nets.models import build_model
 from trainables.nets.strategies import PAPER_STRATEGIES, STRATEGIES, apply_strategy
 
@@ -62,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--train-head", action="store_true", help="count the head as trainable")
     args = parser.parse_args(argv)
-    rows = describe_all(train_head=args.train_head)
+    try:
+        rows = describe_all(train_head=args.train_head)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -76,4 +67,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

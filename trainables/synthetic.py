@@ -1,23 +1,20 @@
-"""[from synthetic.py]
-HC18-like synthetic ultrasound with a known head ellipse, in the official HC18 layout.
+"""Write an HC18-like synthetic data set with known head ellipses, in the official HC18 layout.
 
-Each image: a fan-shaped field of view on black, Rayleigh speckle, a bright skull ring whose outer
-edge is the annotated ellipse (as in HC18), acoustic shadows behind the skull, dark fluid and
-textured tissue, and brightness falling with depth. The CSV's head circumference is the ellipse's
-Ramanujan perimeter times the pixel size, so metrics can be checked against exact answers.
-`<subset>_ellipses.csv` holds the true ellipses (pixels) for such checks.
+    python -m trainables.synthetic --out DIR --n 100 [--seed 0] [--outline] [--test-set N]
 
-CLI: python -m trainables.synthetic --out DIR --n 100 [--seed 0] [--outline] [--test-set N]
+The images and their exact answers (`<subset>_ellipses.csv`) are `trainables.data.synthetic`'s.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
+from trainables.core.errors import UserError
 from trainables.data.synthetic import generate_dataset
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m trainables.synthetic", description=__doc__.split("\n")[0]
     )
@@ -29,17 +26,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=800)
     parser.add_argument("--height", type=int, default=540)
     args = parser.parse_args(argv)
-    out = generate_dataset(
-        args.out,
-        args.n,
-        seed=args.seed,
-        size=(args.width, args.height),
-        outline=args.outline,
-        with_test_set=args.test_set,
-    )
+    try:
+        out = generate_dataset(
+            args.out,
+            args.n,
+            seed=args.seed,
+            size=(args.width, args.height),
+            outline=args.outline,
+            with_test_set=args.test_set,
+        )
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {args.n} training images (+{args.test_set} test) to {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
-
+    raise SystemExit(main())

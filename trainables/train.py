@@ -1,7 +1,7 @@
-"""[from train.py]
-Run one trial end to end and write its results.
+"""Run one trial end to end and write its results.
 
-    python -m trainables.train --config configs/smoke.yaml --strategy decoder --seed 0         --data ../shared/data/hc18 --out runs/decoder__seed0 [--set key=value ...]
+    python -m trainables.train --config configs/smoke.yaml --strategy decoder --seed 0 \
+        --data ../shared/data/hc18 --out runs/decoder__seed0 [--set key=value ...]
 
 Writes to --out: `config.yaml` (resolved), `split.csv`, `last.pt` (every epoch, for resuming),
 `best.pt` (the epoch with the best validation Dice), `test_per_image.csv` and `metrics.json`.
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from trainables.core.device import resolve_device
-from trainables.core.errors import ConfigError, DataError, DeviceError, SplitError, WeightsError
+from trainables.core.errors import ConfigError, UserError
 from trainables.data.trial_data import load_trial_data
 from trainables.nets.resolve import load_trial_config
 from trainables.training.run import run_trial
@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:  # everything that can be wrong with the input is found here, before any work
+    try:
+        # Everything that can be wrong with the input is found here, before any work.
         cfg = load_trial_config(
             args.config, args.set, strategy=args.strategy, seed=args.seed, data_dir=args.data
         )
@@ -49,12 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"{args.out} already holds a finished trial (metrics.json)")
         resolve_device(cfg)  # device=cuda without a usable GPU: say so now, not mid-training
         data = load_trial_data(cfg)
-    except (ConfigError, DataError, SplitError, DeviceError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
         run_trial(cfg, args.out, data=data, verbose=not args.quiet)
-    except WeightsError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -62,4 +59,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

@@ -10,7 +10,7 @@
 2. While the service runs, every process on the machine that belongs to it is sampled
    (psutil, every 0.25 s) and its resident memory attributed to: the driver, Ray's system
    processes (GCS, raylet, ...: what a head node runs), trial workers, and W&B's processes.
-   W&B runs inside each trial (search/wandb_link.py), so on a cluster its memory is on the
+   W&B runs inside each trial (search/worker/wandb_link.py), so on a cluster its memory is on the
    trial's node; what the head carries per running trial is the driver's and Ray's growth.
 """
 
@@ -19,12 +19,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psutil
+import ray
+
+from search.cli import main as search_main
+from search.driver.config import DEFAULT_CONFIG, load_config
+from trainables.core.errors import UserError
+from trainables.data.trial_data import load_trial_data
+from trainables.training.run import run_trial
 
 CATEGORIES = ("driver", "ray_system", "trial_workers", "wandb")
 
@@ -87,12 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.trials < 2:
         parser.error("--trials must be at least 2 (the second run keeps 2 trials running)")
+    try:
+        figures = _measure(args.trials, args.wandb)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
 
-    from search.cli import main as search_main
-    from search.driver.config import DEFAULT_CONFIG, load_config
-    from trainables.data.trial_data import load_trial_data
-    from trainables.training.run import run_trial
 
+def _measure(trials: int, wandb_mode: str) -> dict:
+    """The figures `main` prints: seconds per trial both ways, peak memory per category."""
     sets = ["image_size=32", "epochs=2", "batch_size=4", "bn_momentum=null", "num_threads=1"]
     sets += ["encoder_weights=none"]
     # The trial settings the service resolves: its embedded default plus the same overrides.
@@ -100,26 +115,24 @@ def main(argv: list[str] | None = None) -> int:
     data = load_trial_data(base)
     tmp = Path(tempfile.mkdtemp(prefix="freezeframe_overhead_"))
     started = time.perf_counter()
-    for seed in range(args.trials):
+    for seed in range(trials):
         cfg = base.model_copy(update={"seed": seed, "strategy": "decoder_4"})
         run_trial(cfg, tmp / f"direct_{seed}", data=data, verbose=False)
-    direct_s = (time.perf_counter() - started) / args.trials
-
-    import ray
+    direct_s = (time.perf_counter() - started) / trials
 
     def service_run(concurrency: int) -> tuple[float, dict]:
         sampler = MemorySampler()
         sampler.start()
         argv_search = ["--storage", str(tmp / "runs"), "--name", f"overhead{concurrency}"]
-        argv_search += ["--stages", "final", "--wandb", args.wandb]
+        argv_search += ["--stages", "final", "--wandb", wandb_mode]
         argv_search += ["--set", "search.strategies=[decoder_4]"]
-        argv_search += ["--set", f"search.seeds={list(range(args.trials))}"]
+        argv_search += ["--set", f"search.seeds={list(range(trials))}"]
         argv_search += ["--set", f"search.max_concurrent_trials={concurrency}"]
         argv_search += [f"--set=trial.{s}" for s in sets]
         started = time.perf_counter()
         if search_main(argv_search) != 0:
             raise SystemExit(f"search.bench.overhead: the search failed ({' '.join(argv_search)})")
-        seconds = (time.perf_counter() - started) / args.trials
+        seconds = (time.perf_counter() - started) / trials
         sampler.stop_event.set()
         sampler.join()
         ray.shutdown()
@@ -127,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
 
     service_s, one = service_run(1)
     _, two = service_run(2)
-    figures = {
-        "trials": args.trials,
-        "wandb": args.wandb,
+    return {
+        "trials": trials,
+        "wandb": wandb_mode,
         "direct_s_per_trial": round(direct_s, 2),
         "service_s_per_trial": round(service_s, 2),
         "overhead_s_per_trial": round(service_s - direct_s, 2),
@@ -138,10 +151,6 @@ def main(argv: list[str] | None = None) -> int:
         # What one more running trial adds, per category (2 running minus 1 running).
         "per_running_trial_mib": {k: round(two[k] - one[k]) for k in CATEGORIES},
     }
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 
@@ -27,6 +28,7 @@ from search.driver.stages import explore as explore_stage
 from search.driver.stages.common import StageRunner
 from search.experiment.folder import Experiment
 from search.shared.spec import FINISHED
+from trainables.core.errors import UserError
 
 
 def stand_in(config: dict) -> None:
@@ -57,13 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
+    try:
+        cfg = load_config(
+            DEFAULT_CONFIG,
+            [f"search.explore.trials={args.trials}", "search.explore.asha=false"]
+            + ["search.explore.encoders=[mobilenet_v2,resnet18,efficientnet-b0]"]
+            + ["search.progress_s=30"],
+        )
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     storage = tempfile.mkdtemp(prefix="ff_scale_")
-    cfg = load_config(
-        DEFAULT_CONFIG,
-        [f"search.explore.trials={args.trials}", "search.explore.asha=false"]
-        + ["search.explore.encoders=[mobilenet_v2,resnet18,efficientnet-b0]"]
-        + ["search.progress_s=30"],
-    )
     experiment = Experiment(storage, "scale")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=args.gpus, include_dashboard=False,

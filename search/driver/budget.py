@@ -1,14 +1,11 @@
-"""[from budget.py]
-A spending limit for the search stages, and what a study spent.
+"""A spending limit for the search stages, and what a study spent.
 
 `search.budget` bounds the tune and explore stages by wall-clock time (from when this driver
 started) and/or device-hours (GPU-hours where trials take GPUs, CPU-hours where they take none;
 every trial of the experiment counts, earlier runs included). Once either is spent the stages'
 searchers stop proposing; running trials finish (or checkpoint when stopped); the final stage
-still runs, on what the search found. Device-hours of a trial are its billed time (start to end
-of its last attempt, or to now while it runs) times the GPUs (else CPUs) it holds
-(`search.resources`); the report shows them per stage and strategy, in dollars at
-`search.budget.price_per_hour`.
+still runs, on what the search found. Device-hours are counted as the report counts them
+(`search.shared.compute`).
 """
 
 from __future__ import annotations
@@ -17,16 +14,16 @@ import sys
 import time
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from search.experiment.folder import Experiment
 from search.shared.compute import device_units, trial_hours
+from trainables.core.config import StrictModel
 
 
-class BudgetSettings(BaseModel):
+class BudgetSettings(StrictModel):
     """A spending limit for the tune and explore stages (`search.budget`): once spent they stop
     proposing, running trials finish, and the final stage runs on what was found."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     wall_clock_min: float | None = Field(
         None, gt=0, description="minutes from the driver's start (each run of it)"
@@ -68,10 +65,6 @@ class Budget:
         return cls(store.storage, store.name, resources, deadline, settings.device_hours)
 
     def spent_hours(self) -> float:
-        from search.experiment.folder import (
-            Experiment,  # the experiment module loads the trial code
-        )
-
         trials = Experiment(self.storage, self.name).read_trials()
         return float(trial_hours(trials, self.resources).sum()) if len(trials) else 0.0
 
@@ -99,4 +92,3 @@ class Budget:
                 file=sys.stderr,
                 flush=True,
             )
-

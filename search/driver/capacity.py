@@ -1,5 +1,4 @@
-"""[from capacity.py]
-What the connected Ray cluster can run: its nodes now, and the nodes its autoscaler may add.
+"""What the connected Ray cluster can run: its nodes now, and the nodes its autoscaler may add.
 
 A cluster that starts with its head alone (`min_workers: 0`) holds no GPU when a study starts;
 sizing the tune and explore stages' concurrency from `ray.cluster_resources()` at that moment
@@ -20,11 +19,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+import ray
 import yaml
 
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
-
-
 HEAD_RESOURCE = "node:__internal_head__"
 
 
@@ -130,8 +129,6 @@ def read_autoscaling_config(path: str | Path) -> tuple[dict, int | None]:
 
 def monitor_config(gcs_address: str) -> Path | None:
     """The `--autoscaling-config` of the Ray monitor on this machine serving `gcs_address`."""
-    import psutil
-
     port = gcs_address.rsplit(":", 1)[-1]
     for process in psutil.process_iter(["cmdline"]):
         args = process.info.get("cmdline") or []
@@ -153,8 +150,6 @@ def cluster_capacity(joined: bool = True) -> Capacity:
     """The connected cluster's capacity (`ray.init` done). `joined`: a cluster this driver
     joined (its autoscaling config is looked up); False for a Ray this command started, which
     has no autoscaler."""
-    import ray
-
     alive = [node for node in ray.nodes() if node.get("Alive")]
     nodes = [dict(node.get("Resources", {})) for node in alive]
     head = next((res for res in nodes if HEAD_RESOURCE in res), nodes[0] if nodes else {})
@@ -168,4 +163,3 @@ def cluster_capacity(joined: bool = True) -> Capacity:
         return Capacity(nodes, head)
     types, cap = read_autoscaling_config(path)
     return Capacity(nodes, head, types, cap, str(path))
-

@@ -1,5 +1,4 @@
-"""[from encoders.py]
-Where the later stages' encoder comes from (`search.pretrain.source`), and the store that
+"""Where the later stages' encoder comes from (`search.pretrain.source`), and the store that
 lets a second study reuse a pretrained encoder instead of pretraining it again.
 
 Sources:
@@ -27,13 +26,15 @@ from pathlib import Path
 from search.driver.config import PRETRAIN_DATA, ResolvedConfig
 from search.experiment.folder import Experiment, stored_encoder_files
 from search.experiment.storage import ExperimentStore, folder_digest, is_uri
+from search.shared.spec import PRETRAINED
 from trainables.core.errors import ConfigError
 from trainables.data.arrays import digest_of
 from trainables.data.hc18_files import SUBSET_CSV
+from trainables.data.trial_data import load_trial_data
+from trainables.nets.freeze import BASELINE
+from trainables.nets.strategies import get_strategy
 
 KEY_VERSION = 1
-
-
 # Trial settings that do not change what an encoder learns (where and how fast it runs).
 EXECUTION_KEYS = (
     "device",
@@ -51,9 +52,6 @@ EXECUTION_KEYS = (
 
 def networks(cfg: ResolvedConfig) -> list[str]:
     """The networks (smp encoders) whose encoder weights the study's trials take."""
-    from trainables.nets.freeze import BASELINE
-    from trainables.nets.strategies import get_strategy
-
     search = cfg.search
     found = [get_strategy(s).network for s in search.strategies]
     if "explore" in search.stages:
@@ -66,8 +64,6 @@ def later_encoder_weights(cfg: ResolvedConfig, experiment: Experiment, resume: b
     """The encoder weights of a study that does not run its pretrain stage now: on a resume,
     what the first run's pretrain stage left (its encoders, or ImageNet for that source), else
     the trial config's own."""
-    from search.shared.spec import PRETRAINED
-
     if resume and experiment.pretrained_networks():
         return PRETRAINED
     saved = experiment.read_config().get("search", {}) if resume else {}
@@ -132,8 +128,6 @@ def encoder_key(cfg: ResolvedConfig, trial_values: dict, data_digest: str | None
     elif kind == "image_folder":
         source |= {"files": folder_digest(settings.source), "pretext": settings.pretext}
     elif kind == "hc18_folder":
-        from trainables.data.trial_data import load_trial_data
-
         values = {**cfg.trial.model_dump(), "data_dir": settings.source, **PRETRAIN_DATA}
         source |= {"data": load_trial_data(type(cfg.trial)(**values)).digest()}
     trial = {k: v for k, v in trial_values.items() if k not in EXECUTION_KEYS}
@@ -207,4 +201,3 @@ def encoder_info(cfg: ResolvedConfig, key: str | None, result: dict | None) -> d
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "reused_from": None,
     }
-

@@ -1,5 +1,4 @@
-"""[from preflight.py]
-Everything checked before a study starts: config, experiment, data, inputs of a resume.
+"""Everything checked before a study starts: config, experiment, data, inputs of a resume.
 
 Each check raises `ConfigError` (or the data's own error) naming the key, file or option at
 fault; `search.cli` turns that into exit status 2 before Ray starts and before anything is
@@ -15,16 +14,18 @@ import time
 
 from search.driver.capacity import Capacity, cluster_capacity, shape
 from search.driver.config import DEFAULT_CONFIG, PRETRAIN_DATA, ResolvedConfig, load_config
-from search.driver.encoders import DEFAULT_STORE
+from search.driver.encoders import DEFAULT_STORE, networks, source_kind
 from search.experiment.folder import Experiment
 from search.experiment.lease import read_lease
+from search.shared.metrics import get_metric
 from search.worker.wandb_link import local_wandb_key
 from trainables.core.errors import ConfigError, DataError, SplitError, WeightsError
 from trainables.data.arrays import fingerprint_problems
+from trainables.data.trial_data import load_trial_data
+from trainables.data.unlabelled import load_unlabelled
+from trainables.nets.models import build_model
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # whole name (fullmatch): one plain folder
-
-
 # Settings a resume may change: what runs (not how trials train) and where W&B's key lives.
 MAY_CHANGE_ON_RESUME = ("search.stages", "search.wandb_key_on_workers")
 
@@ -149,12 +150,10 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 def _check_report_metric(cfg: ResolvedConfig) -> None:
     """The report ranks by a trials.csv column; a typo would only surface after the study."""
-    from search.shared.metrics import get_metric
-
     try:
         get_metric(cfg.search.report_metric)
-    except KeyError as err:
-        raise ConfigError(f"search.report_metric: {err.args[0]}") from None
+    except ConfigError as err:
+        raise ConfigError(f"search.report_metric: {err}") from None
 
 
 def _check_pretrain_source(cfg: ResolvedConfig) -> None:
@@ -162,24 +161,15 @@ def _check_pretrain_source(cfg: ResolvedConfig) -> None:
     naming every unreadable file."""
     if "pretrain" not in cfg.search.stages:
         return
-    from search.driver.encoders import source_kind
-
     source = cfg.search.pretrain.source
     kind = source_kind(source)  # ConfigError for an unknown source
     try:
         if kind == "hc18_folder":
-            from trainables.data.trial_data import load_trial_data
-
             spec = {"data_dir": source, **PRETRAIN_DATA}  # as the pretrain stage reads it
             load_trial_data(cfg.trial.model_copy(update=spec))
         elif kind == "image_folder":
-            from trainables.data.unlabelled import load_unlabelled
-
             load_unlabelled(source, cfg.trial.image_size)
         elif kind == "checkpoint":  # it must fit every network the study pretrains
-            from search.driver.encoders import networks
-            from trainables.nets.models import build_model
-
             for network in networks(cfg):
                 build_model(f"unet_{network}", source)
     except (DataError, SplitError, WeightsError) as err:
@@ -188,7 +178,7 @@ def _check_pretrain_source(cfg: ResolvedConfig) -> None:
 
 def check_cluster(cfg: ResolvedConfig, experiment: Experiment, started_here: bool) -> Capacity:
     """What the connected Ray cluster can do for this study (Ray is connected, nothing written);
-    returns its capacity (`search.capacity`) for the start-up line.
+    returns its capacity (`capacity.Capacity`) for the start-up line.
 
     - A local --storage path on a cluster that has or may add another node exists on each
       node's own disk: results land on workers (whose disks the autoscaler deletes) and the
@@ -247,4 +237,3 @@ def check_device(cfg: ResolvedConfig) -> None:
             "trial.device=cuda, but search.resources.gpu is 0: Ray would give the trials no "
             "CUDA device; set search.resources.gpu (1 = one GPU per trial)"
         )
-

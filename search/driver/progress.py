@@ -1,13 +1,12 @@
-"""[from progress.py]
-Live progress of a stage: each running trial's epoch, last validation Dice and elapsed time,
+"""Live progress of a stage: each running trial's epoch, last validation Dice and elapsed time,
 the stage's finished / running / pending counts and an ETA.
 
 On a terminal a `rich` live table refreshes in place; elsewhere (a log file, `ray submit`, a
 job's output) the same facts come as plain lines, at most one every `interval_s` seconds: a
 change held back by that limit is printed when it expires, and with no change at all a line
 still comes every `HEARTBEAT_INTERVALS` x `interval_s` seconds (elapsed times growing), so a
-slow study and a hung one look different. The trials table (`search.trials_table`) feeds it and
-calls `tick()` on every step of Tune's loop.
+slow study and a hung one look different. The trials table (`trials_table.TrialsTable`) feeds it
+and calls `tick()` on every step of Tune's loop.
 """
 
 from __future__ import annotations
@@ -155,4 +154,3 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-

@@ -1,5 +1,4 @@
-"""[from searcher.py]
-Proposals from Optuna studies for one Tune experiment, rebuilt from the experiment on resume.
+"""Proposals from Optuna studies for one Tune experiment, rebuilt from the experiment on resume.
 
 Ray's `OptunaSearch` drives one study per Tune experiment and keeps it in Optuna storage
 outside the experiment (a SQLite file on the driver's disk), which a resume on another machine
@@ -265,4 +264,3 @@ class StudySearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         raise NotImplementedError("FreezeFrame rebuilds its studies from the experiment")
-

@@ -1,10 +1,9 @@
-"""[from trials_table.py]
-`trials.csv`: one row per trial, rewritten as trials report, start, fail and finish.
+"""`trials.csv`: one row per trial, rewritten as trials report, start, fail and finish.
 
 A Ray Tune callback on the driver keeps the rows; each change rewrites the CSV atomically, so
 the file is usable (by the report, by a person) while a search runs. Rows of every stage
 (pretrain, tune, explore, final) share one table; running trials carry their epochs so far.
-The live progress display (`search.progress`) reads the same rows.
+The live progress display (`progress.StageProgress`) reads the same rows.
 """
 
 from __future__ import annotations
@@ -22,11 +21,7 @@ from search.shared.spec import FINISHED, RECIPE_KEYS, TrialSpec, summary_metrics
 from trainables.nets.strategies import get_strategy
 
 WRITE_ATTEMPTS, WRITE_RETRY_S = 3, 1.0
-
-
 SETTLED = ("ok", "stopped_early", "failed")  # statuses a trial ends in
-
-
 COLUMNS = [
     "stage",
     "strategy",
@@ -276,4 +271,3 @@ def _error_text(trial) -> str | None:
 
 
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*?:")
-

@@ -1,5 +1,4 @@
-"""[from experiment.py]
-The experiment folder `<storage>/<name>/`: every path FreezeFrame writes there, named once.
+"""The experiment folder `<storage>/<name>/`: every path FreezeFrame writes there, named once.
 
     config.yaml                        the resolved config of the study
     split.csv                          the train/val/test split every trial used
@@ -27,9 +26,9 @@ The experiment folder `<storage>/<name>/`: every path FreezeFrame writes there, 
     wandb/                             offline W&B runs (local storage)
 
 Beside the experiments, `<storage>/pretrained/<key>/encoder.pt` and `encoder.json` keep a
-trained encoder for reuse (`search.encoders.EncoderStore`; `stored_encoder_files(key)`).
+trained encoder for reuse (`search.driver.encoders.EncoderStore`; `stored_encoder_files(key)`).
 
-No other module spells these paths (`tests/test_experiment.py` greps for them).
+No other module spells these paths (`tests/test_experiment.py` checks that).
 """
 
 from __future__ import annotations
@@ -47,41 +46,17 @@ from trainables.core.files import CHECKPOINT_FILES
 from trainables.data.splits import split_csv
 
 CONFIG = "config.yaml"
-
-
 SPLIT = "split.csv"
-
-
 DATA = "data.json"
-
-
 LEASE = "lease.json"
-
-
 LEASE_LOCK = ".lease.lock"  # local storage: held while a driver reads and writes the lease
-
-
 IDENTITY = "experiment.json"
-
-
 TRIALS = "trials.csv"
-
-
 BEST_RECIPES = "best_recipes.yaml"
-
-
 PRETRAIN_DIR = "pretrain"
-
-
 STUDIES_DIR = "studies"
-
-
 EXPLORE_TOP = "explore_top.yaml"
-
-
 REPORT_DIR = "report"
-
-
 WANDB_DIR = "wandb"
 
 
@@ -286,7 +261,7 @@ class Experiment:
 
 
 def drop_checkpoints(experiment: Experiment, stage: str, name: str, keep=()) -> None:
+    """Delete a trial's checkpoints, but the files named in `keep`."""
     for file in CHECKPOINT_FILES:
         if file not in keep:
             experiment.store.delete(experiment.checkpoint(stage, name, file))
-

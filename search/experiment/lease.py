@@ -1,5 +1,4 @@
-"""[from lease.py]
-One driver per experiment: a lease in the experiment folder names the driver running it.
+"""One driver per experiment: a lease in the experiment folder names the driver running it.
 
 The driver refreshes the lease's heartbeat every `HEARTBEAT_S` seconds from a background thread
 and removes it when it exits. A second driver on the same experiment (a `--resume` started
@@ -15,7 +14,7 @@ slowly the disk writes. Object stores (s3://, gs://) offer no create-if-absent t
 so there a driver writes its token, waits a settle time of at least `SETTLE_S` and
 `SETTLE_FACTOR` times its own measured write time, and reads it back; of two drivers that raced,
 the one whose write landed last keeps the lease, and a loser that verified too early finds the
-other's token at its next heartbeat and stops the study (`search.stop`).
+other's token at its next heartbeat and stops the study (`search.shared.stop`).
 
 A lease naming a live process of this machine is held whatever its heartbeat (a driver
 suspended with Ctrl+Z keeps it); a lease file that is not a lease record is refused before
@@ -40,14 +39,8 @@ from search.shared.stop import STOP
 from trainables.core.errors import UserError
 
 HEARTBEAT_S = 5.0
-
-
 STALE_S = 30.0
-
-
 SETTLE_S = 0.5
-
-
 SETTLE_FACTOR = 3.0
 
 
@@ -125,7 +118,7 @@ class Lease:
     def _heartbeat(self) -> None:
         current = self._read()
         if current is not None and current.get("token") != self.token:
-            # Two drivers must not write one experiment: this one stops (search.stop: the
+            # Two drivers must not write one experiment: this one stops (shared.stop: the
             # running stage is cut short, no later stage runs, the CLI exits 2).
             print(
                 "error: another driver took this experiment's lease (no heartbeat from here "
@@ -215,4 +208,3 @@ def _held_message(experiment: Experiment, record: dict) -> str:
         f"started {owner.get('started', '?')}, heartbeat {age:.0f} s ago); wait for it to "
         f"finish, or, if it died, --resume after {STALE_S:.0f} s without a heartbeat"
     )
-

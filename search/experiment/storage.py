@@ -1,8 +1,7 @@
-"""[from storage.py]
-Files in one folder `<storage>/<name>/`, on a local path or an s3:// / gs:// / file:// URI.
+"""Files in one folder `<storage>/<name>/`, on a local path or an s3:// / gs:// / file:// URI.
 
 A generic small-file API (pyarrow's filesystems, which Ray uses for the same storage); what the
-files are and where they go is `search.experiment`'s business.
+files are and where they go is `search.experiment.folder`'s business.
 """
 
 from __future__ import annotations
@@ -119,4 +118,3 @@ def folder_digest(folder: str | Path) -> str:
         h.update(str(path.relative_to(folder)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
-

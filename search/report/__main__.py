@@ -2,11 +2,11 @@
 
 Reads only saved results (the experiment's trials table, config, split and per-image test
 tables), so it works on a finished, a running or a copied experiment, at a local path or a
-storage URI (s3://, gs://, file://). Writes report.md, report.html (self-contained), strategies.csv, pareto.png/.svg,
-boxplot.png and, from the final trials' per-image tables, bland_altman.png and worst_images.png
-to --out (default: the experiment's report folder, or ./report_<name>/ for a URI),
-prints the table and the notes, and with --wandb logs the table and plots to the experiment's
-W&B group.
+storage URI (s3://, gs://, file://). Writes report.md, report.html (self-contained),
+strategies.csv, pareto.png/.svg, boxplot.png and, from the final trials' per-image tables,
+bland_altman.png and worst_images.png to --out (default: the experiment's report folder, or
+./report_<name>/ for a URI), prints the table and the notes, and with --wandb logs the table and
+plots to the experiment's W&B group.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 from search.experiment.folder import REPORT_DIR
 from search.report.build import build_report
 from search.shared.metrics import METRICS
+from trainables.core.errors import ConfigError, UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.wandb_timeout_s is not None and not args.wandb_timeout_s > 0:
-            raise ValueError(f"--wandb-timeout-s must be > 0, got {args.wandb_timeout_s}")
+            raise ConfigError(f"--wandb-timeout-s must be > 0, got {args.wandb_timeout_s}")
         if args.hc_fail_mm is not None and not args.hc_fail_mm > 0:
-            raise ValueError(f"--hc-fail-mm must be > 0, got {args.hc_fail_mm}")
+            raise ConfigError(f"--hc-fail-mm must be > 0, got {args.hc_fail_mm}")
         result = build_report(
             args.experiment,
             args.metric,
@@ -73,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=args.data,
             wandb_timeout_s=args.wandb_timeout_s,
         )
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     print(result.text)
     return 0

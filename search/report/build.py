@@ -17,7 +17,7 @@ import pandas as pd
 
 from search.experiment.folder import TRIALS
 from search.report import clinical, compute, explore, fractions, interactive, plots, stats
-from search.report.load import Results, load_results
+from search.report.load import NoResults, Results, load_results
 from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
 from search.report.text import build_notes, display_table, tune_display
 from search.shared.metrics import Metric, get_metric
@@ -120,7 +120,7 @@ def log_to_wandb(
     """A report run in the experiment's group: the table, the plots. No key is written; an
     unreachable server is given up after `timeout_s` to start and as long to finish. The run's
     id is fixed per experiment and metric: running the report again updates that run."""
-    import wandb
+    import wandb  # here: it takes about a second, and only a report logged to W&B needs it
 
     run = wandb.init(
         id=report_run_id(results, metric),
@@ -192,7 +192,7 @@ def build_report(
     planned = search.get("strategies")
     table = stats.strategy_stats(results.trials, info, planned, search.get("seeds"))
     if table.empty:
-        raise ValueError(f"{results.location}: {TRIALS} has no final-stage rows yet")
+        raise NoResults(f"{results.location}: {TRIALS} has no final-stage rows yet")
     out = Path(out_dir) if out_dir else results.default_out_dir
     out.mkdir(parents=True, exist_ok=True)
     notes = build_notes(table, info, results.trials, results.config, results.split, results.encoder)

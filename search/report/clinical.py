@@ -6,9 +6,9 @@ Pure pandas/scipy over the rows; nothing here reads files or draws. Conventions 
 states them too):
 - Per trial, from its per-image table: Dice mean and median, HC absolute error mean, median and
   90th percentile, HC bias (mean predicted - reference over the heads it measured), failure
-  rate (`trainables.metrics.hc_failed`: HC error above `hc_fail_mm`, or no measurable head) and
-  HD95 mean; the same of the raw masks, before post-processing (`raw_*`). Per strategy: mean
-  and sd over its `ok` seeds that have a table.
+  rate (`trainables.evaluation.hc_errors.hc_failed`: HC error above `hc_fail_mm`, or no
+  measurable head) and HD95 mean; the same of the raw masks, before post-processing (`raw_*`).
+  Per strategy: mean and sd over its `ok` seeds that have a table.
 - Paired per-image test: each test image's score (the ranking metric's per-image column) is
   averaged over each strategy's ok seeds; each strategy is compared with the best-ranked one by
   the Wilcoxon signed-rank test over the images both have (`scipy.stats.wilcoxon`, two-sided,

@@ -4,8 +4,8 @@ reference head circumference, and its worst test images with both ellipses drawn
 Both read per-image rows (`search.report.clinical.per_image_long`); the worst-images figure
 also reads the test images themselves from the data folder, and draws the ellipses the rows
 carry (predicted: the post-processed mask's; reference: the ground-truth mask's, both as
-`trainables.hc.measure_mask` returns them), so no network is needed. Sizes are for a paper
-column pair (7 in wide, 300 dpi), like `plots`.
+`trainables.geometry.ellipse.measure_mask` returns them), so no network is needed. Sizes are for
+a paper column pair (7 in wide, 300 dpi), like `plots`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 where they took none) per stage and per strategy, and dollars at `search.budget.price_per_hour`.
 
 From trials.csv: a trial's billed time is the start to the end of its last attempt
-(`search.budget.trial_hours`), times the GPUs (else CPUs) each trial held (`search.resources`).
+(`search.shared.compute.trial_hours`), times the GPUs (else CPUs) each trial held
+(`search.resources`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import pandas as pd
 from search.experiment.folder import TRIALS
 from search.report.page import Paragraph, Table
 from search.shared.compute import device_units, trial_hours
-
-STAGE_ORDER = ("pretrain", "tune", "explore", "final")
+from search.shared.spec import STAGES
 
 
 @dataclass
@@ -51,7 +51,7 @@ def compute_tables(trials: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, pd
         return out
 
     stages = summarise(["stage"])
-    stages["order"] = stages["stage"].map({s: i for i, s in enumerate(STAGE_ORDER)})
+    stages["order"] = stages["stage"].map({s: i for i, s in enumerate(STAGES)})
     stages = stages.sort_values("order").drop(columns="order").reset_index(drop=True)
     strategies = summarise(["strategy", "stage"])
     strategies = strategies.sort_values(hours, ascending=False).reset_index(drop=True)

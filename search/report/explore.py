@@ -21,7 +21,7 @@ from scipy import stats as scipy_stats  # noqa: E402
 
 from search.report.page import Figure, Paragraph, Table  # noqa: E402
 from search.report.plots import DPI, PAPER_SIZE_IN, save  # noqa: E402
-from search.report.stats import ALPHA, Metric, final_trials  # noqa: E402
+from search.report.stats import ALPHA, Metric, final_trials, recipe_text  # noqa: E402
 from search.shared.pareto import non_dominated  # noqa: E402
 
 EXPLORE_PNG = "explore.png"
@@ -72,8 +72,6 @@ def _count(value) -> str:
 
 
 def explore_display(rows: pd.DataFrame) -> pd.DataFrame:
-    from search.report.stats import recipe_text
-
     out = pd.DataFrame(
         {
             "Front rank": rows["front_rank"].map(lambda r: "-" if pd.isna(r) else str(int(r))),

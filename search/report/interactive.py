@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
 from search.report.labels import pixel_spots
 from search.report.plots import (
@@ -44,8 +45,6 @@ HTML_LABEL_FONT = "DejaVu Sans, Arial, Helvetica, sans-serif"
 def plotly_pareto(table: pd.DataFrame, metric: Metric):
     """Metric (mean, 95% CI bars) against trainable parameters (log x), front as a step line;
     hover shows each strategy's name, parameters, mean, CI and n."""
-    import plotly.graph_objects as go
-
     points = plotted(table, metric)
     fig = go.Figure()
     front = front_steps(points)
@@ -134,8 +133,6 @@ def _hover_neighbours(points: pd.DataFrame, x_range, y_range) -> dict[int, list[
 
 def _plotly_labels(fig, points: pd.DataFrame, front: pd.DataFrame, x_range, y_range) -> None:
     """Annotations (with leader lines) for the names that fit; a note when some do not."""
-    import plotly.graph_objects as go
-
     axes_px = {
         "size_px": HTML_SIZE_PX,
         "margin_px": HTML_MARGIN_PX,

@@ -1,4 +1,4 @@
-"""What the report reads of one experiment: its saved results, through `search.experiment`.
+"""What the report reads of one experiment: its saved results, through `search.experiment.folder`.
 
 Only saved files, nothing live, so a finished, a running or a copied experiment reads the same,
 at a local path or a storage URI (s3://, gs://, file://).
@@ -12,6 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from search.experiment.folder import TRIALS, Experiment
+from trainables.core.errors import UserError
+
+
+class NoResults(UserError, FileNotFoundError):
+    """The experiment holds nothing to report on (yet): no trials table, or no final trials."""
 
 
 @dataclass(frozen=True)
@@ -35,12 +40,12 @@ def load_results(location: str) -> Results:
     """Read the experiment at `location` (a path or a URI).
 
     Raises:
-        FileNotFoundError: the experiment has no trials table (the search has not started).
+        NoResults: the experiment has no trials table (the search has not started).
     """
     experiment = Experiment.at(location)
     if not experiment.has_trials():
         shown = str(location).rstrip("/")
-        raise FileNotFoundError(f"no {TRIALS} in {shown} - has the search started there?")
+        raise NoResults(f"no {TRIALS} in {shown} - has the search started there?")
     trials = experiment.read_trials()
     final = trials.loc[trials["stage"] == "final", "trial_name"] if "stage" in trials else []
     tables = {name: experiment.read_per_image("final", name) for name in set(final)}

@@ -1,14 +1,8 @@
-"""[from budget.py]
-A spending limit for the search stages, and what a study spent.
+"""Device-hours: what a trial costs, for the budget (`search.driver.budget`) and the report.
 
-`search.budget` bounds the tune and explore stages by wall-clock time (from when this driver
-started) and/or device-hours (GPU-hours where trials take GPUs, CPU-hours where they take none;
-every trial of the experiment counts, earlier runs included). Once either is spent the stages'
-searchers stop proposing; running trials finish (or checkpoint when stopped); the final stage
-still runs, on what the search found. Device-hours of a trial are its billed time (start to end
-of its last attempt, or to now while it runs) times the GPUs (else CPUs) it holds
-(`search.resources`); the report shows them per stage and strategy, in dollars at
-`search.budget.price_per_hour`.
+A trial's device-hours are its billed time (start to end of its last attempt, or to now while it
+runs) times the GPUs (else CPUs) it holds (`search.resources`); the report shows them per stage
+and strategy, in dollars at `search.budget.price_per_hour`.
 """
 
 from __future__ import annotations
@@ -36,4 +30,3 @@ def trial_hours(trials: pd.DataFrame, resources: dict, now: float | None = None)
     wall = pd.to_numeric(trials.get("wall_s"), errors="coerce")
     seconds = seconds.fillna(wall).fillna(0)  # rows without times: their training time
     return seconds * units / 3600
-

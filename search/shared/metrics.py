@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from trainables.core.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -42,7 +44,7 @@ def get_metric(name: str, trials: pd.DataFrame | None = None) -> Metric:
 
     Unknown columns are read as lower-is-better when they end in `_mm` (a distance) or `_rate`
     (a failure rate), else higher.
-    Raises KeyError listing the valid names.
+    Raises ConfigError listing the valid names.
     """
     if name in METRICS:
         return METRICS[name]
@@ -51,7 +53,7 @@ def get_metric(name: str, trials: pd.DataFrame | None = None) -> Metric:
         lower_is_better = name.endswith(("_mm", "_rate"))
         return Metric(name, name.removeprefix("test_"), not lower_is_better, False)
     valid = sorted(set(METRICS) | set(extra))
-    raise KeyError(f"unknown metric {name!r}; valid: {valid}")
+    raise ConfigError(f"unknown metric {name!r}; valid: {valid}")
 
 
 def numeric_test_columns(trials: pd.DataFrame) -> list[str]:

@@ -1,5 +1,4 @@
-"""[from stop.py]
-One stop path for a study: Ctrl+C (SIGINT), SIGTERM and a lost lease all end it.
+"""One stop path for a study: Ctrl+C (SIGINT), SIGTERM and a lost lease all end it.
 
 A stop request records its reason and interrupts the Tune experiment in progress the way Tune's
 own Ctrl+C handling does (SIGUSR1, which Tune listens to during `fit`): running trials stop with
@@ -31,7 +30,6 @@ class _NoTuneRestoreHint(logging.Filter):
 
 
 logging.getLogger("ray.tune.tune").addFilter(_NoTuneRestoreHint())
-
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells do
 
@@ -95,4 +93,3 @@ class StopRequest:
 
 
 STOP = StopRequest()
-

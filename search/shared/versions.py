@@ -1,5 +1,4 @@
-"""[from versions.py]
-The installed versions of FreezeFrame's dependencies, as the driver and each worker see them.
+"""The installed versions of FreezeFrame's dependencies, as the driver and each worker see them.
 
 Every node installs the lock (requirements.txt: `make install`, cluster.yaml's setup commands,
 cluster/Dockerfile, rayjob.yaml's runtime env). A node set up apart from it (an old image, a
@@ -18,8 +17,6 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 PROJECT = "freezeframe"
-
-
 LOCK_FILE = "requirements.txt"
 
 
@@ -86,4 +83,3 @@ def check_versions(driver: dict[str, str] | None) -> None:
             f"Install the lock on every node (pip install --require-hashes -r {LOCK_FILE}; "
             "cluster/README.md) or rebuild the image"
         )
-

@@ -1,5 +1,4 @@
-"""[from worker.py]
-A trial's I/O on its worker node: inputs fetched and checked, checkpoints mirrored, results
+"""A trial's I/O on its worker node: inputs fetched and checked, checkpoints mirrored, results
 stored.
 
 The trial keeps its own checkpoints in the experiment folder and resumes from them after a
@@ -37,6 +36,7 @@ from trainables.core.errors import ConfigError, DataError, DeviceError
 from trainables.core.files import BEST, CHECKPOINT_FILES, TEST_PER_IMAGE
 from trainables.data.arrays import default_cache_dir, fingerprint_problems
 from trainables.data.hc18_files import SUBSET_CSV
+from trainables.data.synthetic import generate_dataset
 from trainables.data.trial_data import TrialData, load_trial_data
 from trainables.data.unlabelled import load_unlabelled
 from trainables.nets.strategies import get_strategy
@@ -220,8 +220,6 @@ def stored_result(experiment: Experiment, spec: TrialSpec, refuse: bool = False)
 
 def synthetic_source(spec: TrialSpec, cache_dir: str | None) -> str:
     """Generate (once per node) the synthetic source domain the pretrain stage trains on."""
-    from trainables.data.synthetic import generate_dataset
-
     source = spec.synthetic
     root = Path(cache_dir or default_cache_dir())
     target = root / f"synthetic_n{source.images}_seed{source.seed}"
@@ -234,4 +232,3 @@ def synthetic_source(spec: TrialSpec, cache_dir: str | None) -> str:
         except OSError:  # another trial on this node won the race
             shutil.rmtree(tmp, ignore_errors=True)
     return str(target)
-

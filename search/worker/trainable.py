@@ -1,10 +1,10 @@
-"""[from trainable.py]
-The Ray Tune trainable: spec -> `trainables.train.run_trial` -> `tune.report`.
+"""The Ray Tune trainable: spec -> `trainables.training.run.run_trial` (or `pretext.run_pretext`)
+-> `tune.report`.
 
 It reports every epoch (the trial's checkpoint is in the experiment folder by then, so a lost
 node or a killed driver costs at most the epoch in progress), stores the final metrics (so a
 resumed search never trains a finished trial again), and logs to W&B from the trial's own
-process. File handling is `search.worker`'s; W&B is `search.wandb_link`'s.
+process. File handling is `worker.files`'s; W&B is `worker.wandb_link`'s.
 """
 
 from __future__ import annotations
@@ -87,4 +87,3 @@ class RayTrial(wrap_function(train_ray_trial)):
         finally:
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=CLEANUP_WAIT_S)
-

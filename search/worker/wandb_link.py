@@ -1,5 +1,4 @@
-"""[from wandb_link.py]
-W&B without leaking the API key: one run per trial, started inside the trial's own process.
+"""W&B without leaking the API key: one run per trial, started inside the trial's own process.
 
 Why not Ray's `WandbLoggerCallback`: it pickles `api_key` into the experiment state
 (`tuner.pkl`), and starts logging actors on the head node for every running trial. Why not a
@@ -102,7 +101,7 @@ def start_run(
     """
     if settings.mode == "disabled":
         return None
-    import wandb
+    import wandb  # here: it takes about a second, and only a trial that logs to W&B needs it
 
     if settings.mode == "online" and "WANDB_API_KEY" not in os.environ:
         key = fetch_key()
@@ -172,4 +171,3 @@ def sync_hint(experiment: Experiment) -> str | None:
             f"cp --recursive {where} wandb`), then `wandb sync wandb/offline-run-*`"
         )
     return f"W&B: {len(runs)} offline run(s); upload them with `wandb sync {where}/offline-run-*`"
-

@@ -6,6 +6,8 @@
   generalises), re-implemented as the benchmark's reference.
 - `share`: several trials sharing one CPU, each with its share of the cores or with all of them
   (`python -m trainables.bench.share`).
+- `pretraining`: which offline pretraining source helps decoder-only fine-tuning most
+  (`python -m trainables.bench.pretraining`).
 
 The Ray and logging overhead per trial is measured on the search side: `search.bench.overhead`.
 """

@@ -35,7 +35,7 @@ from trainables.bench.reference_loop import (
     train_reference_steps,
 )
 from trainables.core.config import parse_overrides
-from trainables.core.errors import ConfigError, DataError
+from trainables.core.errors import ConfigError, UserError
 from trainables.data.trial_data import load_trial_data
 from trainables.nets.resolve import resolve_trial_config
 from trainables.nets.strategies import PAPER_STRATEGIES, STRATEGIES
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         data = load_trial_data(configs[0])
         if device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is available")
-    except (ConfigError, DataError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.threads:

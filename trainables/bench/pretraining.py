@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+from trainables.core.errors import UserError
 from trainables.data.synthetic import generate_dataset
 from trainables.data.trial_data import load_trial_data
 from trainables.nets.resolve import load_trial_config
@@ -64,23 +66,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sets = ["encoder_weights=none", f"num_threads={args.threads}", "split=grouped"]
     sets += ["max_images=null"]  # every image of --data
-    base = load_trial_config(args.config, sets, data_dir=args.data)
-    data = load_trial_data(base)
-    figures: dict = {"config": args.config, "image_size": base.image_size, "sources": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        for name in args.sources.split(","):
-            started = time.perf_counter()
-            weights = pretrain(name, base, data, work)
-            row = {"pretrain_s": round(time.perf_counter() - started, 1), "test_dice": {}}
-            for seed in map(int, args.seeds.split(",")):
-                cfg = base.model_copy(
-                    update={"strategy": "decoder", "seed": seed, "encoder_weights": weights}
-                )
-                metrics = run_trial(cfg, work / f"ft_{name}_{seed}", data=data, verbose=False)
-                row["test_dice"][seed] = round(metrics["test"]["dice"], 4)
-            figures["sources"][name] = row
-            print(name, json.dumps(row), flush=True)
+    try:
+        base = load_trial_config(args.config, sets, data_dir=args.data)
+        data = load_trial_data(base)
+        figures: dict = {"config": args.config, "image_size": base.image_size, "sources": {}}
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            for name in args.sources.split(","):
+                started = time.perf_counter()
+                weights = pretrain(name, base, data, work)
+                row = {"pretrain_s": round(time.perf_counter() - started, 1), "test_dice": {}}
+                for seed in map(int, args.seeds.split(",")):
+                    cfg = base.model_copy(
+                        update={"strategy": "decoder", "seed": seed, "encoder_weights": weights}
+                    )
+                    metrics = run_trial(cfg, work / f"ft_{name}_{seed}", data=data, verbose=False)
+                    row["test_dice"][seed] = round(metrics["test"]["dice"], 4)
+                figures["sources"][name] = row
+                print(name, json.dumps(row), flush=True)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
     return 0

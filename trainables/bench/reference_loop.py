@@ -8,8 +8,8 @@ converts to a tensor on CPU DataLoader workers, fp16 autocast with a GradScaler 
 `loss.item()` for the progress bar after every step. Same networks, strategies, initial weights
 and loss as FreezeFrame's loop, so only the loop differs.
 
-Not used for training results: `trainables.trial` is the loop of record; this one exists so
-`python -m trainables.bench` can measure both side by side.
+Not used for training results: `trainables.training.loop` is the loop of record; this one exists
+so `python -m trainables.bench` can measure both side by side.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _init_worker_rng(worker_id: int) -> None:
 
 def _set_transform_rng(transform: A.Compose, seed: int) -> None:
     # One stream shared by all transforms (Compose.set_random_seed would give each its own
-    # identically seeded one: correlated draws; see trainables.augment).
+    # identically seeded one: correlated draws; see trainables.data.augment).
     transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 

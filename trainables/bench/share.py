@@ -23,7 +23,7 @@ from pathlib import Path
 
 from trainables.bench.loops import train_freezeframe_steps
 from trainables.core.config import TrialConfig, parse_overrides
-from trainables.core.errors import ConfigError, DataError
+from trainables.core.errors import ConfigError, UserError
 from trainables.data.trial_data import load_trial_data
 from trainables.nets.resolve import resolve_trial_config
 from trainables.training.setup import build_training
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         layouts = {k: resolve_trial_config(v, "bench.share") for k, v in layouts.items()}
         load_trial_data(layouts["share"])  # validates the data and fills the cache once
-    except (ConfigError, DataError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(

@@ -1,5 +1,4 @@
-"""[from atomic.py]
-One way to write a file so that readers see the whole old file or the whole new one.
+"""One way to write a file so that readers see the whole old file or the whole new one.
 
 Used for every file a reader may open while it is being written: checkpoints (torch.save), the
 array cache (.npz), CSVs, the experiment folder's small files on a local path.
@@ -65,4 +64,3 @@ def pid_of(leftover: Path) -> int | None:
     if leftover.name.startswith(".") and parts[-1] == "tmp" and len(parts) >= 4:
         return int(parts[-3]) if parts[-3].isdigit() else None
     return None
-

@@ -1,5 +1,4 @@
-"""[from device.py]
-Where a trial computes and in which precision: the device, autocast dtype and GradScaler.
+"""Where a trial computes and in which precision: the device, autocast dtype and GradScaler.
 
 Precision per device (`amp` in the trial config): bf16 autocast where the GPU has native bf16
 (compute capability >= 8.0: A100, L4, H100), fp16 autocast with a GradScaler below it (T4 7.5,
@@ -64,4 +63,3 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return device.type
-

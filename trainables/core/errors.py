@@ -52,4 +52,3 @@ class WeightsError(UserError, RuntimeError):
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be loaded safely."""
-

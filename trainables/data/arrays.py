@@ -1,10 +1,8 @@
-"""[from data.py]
-HC18 -> checked, resized arrays in memory, cached as .npz so each node decodes the PNGs once.
+"""HC18 -> checked, resized arrays in memory, cached as .npz so each node decodes the PNGs once.
 
-The public data interface of `trainables`: reading and checking files lives in `hc18_files`
-(re-exported here), arrays and their cache here. Several trials on one node may build the same
-cache at once: each writes a private temporary file and renames it into place, so a reader sees a
-whole file or none.
+Reading and checking the files is `hc18_files`'s; the arrays, their content digests and their
+cache are here. Several trials on one node may build the same cache at once: each writes a
+private temporary file and renames it into place, so a reader sees a whole file or none.
 """
 
 from __future__ import annotations
@@ -23,28 +21,7 @@ import numpy as np
 
 from trainables.core.atomic import atomic_output
 from trainables.core.errors import DataError
-from trainables.data.hc18_files import (
-    Sample,
-    decode_samples,
-    load_annotation,
-    load_image,
-    scan_dataset,
-    scan_samples,
-    validate_samples,
-)
-
-__all__ = [
-    "ArrayDataset",
-    "DataError",
-    "Sample",
-    "default_data_dir",
-    "load_annotation",
-    "load_arrays",
-    "load_image",
-    "scan_dataset",
-    "validate_samples",
-]
-
+from trainables.data.hc18_files import Sample, decode_samples, scan_samples
 
 # Bump when decoding/filling/resizing changes, so old caches are not reused.
 CACHE_VERSION = 1
@@ -280,4 +257,3 @@ def load_arrays(
     )
     _write_npz_atomic(cache_path, _to_arrays(data, validated=validate))
     return data
-

@@ -1,5 +1,4 @@
-"""[from augment.py]
-The paper's training augmentation, on two backends that sample the same distribution.
+"""The paper's training augmentation, on two backends that sample the same distribution.
 
 Per image: a rotation by an angle drawn uniformly from [-rotate_deg, +rotate_deg] (always applied,
 bilinear for the image, nearest for the mask, zeros outside the field of view), then a horizontal
@@ -102,4 +101,3 @@ def to_network_input(images: torch.Tensor) -> torch.Tensor:
     if images.dtype == torch.uint8:
         images = images.unsqueeze(1).float().div_(255.0)
     return images.expand(-1, 3, -1, -1)
-

@@ -1,7 +1,5 @@
-"""[from hc18_download.py]
-Download the official HC18 data set from Zenodo into the layout `--data` expects.
-
-    python -m trainables.hc18_download --out HC18_DIR
+"""Download the official HC18 data set from Zenodo into the layout `--data` expects (the CLI:
+`python -m trainables.hc18_download --out HC18_DIR`).
 
 Source: Zenodo record 1327317 (doi:10.5281/zenodo.1327317), licence CC BY 4.0. The file list,
 sizes and MD5 checksums are read at run time from Zenodo's records API
@@ -37,33 +35,18 @@ from trainables.data.http_fetch import (
 )
 
 RECORD_ID = "1327317"
-
-
 DOI = "10.5281/zenodo.1327317"
-
-
 BASE_URL = "https://zenodo.org"
-
-
 LICENCE = "CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/)"
-
-
 ARCHIVES = tuple(f"{subset}.zip" for subset in SUBSET_CSV)  # training_set.zip, test_set.zip
-
-
 DEFAULT_FILES = ARCHIVES + tuple(SUBSET_CSV.values())
-
-
 ATTRIBUTION = f"""\
 HC18 data set: van den Heuvel, de Bruijn, de Korte, van Ginneken (2018), "Automated measurement
 of fetal head circumference using 2D ultrasound images", PLoS ONE 13(8): e0200412.
 Data: Zenodo record {RECORD_ID}, doi:{DOI} (https://doi.org/{DOI}).
 Licence: {LICENCE}. Keep this attribution beside any copy."""
 
-
 UNPACKED_STAMP = ".hc18_download.md5"  # in an unpacked folder: the MD5 of its archive
-
-
 # An archive may unpack to at most this many times its own size (HC18's zips of PNGs unpack to
 # about 1x: the PNGs are compressed already); a zip bomb is refused before or while unpacking.
 MAX_UNPACK_RATIO = 20
@@ -251,4 +234,3 @@ def fetch_hc18(
         readme.write("# HC18\n\nDownloaded by `python -m trainables.hc18_download`.\n\n")
         readme.write(ATTRIBUTION + "\n")
     return out_dir
-

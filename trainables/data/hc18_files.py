@@ -1,5 +1,4 @@
-"""[from hc18_files.py]
-The HC18 layout on disk: find the samples, decode the PNGs, and check every file.
+"""The HC18 layout on disk: find the samples, decode the PNGs, and check every file.
 
 Layout (the official Zenodo download, or the paper's copy with filled masks):
 `DIR/training_set/NNN_HC.png` + `NNN_HC_Annotation.png` + `DIR/training_set_pixel_size_and_HC.csv`,
@@ -26,22 +25,13 @@ from trainables.geometry.masks import MIN_ELLIPSE_IOU, binarize, ellipse_iou, fi
 # Print a progress line only when decoding is slow enough to wonder about (~0.5 s per 100 PNGs).
 PROGRESS_MIN_IMAGES = 100
 
-
 SUBSET_CSV = {
     "training_set": "training_set_pixel_size_and_HC.csv",
     "test_set": "test_set_pixel_size.csv",
 }
-
-
 FILENAME_COL = "filename"
-
-
 PIXEL_SIZE_COL = "pixel size(mm)"
-
-
 HC_COL = "head circumference (mm)"
-
-
 ANNOTATION_SUFFIX = "_Annotation.png"
 
 
@@ -258,4 +248,3 @@ def validate_samples(samples: Sequence[Sample]) -> None:
     _, problems = decode_samples(samples, image_size=None, check=True, data_dir=data_dir)
     if problems:
         raise DataError(problems, data_dir)
-

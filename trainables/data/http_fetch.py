@@ -1,5 +1,4 @@
-"""[from http_fetch.py]
-One file over HTTP(S), resumable and verified: `NAME.part` -> size + MD5 -> `NAME`.
+"""One file over HTTP(S), resumable and verified: `NAME.part` -> size + MD5 -> `NAME`.
 
 The standard library only (urllib), plus tqdm for a progress bar on a terminal when it is
 installed (it comes with Ray). A dropped connection is retried from the bytes already on disk
@@ -20,20 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TIMEOUT_S = 60  # per socket operation, not per file
-
-
 CHUNK_BYTES = 1 << 20
-
-
 ATTEMPTS = 3  # per file; each retry resumes from the bytes already on disk
-
-
 RETRY_WAIT_S = 1.0
-
-
 PROGRESS_MIN_BYTES = 8 << 20  # smaller files get one line, not a progress bar
-
-
 # Connection lost mid-body: resumable. URLError wraps DNS failures and refused connections.
 TRANSIENT_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
@@ -203,4 +192,3 @@ def download(remote: RemoteFile, out_dir: Path, attempts: int = ATTEMPTS) -> Pat
         )
     part.replace(final)
     return final
-

@@ -1,9 +1,9 @@
-"""[from splits.py]
-Train/val/test splits of HC18 file names: from a CSV (the paper's), random, or by exam.
+"""Train/val/test splits of HC18 file names: from a CSV (the paper's), random, or by exam.
 
 Several HC18 images come from one examination (`010_HC.png`, `010_2HC.png`); the 'grouped' split
 keeps each exam on one side so near-duplicate images cannot leak from train into test.
 Every split is deterministic for a seed and independent of the order of the input names.
+`train_subset` takes a share of a split's training side, whole exams too (`train_fraction`).
 """
 
 from __future__ import annotations
@@ -22,15 +22,9 @@ from trainables.core.config import shipped_config
 from trainables.core.errors import SplitError
 
 SIDES = ("train", "val", "test")
-
-
 SPLIT_CSV_COLUMNS = ("filename", "split")
-
-
 # The earlier study's split (999 annotated HC18 images: 799 train, 200 test), shipped in configs/.
 PAPER_SPLIT_CSV = shipped_config("paper_split.csv")
-
-
 _EXAM_PATTERN = re.compile(r"^(\d+)_\d*HC")
 
 
@@ -269,4 +263,3 @@ def train_subset(train: Sequence[str], fraction: float, seed: int) -> list[str]:
             break
         chosen += exams[exam_ids[i]]
     return sorted(chosen)
-

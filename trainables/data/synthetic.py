@@ -1,13 +1,11 @@
-"""[from synthetic.py]
-HC18-like synthetic ultrasound with a known head ellipse, in the official HC18 layout.
+"""HC18-like synthetic ultrasound with a known head ellipse, in the official HC18 layout.
 
 Each image: a fan-shaped field of view on black, Rayleigh speckle, a bright skull ring whose outer
 edge is the annotated ellipse (as in HC18), acoustic shadows behind the skull, dark fluid and
 textured tissue, and brightness falling with depth. The CSV's head circumference is the ellipse's
 Ramanujan perimeter times the pixel size, so metrics can be checked against exact answers.
 `<subset>_ellipses.csv` holds the true ellipses (pixels) for such checks.
-
-CLI: python -m trainables.synthetic --out DIR --n 100 [--seed 0] [--outline] [--test-set N]
+`python -m trainables.synthetic` writes such a data set.
 """
 
 from __future__ import annotations
@@ -31,14 +29,8 @@ from trainables.geometry.ellipse import ramanujan_perimeter
 
 # Realistic ranges: HC18 heads span ~25-60% of the image width; pixel sizes ~0.05-0.35 mm.
 HEAD_WIDTH_FRACTION = (0.25, 0.60)
-
-
 AXIS_RATIO = (0.72, 0.90)  # minor/major semi-axis (BPD/OFD of a fetal head ~0.75-0.85)
-
-
 PIXEL_SIZE_MM = (0.05, 0.25)
-
-
 # A quarter of exams have 2-3 images (HC18: ~16%), so even 8 images exercise grouped splits.
 IMAGES_PER_EXAM_P = {1: 0.75, 2: 0.18, 3: 0.07}
 
@@ -297,4 +289,3 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-

@@ -1,10 +1,5 @@
-"""[from trial.py]
-One trial: a pure function turns a resolved config into model, optimizer and data; a loop
-trains it epoch by epoch, evaluates on validation, checkpoints, and tests the best epoch once.
-
-The loop stays on the device: the training set is uploaded once as uint8, batches are indexed
-there, the loss is accumulated as a tensor and read once per epoch (no host sync per step).
-"""
+"""A trial's data: the data set read (validated, cached) and split into train, val and test,
+before any training starts."""
 
 from __future__ import annotations
 
@@ -52,4 +47,3 @@ def load_trial_data(cfg: TrialConfig) -> TrialData:
         seed=cfg.split_seed,
     )
     return TrialData(*(full.subset(split[side]) for side in ("train", "val", "test")), split)
-

@@ -1,21 +1,6 @@
-"""[from pretext.py]
-Self-supervised pretraining: the U-Net learns to restore corrupted images; labels are never read.
-
-Where ImageNet weights cannot be downloaded, the encoder can still start from features of the
-target domain: the whole U-Net (encoder, decoder, head) is trained to restore images from a
-corrupted copy, then only its encoder is kept (`trainables.models.load_encoder_checkpoint`
-reads the `encoder.*` weights of the checkpoint this writes).
-
-Two well-known objectives (`method`):
-- `masked`: masked-image modelling as inpainting (Pathak et al. 2016, "Context Encoders"; He
-  et al. 2022, MAE): square patches are replaced by grey and the loss is the squared error on
-  them (plus a tenth of it on the visible pixels);
-- `denoise`: a denoising autoencoder (Vincent et al. 2008): Gaussian noise is added and the
-  loss is the squared error on every pixel.
-Images get the paper's augmentation first (rotation, flips), so the encoder sees the poses it
-will see in fine-tuning. The run writes `last.pt` (resumable) and `best.pt` (the latest model:
-there is no validation label to choose an epoch by) every epoch, like `trainables.train`.
-"""
+"""Unlabelled images for self-supervised pretraining (`trainables.training.pretext`): every
+image of a folder, recursively, HC18 annotation masks left out, read as grayscale and resized as
+the target data is. Labels are never read."""
 
 from __future__ import annotations
 
@@ -57,4 +42,3 @@ def load_unlabelled(folder: str | Path, image_size: int) -> tuple[np.ndarray, li
     if problems:
         raise DataError(problems, folder)
     return np.stack(images), [str(path.relative_to(folder)) for path in files]
-

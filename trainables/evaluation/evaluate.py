@@ -1,14 +1,5 @@
-"""[from evaluate.py]
-Evaluate a network on a data set: the batched loop every trial uses, and a CLI that scores a
-trained checkpoint again with other post-processing and test-time augmentation settings.
-
-    python -m trainables.evaluate --checkpoint runs/x/best.pt --data HC18_DIR         --postprocess none largest ellipse --tta off on --out evaluation.csv
-
-The CLI rebuilds the checkpoint's split from its trial config (seeded, so the same test images),
-runs the network once per TTA setting and post-processing, and writes one row per setting: the
-same model measured every way, no retraining. Each row holds the metrics of the post-processed
-masks and (as `raw_*`) of the raw ones.
-"""
+"""Evaluate a network on a data set: the batched loop every trial's validation and test use
+(and `python -m trainables.evaluate`, which scores a trained checkpoint again)."""
 
 from __future__ import annotations
 
@@ -23,7 +14,8 @@ from trainables.evaluation.hc_errors import HC_FAIL_MM
 from trainables.evaluation.metrics import MetricAccumulator
 from trainables.geometry.postprocess import head_masks
 
-# The summary columns the CLI writes per setting (each also as raw_*, but paper_* and n_images).
+# The summary columns `trainables.evaluate` writes per setting (each also as raw_*, but paper_* and
+# n_images).
 SUMMARY_COLUMNS = [
     "dice",
     "dice_median",
@@ -76,4 +68,3 @@ def evaluate_dataset(
             filenames=data.filenames[start:stop],
         )
     return acc.compute()
-

@@ -1,5 +1,4 @@
-"""[from metrics.py]
-Binary segmentation metrics, per image and as the paper pooled them, plus HD, HD95 and HC.
+"""Binary segmentation metrics, per image and as the paper pooled them, plus HD, HD95 and HC.
 
 Primary metrics are per image, then averaged over images (`dice`, `iou`, `pixel_accuracy`).
 The paper code's variants are kept for comparison with the paper: Dice/IoU pooled over all pixels
@@ -7,18 +6,18 @@ of a batch (`2*sum(p*y) / (sum(p) + sum(y) + 1e-8)`) then averaged over batches,
 the batch size, and pixel accuracy pooled over the whole set.
 
 Raw and post-processed: the accumulator receives the thresholded network output (raw) and
-applies the trial's `postprocess` itself (`trainables.postprocess`). Unprefixed metrics are of
-the trial's output, after post-processing; `raw_*` metrics of the same images before it. With
-`postprocess: none` the two are equal.
+applies the trial's `postprocess` itself (`trainables.geometry.postprocess`). Unprefixed metrics
+are of the trial's output, after post-processing; `raw_*` metrics of the same images before it.
+With `postprocess: none` the two are equal.
 
 Conventions: an image where prediction and truth are both empty scores Dice = IoU = 1 and
 distances of 0; when exactly one of them is empty the distances are the original image's
-diagonal in mm (`trainables.distances`). Distances and HC are in the ORIGINAL image frame. HC
-comes from `hc.measure_mask`, corrected for the masks' outset (`hc_mask_outset_px`); a
-prediction with no fittable ellipse counts as HC 0 in `hc_abs_diff_mm` (its error is the whole
-reference HC), has no `hc_signed_diff_mm` (the bias is over measured heads) and always counts as
-a failure in `hc_fail_rate` (the share of images whose HC error exceeds `hc_fail_mm`, 10 mm by
-default).
+diagonal in mm (`trainables.geometry.distances`). Distances and HC are in the ORIGINAL image
+frame. HC comes from `ellipse.measure_mask`, corrected for the masks' outset
+(`hc_mask_outset_px`); a prediction with no fittable ellipse counts as HC 0 in `hc_abs_diff_mm`
+(its error is the whole reference HC), has no `hc_signed_diff_mm` (the bias is over measured
+heads) and always counts as a failure in `hc_fail_rate` (the share of images whose HC error
+exceeds `hc_fail_mm`, 10 mm by default; the summary is `hc_errors.hc_error_summary`).
 
 Everything is computed on the CPU from bool masks: the caller thresholds scores on their device
 (`postprocess.head_masks`), so one bool batch is copied to the host.
@@ -39,10 +38,6 @@ from trainables.geometry.ellipse import EllipseMeasurement, measure_mask
 from trainables.geometry.postprocess import POSTPROCESS, postprocess_batch
 
 PAPER_EPS = 1e-8  # the paper code's smoothing term
-
-
-
-
 ELLIPSE_FIELDS = ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad")
 
 
@@ -115,10 +110,6 @@ def _pooled(counts: _PixelCounts) -> dict[str, float]:
     }
 
 
-
-
-
-
 def _to_numpy(values, name: str, batch: int, width: int | None = None) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
@@ -137,11 +128,11 @@ class MetricAccumulator:
     """Accumulates metrics over an evaluation loader; `compute()` summarises them.
 
     Args:
-        hc_mask_outset_px: passed to `hc.measure_mask` for predicted and ground-truth masks
+        hc_mask_outset_px: passed to `ellipse.measure_mask` for predicted and ground-truth masks
             (HC18 masks, and networks trained on them, reach this far beyond the ellipse).
         shape_metrics: also compute the boundary distances and HC per image (CPU work, ~5 ms
             an image at 512 px); off for the per-epoch validation that only picks the epoch.
-        postprocess: applied to each raw mask (`trainables.postprocess.POSTPROCESS`); both
+        postprocess: applied to each raw mask (`postprocess.POSTPROCESS`); both
             masks are scored, the post-processed one unprefixed, the raw one as `raw_*`.
         hc_fail_mm: the HC error above which an image counts as a failed measurement.
     """
@@ -289,4 +280,3 @@ class MetricAccumulator:
             out["hc_fail_mm"] = self.hc_fail_mm
         out |= self._summary("raw_")
         return out | {"n_images": len(self._rows), "per_image": self.per_image_rows()}
-

@@ -1,10 +1,9 @@
-"""[from distances.py]
-Distances between two masks' boundaries in mm: the Hausdorff distance and its 95th percentile.
+"""Distances between two masks' boundaries in mm: the Hausdorff distance and its 95th percentile.
 
 Boundaries are the mask pixels with a 4-neighbour outside the mask; their pixel centres are
-mapped to the ORIGINAL image frame (`hc.to_original_xy`, through `scale_xy` = (sx, sy) original
-pixels per mask pixel) and scaled by the pixel size. Every boundary point's distance to the
-nearest point of the other boundary is measured in both directions:
+mapped to the ORIGINAL image frame (`ellipse.to_original_xy`, through `scale_xy` = (sx, sy)
+original pixels per mask pixel) and scaled by the pixel size. Every boundary point's distance to
+the nearest point of the other boundary is measured in both directions:
 - `hd_mm` (Hausdorff) is the largest of them;
 - `hd95_mm` is the 95th percentile of both directions pooled (medpy's `hd95`, the HC18
   literature's and the Medical Segmentation Decathlon's convention), which ignores the few
@@ -70,6 +69,3 @@ def boundary_distances_mm(
     to_pred, _ = cKDTree(pred_mm).query(target_mm)
     pooled = np.concatenate([to_target, to_pred])
     return {"hd_mm": float(pooled.max()), "hd95_mm": float(np.percentile(pooled, 95))}
-
-
-

@@ -1,5 +1,4 @@
-"""[from hc.py]
-Head circumference (HC) from a head mask: fit an ellipse, take its Ramanujan perimeter.
+"""Head circumference (HC) from a head mask: fit an ellipse, take its Ramanujan perimeter.
 
 Conventions (those of an HC18 challenge submission, `filename,center_x_mm,center_y_mm,
 semi_axes_a_mm,semi_axes_b_mm,angle_rad`):
@@ -14,14 +13,12 @@ Which boundary is fitted, on evidence from the 799 HC18 ground-truth masks (fill
   (MAE 0.97 mm); on exact rasterisations it is 0.5 px too small radially (-0.6 % at 100x60 px).
 - pixel EDGES between mask and background (used here): exact on analytic rasterisations (within
   0.3 % from a 30 px semi-major axis, 0.1 % from 50 px; HC18 heads are ~100 px and more), but
-  +1.38 mm on HC18 (MAE 1.38 mm): the HC18 masks reach 1.58 px (median,
-  std 0.035 px) beyond the reference ellipse, because the challenge's annotation outline (about
-  3 px thick) was filled together with its line. Subtracting `HC18_MASK_OUTSET_PX` from both
-  semi-axes brings the MAE to 0.015 mm (mean signed +0.003 mm).
+  +1.38 mm on HC18 (MAE 1.38 mm): the HC18 masks reach 1.58 px (median, std 0.035 px) beyond
+  the reference ellipse, because the challenge's annotation outline (about 3 px thick) was
+  filled together with its line. Subtracting `HC18_MASK_OUTSET_PX` (`trainables.core.config`)
+  from both semi-axes brings the MAE to 0.015 mm (mean signed +0.003 mm).
 A network trained on those masks learns the same outset, so HC measured on its predictions
 needs the same correction; `measure_mask` defaults to no correction (measure the mask as drawn).
-
-`python -m trainables.hc --data DIR --out FILE.csv` measures every annotation of a data set.
 """
 
 from __future__ import annotations
@@ -185,4 +182,3 @@ def measure_mask(
         semi_axes_b_mm=semi_b * pixel_size_mm,
         angle_rad=angle,
     )
-

@@ -1,6 +1,4 @@
-"""[from masks.py]
-Head-mask geometry: fill official ellipse outlines, and measure how elliptic a mask is.
-"""
+"""Head-mask geometry: fill official ellipse outlines, and measure how elliptic a mask is."""
 
 from __future__ import annotations
 
@@ -73,4 +71,3 @@ def ellipse_iou(mask: np.ndarray) -> float:
     fitted_bool, mask_bool = fitted.astype(bool), mask.astype(bool)
     union = np.logical_or(fitted_bool, mask_bool).sum()
     return float(np.logical_and(fitted_bool, mask_bool).sum() / union) if union else 0.0
-

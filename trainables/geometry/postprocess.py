@@ -1,17 +1,16 @@
-"""[from postprocess.py]
-From the network's scores to the head mask: flip test-time augmentation, threshold, and
+"""From the network's scores to the head mask: flip test-time augmentation, threshold, and
 post-processing (the trial config's `tta` and `postprocess`).
 
 Post-processing modes (`POSTPROCESS`):
 - `none`: the thresholded scores as they are.
 - `largest`: the largest 8-connected component, its holes filled (spurious blobs and holes go).
 - `ellipse`: the filled ellipse fitted to the largest component's outer boundary (the head is an
-  ellipse and HC18's reference is one). The fit is `hc.fit_ellipse_px` in the mask's own frame;
-  a pixel belongs to the ellipse when its centre lies inside it (an exact rasterisation).
+  ellipse and HC18's reference is one). The fit is `ellipse.fit_ellipse_px` in the mask's own
+  frame; a pixel belongs to the ellipse when its centre lies inside it (an exact rasterisation).
   When no ellipse can be fitted (fewer than 5 boundary points) the largest component is kept.
 
 Evaluation computes its metrics on both the raw and the post-processed mask in one pass
-(`trainables.metrics.MetricAccumulator`), so the gain needs no second run.
+(`trainables.evaluation.metrics.MetricAccumulator`), so the gain needs no second run.
 """
 
 from __future__ import annotations
@@ -78,8 +77,6 @@ _MODES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-
-
 def postprocess_batch(masks: np.ndarray, mode: str) -> np.ndarray:
     """A [B,H,W] bool batch post-processed image by image (the batch itself for `none`)."""
     if mode not in POSTPROCESS:
@@ -108,4 +105,3 @@ def head_masks(
     flipped = run(torch.flip(images, dims=[-1]))[:, 0].float()
     probability = (torch.sigmoid(logits) + torch.sigmoid(torch.flip(flipped, dims=[-1]))) / 2
     return probability > 0.5
-

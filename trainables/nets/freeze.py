@@ -1,5 +1,4 @@
-"""[from freeze.py]
-Freeze masks: which parts of a U-Net train, as one flag per part, with a readable name.
+"""Freeze masks: which parts of a U-Net train, as one flag per part, with a readable name.
 
 A smp U-Net has three kinds of parts:
 - `enc0` .. `enc4`: the encoder's stages, one per output stride (2, 4, 8, 16, 32), found from
@@ -22,26 +21,16 @@ import re
 import torch
 from torch import nn
 
+from trainables.nets.models import build_model, count_params
+
 ENCODER_STAGES = 5
-
-
 DECODER_BLOCKS = 5
-
-
 BASELINE = "unet64"
-
-
 # Encoder parameters its forward never uses (EfficientNet's classifier-side conv): always frozen,
 # counted in the network's total only.
 UNUSED = "unused"
-
-
 PART_ORDER = [f"enc{i}" for i in range(ENCODER_STAGES)]
-
-
 PART_ORDER += [f"dec{i}" for i in range(DECODER_BLOCKS)] + ["head"]
-
-
 _NAME = re.compile(r"^(?P<net>[\w.-]+):(?P<parts>[\w+-]+)$")
 
 
@@ -159,8 +148,6 @@ def _runs(values: list[int]) -> list[tuple[int, int]]:
 @functools.cache
 def part_sizes(network: str) -> dict[str, int]:
     """Parameters per part of a network (its weights not loaded), for counting masks."""
-    from trainables.nets.models import build_model, count_params
-
     if network == BASELINE:
         return {"all": count_params(build_model("unet_baseline"))}
     model = build_model(f"unet_{network}")
@@ -169,4 +156,3 @@ def part_sizes(network: str) -> dict[str, int]:
     for name, param in model.named_parameters():
         sizes[part_of(name, stages)] += param.numel()
     return sizes
-

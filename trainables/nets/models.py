@@ -1,5 +1,4 @@
-"""[from models.py]
-The networks (the from-scratch baseline, smp U-Nets) and how encoder weights reach them.
+"""The networks (the from-scratch baseline, smp U-Nets) and how encoder weights reach them.
 
 - `unet_baseline`: Ronneberger's U-Net as the paper trained it from scratch (features
   64-128-256-512, a 1024-channel bottleneck, BatchNorm, transposed-conv upsampling): 31,037,633
@@ -138,4 +137,3 @@ def build_model(name: str, encoder_weights: str = "none") -> nn.Module:
 
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-

@@ -1,9 +1,10 @@
-"""[from config.py]
-The one typed model of a trial's settings, and how YAML files and `--set` overrides reach it.
+"""A trial's settings from YAML files, `--set` overrides and CLI flags, checked.
 
-Defaults live here; `configs/*.yaml` list only what differs. A config file has up to two
-sections: `trial:` (validated here) and `search:` (validated by the search service, which
-`trainables` never imports). Unknown keys and wrong types fail with the key's name.
+The typed model and its defaults are `trainables.core.config.TrialConfig`; here a config file's
+`trial:` section, the overrides and the flags are merged and validated, and the checks that need
+more than types follow: the strategy exists (its table lives with the networks, hence this
+module's place), `encoder_weights` is 'imagenet', 'none' or a file, `data_dir` a folder. Errors
+are `ConfigError`s naming the source and the key; paths come back absolute.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import (
-    ValidationError,
-)
+from pydantic import ValidationError
 
 from trainables.core.config import (
     TrialConfig,
@@ -22,6 +21,7 @@ from trainables.core.config import (
     read_config_file,
 )
 from trainables.core.errors import ConfigError
+from trainables.nets.strategies import get_strategy
 
 
 def resolve_trial_config(
@@ -33,8 +33,6 @@ def resolve_trial_config(
         cfg = TrialConfig(**merged)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
-    from trainables.nets.strategies import get_strategy  # local: strategies imports torch
-
     try:
         get_strategy(cfg.strategy)
     except KeyError as err:
@@ -66,4 +64,3 @@ def load_trial_config(
     section = read_config_file(path).get("trial", {})
     source = str(path) if path else "defaults"
     return resolve_trial_config({**section, **parse_overrides(sets)}, source, **overrides)
-

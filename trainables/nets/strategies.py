@@ -1,7 +1,6 @@
-"""[from strategies.py]
-Fine-tuning strategies: which parts of the network train, as rows of one table.
+"""Fine-tuning strategies: which parts of the network train, as rows of one table.
 
-A strategy is a freeze mask (`trainables.freeze`): the network (`mobilenet_v2`, another
+A strategy is a freeze mask (`trainables.nets.freeze`): the network (`mobilenet_v2`, another
 segmentation-models-pytorch encoder, or `unet64`, the from-scratch baseline) and the parts that
 train (`enc0`-`enc4` encoder stages, `dec0`-`dec4` decoder blocks, `head`); everything else is
 frozen. The paper's eight are named rows; any mask name (`mobilenet_v2:enc3-4+dec0-4`) is a
@@ -14,7 +13,7 @@ statistics in training mode (what the paper's code did, since it only set
 keeps the paper's behaviour (True) by default; the trial config key `bn_update_frozen`
 overrides it.
 
-`python -m trainables.strategies --json` prints every strategy with its mask and parameter counts.
+`python -m trainables.strategies --json` lists every strategy with its mask and parameter counts.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from trainables.nets.freeze import (
     part_of,
     part_sizes,
 )
-from trainables.nets.models import build_model, count_params
+from trainables.nets.models import ENCODERS, build_model, count_params
 
 ENCODER, DECODER = frozenset(PART_ORDER[:5]), frozenset(PART_ORDER[5:10])
 
@@ -42,14 +41,14 @@ ENCODER, DECODER = frozenset(PART_ORDER[:5]), frozenset(PART_ORDER[5:10])
 @dataclass(frozen=True)
 class Strategy:
     name: str
-    network: str  # 'mobilenet_v2' (an smp encoder of trainables.models.ENCODERS) or 'unet64'
-    parts: frozenset[str]  # trainable parts (trainables.freeze), or {'all'}
+    network: str  # 'mobilenet_v2' (an smp encoder of models.ENCODERS) or 'unet64'
+    parts: frozenset[str]  # trainable parts (freeze.PART_ORDER), or {'all'}
     pretrained: bool = True  # does encoder_weights apply (the baseline starts from scratch)
     bn_update_frozen: bool = True  # the paper's behaviour; see the module docstring
 
     @property
     def model(self) -> str:
-        """The key of trainables.models.MODELS that builds the network."""
+        """The key of models.MODELS that builds the network."""
         return "unet_baseline" if self.network == BASELINE else f"unet_{self.network}"
 
     @property
@@ -96,8 +95,6 @@ STRATEGIES: dict[str, Strategy] = {
         _row("all", ENCODER | DECODER | {"head"}),  # everything trains (not in the paper)
     ]
 }
-
-
 PAPER_STRATEGIES = [
     "baseline",
     "decoder",
@@ -121,8 +118,6 @@ def get_strategy(name: str) -> Strategy:
             f"unknown strategy {name!r}; valid: {sorted(STRATEGIES)} or a freeze mask such "
             f"as 'mobilenet_v2:enc4+dec0-4' ({err})"
         ) from None
-    from trainables.nets.models import ENCODERS
-
     if network != BASELINE and network not in ENCODERS:
         raise KeyError(f"strategy {name!r}: unknown network {network!r}; valid: {ENCODERS}")
     return Strategy(mask_name(network, parts), network, parts, pretrained=network != BASELINE)
@@ -217,4 +212,3 @@ def apply_strategy(
             f"{result.total_params:,} parameters ({len(frozen_bn)} BatchNorm layers pinned)"
         )
     return result
-

@@ -1,10 +1,6 @@
-"""[from trial.py]
-One trial: a pure function turns a resolved config into model, optimizer and data; a loop
-trains it epoch by epoch, evaluates on validation, checkpoints, and tests the best epoch once.
-
-The loop stays on the device: the training set is uploaded once as uint8, batches are indexed
-there, the loss is accumulated as a tensor and read once per epoch (no host sync per step).
-"""
+"""Checkpoint I/O: write one atomically, read one refusing anything but tensors and plain data,
+check that a checkpoint was written by the same settings before a trial resumes from it, and
+rebuild a trained network (and its trial config) from one."""
 
 from __future__ import annotations
 
@@ -15,10 +11,7 @@ import torch
 
 from trainables.core.atomic import atomic_output
 from trainables.core.config import TrialConfig
-from trainables.core.errors import (
-    CheckpointError,
-    ConfigError,
-)
+from trainables.core.errors import CheckpointError, ConfigError
 from trainables.nets.models import build_model
 from trainables.nets.strategies import get_strategy
 
@@ -75,4 +68,3 @@ def load_checkpoint_model(
     model = build_model(get_strategy(cfg.strategy).model, encoder_weights="none")
     model.load_state_dict(state["model"])
     return model.to(device).eval(), cfg
-

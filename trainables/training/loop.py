@@ -1,6 +1,4 @@
-"""[from trial.py]
-One trial: a pure function turns a resolved config into model, optimizer and data; a loop
-trains it epoch by epoch, evaluates on validation, checkpoints, and tests the best epoch once.
+"""One epoch of a trial's training, and the evaluation of its network.
 
 The loop stays on the device: the training set is uploaded once as uint8, batches are indexed
 there, the loss is accumulated as a tensor and read once per epoch (no host sync per step).
@@ -115,8 +113,8 @@ def evaluate(
     trial: Training, data: ArrayDataset, model: nn.Module | None = None, shape_metrics: bool = True
 ) -> dict:
     """Batched evaluation of the trial's network (or `model`) with the trial's TTA and
-    post-processing: `trainables.evaluate.evaluate_dataset` (per-image metrics averaged over
-    images, raw and post-processed, plus the paper's variants).
+    post-processing: `trainables.evaluation.evaluate.evaluate_dataset` (per-image metrics
+    averaged over images, raw and post-processed, plus the paper's variants).
 
     Args:
         shape_metrics: also distances and HC (CPU work per image); the per-epoch
@@ -134,7 +132,4 @@ def evaluate(
 
 
 EpochCallback = Callable[[dict, Path, list[str]], None]
-
-
 """(epoch record, out_dir, the checkpoint files written this epoch: best.pt before last.pt)"""
-

@@ -1,10 +1,4 @@
-"""[from trial.py]
-One trial: a pure function turns a resolved config into model, optimizer and data; a loop
-trains it epoch by epoch, evaluates on validation, checkpoints, and tests the best epoch once.
-
-The loop stays on the device: the training set is uploaded once as uint8, batches are indexed
-there, the loss is accumulated as a tensor and read once per epoch (no host sync per step).
-"""
+"""The training losses a trial config's `loss` names: `bce`, or `dice_bce` (BCE plus Dice)."""
 
 from __future__ import annotations
 
@@ -24,4 +18,3 @@ class DiceBCELoss(nn.Module):
 
 
 LOSSES = {"bce": nn.BCEWithLogitsLoss, "dice_bce": DiceBCELoss}
-
