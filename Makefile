@@ -1,5 +1,11 @@
-# FreezeFrame: `make demo` runs the embedded default, `make test` the whole suite.
-# Both (re)create .venv through `make install`, which installs the lock (requirements.txt) exactly.
+# FreezeFrame: `make demo` runs the embedded default, `make check` the quick checks (lint and the
+# unit tests, in parallel; a few minutes), `make test` the whole suite (lint, the unit tests in
+# parallel, then the integration tests one at a time). All (re)create .venv through
+# `make install`, which installs the lock (requirements.txt) exactly.
+#   tests/unit/         one test file per product module or CLI, mirroring the packages; no Ray
+#   tests/integration/  Ray clusters, whole studies as processes, killed drivers, ray up/submit/
+#                       down, wheel installs: serial, as they start Ray or share this machine's
+#                       cores and port 6379
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +13,12 @@ LOCK := requirements.txt
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install lock demo test test-latest test-floors lint format clean gpu-kit
+# Unit-test workers (pytest-xdist): one per core by default; UNIT_JOBS=0 runs them in this process.
+# worksteal: a worker that runs out of tests takes queued ones from a worker still busy with a
+# long one (test_both_loops_reach_the_same_validation_dice takes minutes on one core).
+UNIT_JOBS ?= auto
+
+.PHONY: install lock demo check test test-latest test-floors lint format clean gpu-kit
 
 install: $(VENV)/.installed
 
@@ -40,16 +51,26 @@ demo: install
 	$(PY) search/run.py
 
 # pytest exits 5 when it collects no tests: that is a failure too, not an empty success.
-test: install
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
-	$(PY) -m pytest; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
-	exit $$rc
+define pytest
+$(PY) -m pytest $(1); rc=$$?; \
+if [ $$rc -eq 5 ]; then echo "make $@: pytest collected no tests in $(1)" >&2; exit 1; fi; \
+exit $$rc
+endef
+
+# Lint, then the unit tests in parallel (about 2 min on 2 cores).
+check: lint
+	$(call pytest,tests/unit -n $(UNIT_JOBS) --dist worksteal)
+
+# Lint, the unit tests in parallel, then the integration tests one at a time (-p no:xdist: each
+# starts its own Ray, and several time trials against each other). About 19 min on 2 cores, 17 of
+# them the integration tests.
+test: lint
+	$(call pytest,tests/unit -n $(UNIT_JOBS) --dist worksteal)
+	$(call pytest,tests/integration -p no:xdist)
 
 # Drift: fresh venvs (pip's cache off) with the newest releases the ranges allow, and with every
-# dependency at its lower bound; each runs the fast tests (latest: also the tune/explore stages'
-# tests and the embedded default). See .ci/fresh_env.
+# dependency at its lower bound; each runs the unit tests (latest: also the tune/explore stages'
+# whole studies and the embedded default). See .ci/fresh_env.
 test-latest:
 	PYTHON=$(PYTHON) .ci/fresh_env latest
 

@@ -1,4 +1,9 @@
-"""Shared fixtures: the real HC18 folder (skipped when absent), synthetic sets, the shipped sample."""
+"""Shared fixtures: the real HC18 folder (skipped when absent), synthetic sets, the shipped sample,
+one tiny trained trial, a private Ray cluster, studies as their own processes, the umask.
+
+This file sits at the root of tests/ so that every test below it (tests/unit/..., tests/integration/)
+gets these fixtures; pytest's `pythonpath = ["tests"]` makes `helpers` and `scoring` importable
+from any of them."""
 
 from __future__ import annotations
 
@@ -14,6 +19,16 @@ os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 # Resized-array caches of this test session stay in a temporary folder, not in ~/.cache.
 os.environ.setdefault("FREEZEFRAME_CACHE", tempfile.mkdtemp(prefix="freezeframe_test_cache_"))
+# Under pytest-xdist (`make check`: one worker per core) each worker gets its share of the cores
+# for torch's and OpenCV's thread pools, and so do the processes its tests start: N workers each
+# spinning one OpenMP thread per core oversubscribe the machine many times over (a test that
+# took 80 s alone took 600 s so). Set before anything imports torch; a test or trial that sets
+# its own thread count (trial.num_threads) still does.
+_XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _XDIST_WORKERS > 1:
+    _share = str(max(1, (os.cpu_count() or 1) // _XDIST_WORKERS))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENCV_FOR_THREADS_NUM"):
+        os.environ.setdefault(_name, _share)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The shared data lives beside the repo: <workspace>/main (repo) and <workspace>/shared/data/hc18.
@@ -53,6 +68,41 @@ def sample_dir() -> Path:
     return default_data_dir()
 
 
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> tuple[Path, dict]:
+    """One tiny trial on the shipped sample with ellipse post-processing and flip TTA (the smoke
+    config at 32 px, 1 epoch); read-only for the tests that use it."""
+    from trainables.data.arrays import default_data_dir
+    from trainables.nets.resolve import load_trial_config
+    from trainables.training.run import run_trial
+
+    settings = ["image_size=32", "epochs=1", "max_images=None", "postprocess=ellipse", "tta=true"]
+    out = tmp_path_factory.mktemp("trial") / "decoder__seed0"
+    cfg = load_trial_config(
+        REPO_ROOT / "configs" / "smoke.yaml", [f"data_dir={default_data_dir()}", *settings]
+    )
+    return out, run_trial(cfg, out, verbose=False)
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test; restored after it."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+def _private_ray_env(monkeypatch) -> str:
+    """Point Ray and the trials' temp files at a new short folder (returned): see `ray_cluster`."""
+    temp_dir = tempfile.mkdtemp(prefix="ffray", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", temp_dir)
+    monkeypatch.setenv("TMPDIR", temp_dir)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    return temp_dir
+
+
 @pytest.fixture
 def ray_cluster(monkeypatch):
     """Start a private Ray cluster: `start(head_cpus, **head_args)`; shut down after the test.
@@ -64,11 +114,7 @@ def ray_cluster(monkeypatch):
     """
     from ray.cluster_utils import Cluster
 
-    temp_dir = tempfile.mkdtemp(prefix="ffray", dir="/tmp")
-    monkeypatch.setenv("RAY_TMPDIR", temp_dir)
-    monkeypatch.setenv("TMPDIR", temp_dir)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    temp_dir = _private_ray_env(monkeypatch)
     clusters = []
 
     def start(head_cpus: int, **head_args) -> Cluster:
@@ -80,6 +126,37 @@ def ray_cluster(monkeypatch):
     for cluster in clusters:
         cluster.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def module_ray_cluster():
+    """`ray_cluster` for tests that need a cluster to run their studies on, not a fresh one:
+    `start(head_cpus, **head_args)` starts a private cluster the first time, and returns that
+    same cluster to the module's later tests that ask for the same one; all are shut down after
+    the module's last test (a cluster costs ~3 s to start and stop on 2 cores).
+
+    Only for clusters of a head alone whose tests neither change the cluster (nodes added or
+    removed) nor look at what earlier trials left in its temp folder: each study is its own Ray
+    job with its own experiment folder, and `studies` kills any study still running after its
+    test."""
+    from ray.cluster_utils import Cluster
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        temp_dir = _private_ray_env(monkeypatch)
+        clusters: dict[tuple, Cluster] = {}
+
+        def start(head_cpus: int, **head_args) -> Cluster:
+            key = (head_cpus, repr(sorted(head_args.items())))
+            if key not in clusters:
+                clusters[key] = Cluster(
+                    initialize_head=True, head_node_args={"num_cpus": head_cpus, **head_args}
+                )
+            return clusters[key]
+
+        yield start
+        for cluster in clusters.values():
+            cluster.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -14,7 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-RUN_PY = Path(__file__).resolve().parents[1] / "search" / "run.py"
+# The checkout (tests/ is at its root, whatever folder a test module sits in) and the tests' data.
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+RUN_PY = REPO / "search" / "run.py"
 # The paper strategies' trainable parameter counts (the paper's logs imply them; the
 # segmentation head is frozen in all but the baseline).
 PAPER_TRAINABLE = {

@@ -28,7 +28,7 @@
 Beside the experiments, `<storage>/pretrained/<key>/encoder.pt` and `encoder.json` keep a
 trained encoder for reuse (`search.driver.encoders.EncoderStore`; `stored_encoder_files(key)`).
 
-No other module spells these paths (`tests/test_experiment.py` checks that).
+No other module spells these paths (`tests/unit/search/experiment/test_folder.py` checks that).
 """
 
 from __future__ import annotations

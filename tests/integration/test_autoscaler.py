@@ -24,11 +24,10 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from helpers import TINY
+from helpers import REPO, TINY
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
 
 

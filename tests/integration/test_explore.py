@@ -1,98 +1,18 @@
-"""Freeze masks and the explore stage: strategies as masks with exact counts, no all-frozen
-mask trained, explore rows and their front, a resumed explore stage, a busy cluster."""
+"""The explore stage and the tune stage on a private Ray cluster: explore rows and their front, a
+resumed explore stage that repeats nothing, and a tune experiment that keeps every GPU busy."""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import time
 
-import optuna
 import pandas as pd
 import pytest
-from helpers import PAPER_TRAINABLE, TINY, wait_for_trials
+from helpers import TINY, wait_for_trials
 
-from search.driver.config import load_config
-from search.driver.searcher import Past
-from search.driver.stages.common import StageRunner
-from search.driver.stages.explore import build_plan
 from search.experiment.folder import Experiment
 from search.report.explore import explore_rows
-from trainables.nets.freeze import PART_ORDER, mask_name, parse_mask, part_sizes
-from trainables.nets.models import ENCODERS, build_model, count_params
-from trainables.nets.strategies import PAPER_STRATEGIES, apply_strategy, get_strategy
-
-
-@pytest.mark.parametrize("name", PAPER_STRATEGIES)
-def test_every_paper_strategy_is_a_mask_with_its_exact_count(name):
-    strategy = get_strategy(name)
-    network, parts = parse_mask(strategy.mask)
-    assert network == ("unet64" if name == "baseline" else "mobilenet_v2")
-    # The mask's name alone rebuilds the same strategy, and it trains exactly the paper's count.
-    rebuilt = get_strategy(strategy.mask)
-    assert (rebuilt.network, rebuilt.parts) == (strategy.network, strategy.parts)
-    model = build_model(rebuilt.model, "none")
-    applied = apply_strategy(model, rebuilt, verbose=False)
-    assert applied.trainable_params == PAPER_TRAINABLE[name]
-    assert applied.trainable_params == count_params(model, trainable_only=True)
-
-
-def test_masks_are_named_readably_and_stably():
-    assert get_strategy("decoder").mask == "mobilenet_v2:dec0-4"
-    assert get_strategy("decoder_2_3_4").mask == "mobilenet_v2:dec2-4"
-    assert get_strategy("all").mask == "mobilenet_v2:enc0-4+dec0-4+head"
-    parts = {"enc4", "dec0", "dec1", "dec3", "head"}
-    assert mask_name("resnet18", parts) == "resnet18:enc4+dec0-1+dec3+head"
-    assert parse_mask("resnet18:enc4+dec0-1+dec3+head") == ("resnet18", frozenset(parts))
-    with pytest.raises(ValueError, match=r"mask parts \['dec9'\] invalid"):
-        parse_mask("mobilenet_v2:dec9")
-    with pytest.raises(ValueError, match="'body' is not a part"):
-        parse_mask("mobilenet_v2:body")
-    with pytest.raises(KeyError, match="unknown network 'vgg11'"):
-        get_strategy("vgg11:dec0-4")
-
-
-@pytest.mark.parametrize("encoder", ENCODERS)
-def test_every_parameter_of_each_encoder_is_in_exactly_one_part(encoder):
-    sizes = part_sizes(encoder)
-    model = build_model(f"unet_{encoder}", "none")
-    assert sum(sizes.values()) == count_params(model)
-    assert all(sizes[part] > 0 for part in PART_ORDER)  # five stages, five blocks, a head
-    # Stages follow the resolution: the deepest stage holds the most encoder parameters.
-    assert sizes["enc4"] == max(sizes[f"enc{i}"] for i in range(5))
-
-
-def test_an_all_frozen_mask_is_never_trained(tmp_path):
-    cfg = load_config(None, ["search.explore.trials=5", "search.explore.population=4"])
-    runner = StageRunner(cfg, Experiment(str(tmp_path), "x"), "disabled")
-    plan = build_plan(runner, "none")
-    frozen = {f"train_{part}": False for part in PART_ORDER}
-    recipe = {"lr": 1e-3, "lr_schedule": "none"}
-    plan.queue.insert(0, {"encoder": "mobilenet_v2", "bn": "update", **frozen, **recipe})
-    specs = [plan.propose()[0] for _ in range(5)]
-    assert all(get_strategy(spec.trial.strategy).parts for spec in specs)
-    failed = [t for t in plan.study.trials if t.state == optuna.trial.TrialState.FAIL]
-    assert failed and not any(failed[0].params[f"train_{p}"] for p in PART_ORDER)
-    assert plan.proposed == 5  # the refused proposal used no budget
-
-
-def test_a_rebuilt_nsga2_study_breeds_from_the_earlier_generations(tmp_path):
-    cfg = load_config(None, ["search.explore.trials=12", "search.explore.population=4"])
-    runner = StageRunner(cfg, Experiment(str(tmp_path), "x"), "disabled")
-    first = build_plan(runner, "none")
-    past = []
-    for i in range(8):
-        _spec, trial = first.propose()
-        past.append(Past(first.canonical(trial.params), "complete", {"val_dice": 0.5 + i / 100}))
-    factory = functools.partial(optuna.samplers.NSGAIISampler, seed=1, population_size=4)
-    rebuilt = dataclasses.replace(first, history=past, sampler=factory)
-    sampler = rebuilt.study.sampler
-    generation = sampler._get_generation_key()
-    assert [t.system_attrs[generation] for t in rebuilt.study.trials] == [0] * 4 + [1] * 4
-    _spec, trial = rebuilt.propose()
-    assert rebuilt.study.trials[trial.number].system_attrs[generation] == 2
-    parents = sampler.get_parent_population(rebuilt.study, 2)
-    assert parents and {p.number for p in parents} <= set(range(8))
+from trainables.nets.freeze import part_sizes
+from trainables.nets.strategies import get_strategy
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
-"""An installation without the checkout: every package is in the wheel, and the embedded default
-config and the paper's split ship inside it (configs/ as the package `freezeframe_configs`)."""
+"""An installation without the checkout: the embedded default config and the paper's split ship
+inside the wheel (configs/ as the package `freezeframe_configs`), and a study runs from it."""
 
 from __future__ import annotations
 
@@ -11,23 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import tomllib
-from helpers import RUN_PY, TINY
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def test_every_package_folder_of_the_checkout_is_listed_for_the_wheel():
-    listed = set(
-        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    )
-    found = {
-        ".".join(init.parent.relative_to(REPO).parts)
-        for top in ("search", "trainables")
-        for init in (REPO / top).rglob("__init__.py")
-    }
-    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
-    assert "freezeframe_configs" in listed
+from helpers import REPO, RUN_PY, TINY
 
 
 @pytest.fixture(scope="module")

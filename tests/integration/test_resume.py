@@ -1,17 +1,15 @@
-"""Resume, concurrency and bad input: nothing repeated, nothing lost, nothing silently wrong.
+"""Resume and concurrency on a private Ray cluster: nothing repeated, nothing lost, nothing
+silently wrong.
 
-The slow tests run `search/run.py` as its own process against a private Ray cluster (the
-`ray_cluster` and `studies` fixtures) and read back what a user reads: the exit status,
-trials.csv, the result files.
-"""
+The tests run `search/run.py` as its own process against a private Ray cluster (the
+`ray_cluster` fixture, or `module_ray_cluster`'s one for the tests that need a cluster but not a
+fresh one) and read back what a user reads: the exit status, trials.csv, the result files."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,16 +17,10 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from helpers import TINY, wait_for_log, wait_for_trials, wandb_run_ids
 
-from search.experiment.folder import LEASE, Experiment
-from search.experiment.lease import Lease, LeaseHeld
+from search.experiment.folder import LEASE
 from search.shared.spec import recipe_digest, recipe_params
-from trainables.core.config import TrialConfig
-from trainables.core.errors import CheckpointError
-from trainables.training.checkpoints import load_checkpoint
-from trainables.training.run import run_trial
 
 
 def copy_sample(sample_dir: Path, target: Path) -> Path:
@@ -64,8 +56,10 @@ def tune_results(experiment: Path) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_killed_tune_stage_resumes_on_a_fresh_home_from_a_file_uri(ray_cluster, studies, tmp_path):
-    cluster = ray_cluster(head_cpus=2)
+def test_killed_tune_stage_resumes_on_a_fresh_home_from_a_file_uri(
+    module_ray_cluster, studies, tmp_path
+):
+    cluster = module_ray_cluster(head_cpus=2)
     storage = (tmp_path / "runs").as_uri()  # the remote-storage code path, as s3:// takes
     experiment = tmp_path / "runs" / "tuned"
     budget = 3
@@ -114,9 +108,9 @@ def test_killed_tune_stage_resumes_on_a_fresh_home_from_a_file_uri(ray_cluster, 
 
 @pytest.mark.slow
 def test_a_second_driver_on_a_live_experiment_exits_2_naming_the_owner(
-    ray_cluster, studies, tmp_path
+    module_ray_cluster, studies, tmp_path
 ):
-    cluster = ray_cluster(head_cpus=2)
+    cluster = module_ray_cluster(head_cpus=2)
     experiment = tmp_path / "runs" / "busy"
     args = ["--storage", str(tmp_path / "runs"), "--name", "busy", "--stages", "final"]
     args += ["--set", "search.strategies=[decoder]", "--set", "search.seeds=[0,1]"]
@@ -141,9 +135,9 @@ def test_a_second_driver_on_a_live_experiment_exits_2_naming_the_owner(
 
 @pytest.mark.slow
 def test_changed_data_is_refused_on_resume_and_fails_a_worker_naming_the_files(
-    ray_cluster, studies, tmp_path, sample_dir
+    module_ray_cluster, studies, tmp_path, sample_dir
 ):
-    cluster = ray_cluster(head_cpus=2)
+    cluster = module_ray_cluster(head_cpus=2)
     data = copy_sample(sample_dir, tmp_path / "data")
     experiment = tmp_path / "runs" / "data"
     args = ["--storage", str(tmp_path / "runs"), "--name", "data", "--stages", "final"]
@@ -189,100 +183,6 @@ def test_a_local_storage_path_on_a_multi_node_cluster_is_refused(ray_cluster, st
         "shared.log",
     )
     assert shared.wait(180) == 0, shared.log_tail()
-
-
-def test_a_lease_is_held_by_a_live_driver_and_taken_over_when_stale(tmp_path, monkeypatch):
-    experiment = Experiment(str(tmp_path), "exp")
-    first = Lease(experiment)
-    first.acquire()
-    try:
-        with pytest.raises(
-            LeaseHeld, match=rf"pid {first.owner['pid']} of .* heartbeat [01] s ago"
-        ):
-            Lease(experiment).acquire()
-    finally:
-        first._stop.set()  # the driver died: no more heartbeats, the lease stays
-    record = json.loads(experiment.store.read_text(LEASE))
-    record["heartbeat"] -= 31
-    experiment.store.write_text(LEASE, json.dumps(record))
-    # Its process (this one) still lives on this machine: held whatever the heartbeat (a
-    # driver suspended with Ctrl+Z keeps its lease; issue 21, item 3).
-    with pytest.raises(LeaseHeld, match=rf"pid {first.owner['pid']} of .* heartbeat 31 s ago"):
-        Lease(experiment).acquire()
-    # A driver of another machine without a heartbeat for 30 s died: taken over.
-    record["owner"]["host"] = "another-host"
-    experiment.store.write_text(LEASE, json.dumps(record))
-    second = Lease(experiment)
-    second.acquire()
-    second.release()
-    assert not experiment.store.exists(LEASE)
-
-
-def test_a_lease_of_an_ended_process_on_this_machine_is_taken_over_at_once(tmp_path):
-    experiment = Experiment(str(tmp_path), "exp")
-    code = "import os; print(os.getpid())"
-    ended = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    first = Lease(experiment)
-    first.owner["pid"] = int(ended.stdout)  # a driver that was killed a moment ago
-    first.acquire()
-    first._stop.set()
-    second = Lease(experiment)
-    second.acquire()  # the heartbeat is fresh, yet its process is gone
-    assert json.loads(experiment.store.read_text(LEASE))["token"] == second.token
-    second.release()
-    # The same record from another machine is held until its heartbeat is stale.
-    first.owner["host"] = "another-host"
-    first._write()
-    with pytest.raises(LeaseHeld, match="on another-host"):
-        Lease(experiment).acquire()
-
-
-def test_a_checkpoint_holding_a_pickled_callable_is_refused(tmp_path):
-    bad = tmp_path / "last.pt"
-    torch.save({"model": {}, "epoch": 1, "hook": np.save}, bad)
-    with pytest.raises(CheckpointError, match="refused to load .* could run code"):
-        load_checkpoint(bad)
-    # A trial that finds it in its folder (a bucket someone else can write) stops there.
-    cfg = TrialConfig(encoder_weights="none", image_size=32, epochs=1, batch_size=4)
-    with pytest.raises(CheckpointError, match="GLOBAL numpy"):
-        run_trial(cfg, tmp_path, verbose=False)
-
-
-def test_the_trials_table_counts_retries_across_resumes_and_survives_storage_errors(
-    tmp_path, monkeypatch, capsys
-):
-    from types import SimpleNamespace
-
-    from search.driver.trials_table import COLUMNS, TrialsTable
-
-    experiment = Experiment(str(tmp_path), "exp")
-    row = dict.fromkeys(COLUMNS) | {"stage": "final", "trial_name": "decoder__seed0"}
-    experiment.write_trials(pd.DataFrame([row | {"retries": 2, "status": "failed"}]))
-    table = TrialsTable(experiment, "final", expected=1)
-    table.setup()
-    spec = {"spec": _final_spec(tmp_path).to_param()}
-    trial = SimpleNamespace(config=spec, error_file=None)
-    writes = []
-
-    def flaky(frame):
-        writes.append(len(frame))
-        if len(writes) <= 3:
-            raise OSError("bucket unreachable")
-
-    monkeypatch.setattr(experiment, "write_trials", flaky)
-    monkeypatch.setattr("search.driver.trials_table.WRITE_RETRY_S", 0.0)
-    table.on_trial_recover(0, [], trial)  # three failed writes: logged, not raised
-    assert "could not write the trials table (bucket unreachable)" in capsys.readouterr().err
-    table.on_trial_recover(0, [], trial)
-    assert table.rows["decoder__seed0"]["retries"] == 4 and len(writes) == 4
-
-
-def _final_spec(tmp_path):
-    from search.driver.config import load_config
-    from search.driver.stages.common import StageRunner
-
-    runner = StageRunner(load_config(None, []), Experiment(str(tmp_path), "exp"), "disabled")
-    return runner.spec("final", strategy="decoder", seed=0)
 
 
 @pytest.mark.slow

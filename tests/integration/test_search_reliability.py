@@ -1,4 +1,5 @@
-"""The search survives what clusters do: a lost worker node, a killed driver, a diverging trial.
+"""The search survives what clusters do: a lost worker node (on either kind of storage), a killed
+driver, a diverging trial.
 
 Each test runs `search/run.py` as its own process against a private multi-node Ray cluster
 (`ray.cluster_utils.Cluster`) that the test starts and always shuts down, and reads back what a
@@ -10,39 +11,53 @@ propose a learning rate whose first Adam step overflows the weights (a NaN loss)
 
 from __future__ import annotations
 
+import os
 import time
 
 import pandas as pd
 import pytest
 import yaml
-from helpers import TINY, read_result, wait_for_trials
+from helpers import TINY, read_result, wait_for_trials, wandb_run_ids
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("storage", ["uri", "shared_path"])
 def test_lost_worker_node_retries_its_trial_on_the_other_node_from_its_checkpoint(
-    ray_cluster, studies, tmp_path
+    storage, ray_cluster, studies, tmp_path
 ):
+    """A two-node study loses a worker node: its trial runs again on the other node from its
+    last checkpoint. Once on a file:// URI (the object-store code path, as s3:// takes), once on
+    a local path said to be shared (`search.shared_storage=true`; one machine: it is)."""
     # Health checks every second: the lost node is declared dead in ~3 s, not Ray's ~30 s.
     health = {
         "health_check_initial_delay_ms": 0,
         "health_check_period_ms": 1000,
         "health_check_failure_threshold": 3,
     }
-    cluster = ray_cluster(head_cpus=1, _system_config=health)
-    # Trials ask for a (logical) GPU: they run only on these two nodes, one trial on each; they
-    # train on the CPU on purpose (trial.device=cpu), as a granted GPU is otherwise required.
-    gpu_nodes = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
+    # Head: the driver only. Trials ask for a (logical) GPU: they run only on these two nodes,
+    # one trial on each, each node with its own temp folder (as two machines); they train on the
+    # CPU on purpose (trial.device=cpu), as a granted GPU is otherwise required.
+    cluster = ray_cluster(head_cpus=0, _system_config=health)
+    node_tmp = [tmp_path / f"node{i}" for i in range(2)]
+    gpu_nodes = []
+    for folder in node_tmp:
+        folder.mkdir()
+        gpu_nodes.append(cluster.add_node(num_cpus=1, num_gpus=1, env_vars={"TMPDIR": str(folder)}))
     cluster.wait_for_nodes()
     epochs = 8
     experiment = tmp_path / "runs" / "lost_node"
+    if storage == "uri":
+        where = ["--storage", (tmp_path / "runs").as_uri()]
+    else:
+        where = ["--storage", str(tmp_path / "runs"), "--set", "search.shared_storage=true"]
     study = studies(
         cluster.address,
-        ["--storage", str(tmp_path / "runs"), "--name", "lost_node", "--stages", "final"]
-        + ["--set", "search.shared_storage=true"]  # one machine: its nodes share this disk
+        [*where, "--name", "lost_node", "--stages", "final"]
         + ["--set", "search.strategies=[decoder]", "--set", "search.seeds=[0,1]"]
         + ["--set", "search.resources={cpu: 1, gpu: 1}", "--set", "search.max_failures=1"]
-        + ["--set", "trial.device=cpu"]
-        + ["--set", f"trial.epochs={epochs}", *TINY],
+        + ["--set", "trial.device=cpu", "--set", f"trial.epochs={epochs}"]
+        + ["--set", "search.keep_best_checkpoints=true"]  # the demo config drops them
+        + ["--wandb", "offline", "--set", "trial.image_size=32", "--set", "trial.batch_size=4"],
     )
 
     # Both trials have checkpointed epoch 2 and neither has finished: lose a node, hard.
@@ -50,15 +65,17 @@ def test_lost_worker_node_retries_its_trial_on_the_other_node_from_its_checkpoin
         study,
         experiment,
         lambda t: len(t) == 2 and (t.status == "running").all() and (t.epochs >= 2).all(),
-        timeout=150,
+        timeout=180,
     )
     cluster.remove_node(gpu_nodes[1], allow_graceful=False)
 
-    assert study.wait(150) == 0, study.log_tail()
+    assert study.wait(240) == 0, study.log_tail()
     trials = pd.read_csv(experiment / "trials.csv").set_index("trial_name")
     assert sorted(trials.index) == ["decoder__seed0", "decoder__seed1"]
     assert (trials.status == "ok").all(), trials[["status", "error"]]
+    assert (trials.device == "cpu").all() and (trials.precision == "fp32").all()
     assert trials.test_dice.between(0, 1).all()
+    assert trials.retries.fillna(0).sum() == 1
     retried = trials.index[trials.retries.fillna(0) == 1]
     assert len(retried) == 1, trials.retries  # only the lost node's trial ran again
     lost, kept = retried[0], (set(trials.index) - {retried[0]}).pop()
@@ -70,10 +87,24 @@ def test_lost_worker_node_retries_its_trial_on_the_other_node_from_its_checkpoin
     assert [record["epoch"] for record in result["history"]] == list(range(1, epochs + 1))
     assert read_result(experiment, "final", kept)["resumed_after_epoch"] == 0
 
+    for name in trials.index:  # in storage: the result, the model; not the resume state
+        assert (experiment / "results" / "final" / f"{name}.json").exists()
+        assert (experiment / "checkpoints" / "final" / name / "best.pt").exists()
+        assert not (experiment / "checkpoints" / "final" / name / "last.pt").exists()
+    runs = list((experiment / "wandb").glob("offline-run-*"))
+    assert {
+        log.stem.removeprefix("run-") for run in runs for log in run.glob("run-*.wandb")
+    } >= set(wandb_run_ids(experiment, trials.index))
+    # The surviving node's scratch folder holds no work folder: every trial cleaned up.
+    scratch = node_tmp[0] / f"freezeframe-{os.getuid()}"
+    assert not list(scratch.glob("work-*")) and (scratch.stat().st_mode & 0o777) == 0o700
+
 
 @pytest.mark.slow
-def test_killed_driver_then_resume_runs_no_finished_trial_again(ray_cluster, studies, tmp_path):
-    cluster = ray_cluster(head_cpus=2)  # two trials at a time
+def test_killed_driver_then_resume_runs_no_finished_trial_again(
+    module_ray_cluster, studies, tmp_path
+):
+    cluster = module_ray_cluster(head_cpus=2)  # two trials at a time
     epochs = 5
     experiment = tmp_path / "runs" / "killed"
     # A file:// URI takes the object-store code path (as s3:// does); the pretrain stage makes
@@ -132,9 +163,9 @@ def test_killed_driver_then_resume_runs_no_finished_trial_again(ray_cluster, stu
 
 @pytest.mark.slow
 def test_trial_with_nan_loss_is_retried_then_failed_while_the_study_goes_on(
-    ray_cluster, studies, tmp_path
+    module_ray_cluster, studies, tmp_path
 ):
-    cluster = ray_cluster(head_cpus=2)
+    cluster = module_ray_cluster(head_cpus=2)
     experiment = tmp_path / "runs" / "nan"
     # Two tune proposals: the paper's recipe (lr 1e-3) first, then Optuna's draw from
     # [1e29, 1e30] - one Adam step of that size overflows the weights, the loss turns NaN.

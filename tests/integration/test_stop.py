@@ -22,8 +22,8 @@ STUDY = [
 ]  # fmt: skip
 
 
-def start_tune_stage(ray_cluster, studies, tmp_path):
-    cluster = ray_cluster(head_cpus=2)
+def start_tune_stage(module_ray_cluster, studies, tmp_path):
+    cluster = module_ray_cluster(head_cpus=2)  # one for the module: each test runs its own study
     experiment = tmp_path / "runs" / "stop"
     args = ["--storage", str(tmp_path / "runs"), "--name", "stop", *STUDY]
     study = studies(cluster.address, args)
@@ -47,9 +47,9 @@ def assert_nothing_after_the_stopped_stage(experiment):
     (signal.SIGTERM, 143, "a termination request (SIGTERM)"),
 ])  # fmt: skip
 def test_ctrl_c_or_sigterm_ends_the_study_not_just_the_stage(
-    signum, code, words, ray_cluster, studies, tmp_path
+    signum, code, words, module_ray_cluster, studies, tmp_path
 ):
-    study, experiment = start_tune_stage(ray_cluster, studies, tmp_path)
+    study, experiment = start_tune_stage(module_ray_cluster, studies, tmp_path)
     os.killpg(study.proc.pid, signum)  # as a terminal's Ctrl+C: the driver's process group
     assert study.wait(120) == code, study.log_tail()
     log = study.log_path.read_text()
@@ -63,8 +63,8 @@ def test_ctrl_c_or_sigterm_ends_the_study_not_just_the_stage(
 
 
 @pytest.mark.slow
-def test_a_driver_that_loses_its_lease_stops_the_study(ray_cluster, studies, tmp_path):
-    study, experiment = start_tune_stage(ray_cluster, studies, tmp_path)
+def test_a_driver_that_loses_its_lease_stops_the_study(module_ray_cluster, studies, tmp_path):
+    study, experiment = start_tune_stage(module_ray_cluster, studies, tmp_path)
     lease = json.loads((experiment / LEASE).read_text())
     other = {**lease, "token": "another-driver", "heartbeat": time.time() + 60}
     (experiment / LEASE).write_text(json.dumps(other))

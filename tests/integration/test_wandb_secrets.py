@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-REPO = Path(__file__).parents[1]
 MARKER = "ffmarkerkey0123456789abcdef0123456789abcd"  # 40 characters, like a real key
 
 

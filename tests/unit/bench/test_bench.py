@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import json
 import statistics
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import REPO
 
 from trainables.bench.loops import PAPER_GRID, main, project_grid, train_freezeframe_steps
 from trainables.bench.reference_loop import build_reference_loop, train_reference_steps
 from trainables.core.config import TrialConfig
 from trainables.data.trial_data import load_trial_data
 from trainables.nets.strategies import PAPER_STRATEGIES
-from trainables.training.loop import evaluate, train_one_epoch
+from trainables.training.loop import evaluate
 from trainables.training.setup import build_training
 
 
@@ -128,84 +128,6 @@ def test_both_loops_reach_the_same_validation_dice(synthetic_48_dir, tmp_path, d
     assert abs(difference) < TOLERANCE, dice
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("device", "mode", "rel"),
-    [
-        ("cpu", "default", 1e-3),
-        # CUDA graphs; fp32 (amp off) so that only the compiler differs. Tolerance not yet
-        # calibrated on a GPU: cuDNN may pick other algorithms for the compiled graph.
-        pytest.param("cuda", "reduce-overhead", 1e-2, marks=GPU),
-    ],
-)
-def test_compiled_network_computes_the_same_function(synthetic_dir, tmp_path, device, mode, rel):
-    """cfg.compile wraps the network in torch.compile (CUDA graphs on a GPU with
-    'reduce-overhead'); on the CPU 'default' compiles with Inductor. Same losses, same weights,
-    same evaluation as eager, and checkpoints keep the eager module's keys."""
-    runs = {}
-    for compile_mode in ("off", mode):
-        cfg = decoder_64px(
-            synthetic_dir,
-            tmp_path,
-            device=device,
-            amp=False,
-            batch_size=4,
-            eval_batch_size=1,  # every evaluation batch is full: through the compiled graph
-            bn_momentum=None,
-            augment_backend="torch",
-            compile=compile_mode,
-        )
-        data = load_trial_data(cfg)
-        trial = build_training(cfg, data, verbose=False)
-        losses = [train_one_epoch(trial, epoch, max_steps=2)["train_loss"] for epoch in range(2)]
-        runs[compile_mode] = (trial, losses, evaluate(trial, data.val, shape_metrics=False))
-    (eager, eager_losses, eager_val), (compiled, compiled_losses, compiled_val) = runs.values()
-    assert eager.net is eager.model
-    assert compiled.net is not compiled.model  # the batches really went through the compiler
-    assert compiled_losses == pytest.approx(eager_losses, rel=rel)
-    assert compiled_val["dice"] == pytest.approx(eager_val["dice"], abs=rel)
-    eager_state, compiled_state = eager.model.state_dict(), compiled.model.state_dict()
-    assert list(compiled_state) == list(eager_state)
-    for key, value in eager_state.items():
-        torch.testing.assert_close(compiled_state[key], value, rtol=rel, atol=1e-5, msg=key)
-
-
-@pytest.mark.parametrize(
-    ("sets", "threads"),
-    [
-        (["search.resources.cpu=1"], 1),
-        (["search.resources.cpu=4"], 4),
-        (["search.resources.cpu=0.5"], 1),
-        (["search.resources.cpu=4", "num_threads=2"], 2),
-    ],
-)
-def test_search_gives_each_trial_the_threads_of_its_cpus(sets, threads, tmp_path):
-    from search.driver.config import load_config
-    from search.driver.stages.common import StageRunner
-    from search.experiment.folder import Experiment
-
-    cfg = load_config(None, sets)
-    runner = StageRunner(cfg, Experiment(str(tmp_path), "x"), "disabled")
-    assert runner.spec("final").trial.num_threads == threads
-
-
-def test_a_trial_takes_only_its_threads(sample_dir, tmp_path):
-    import cv2
-
-    torch_before, cv2_before = torch.get_num_threads(), cv2.getNumThreads()
-    try:
-        torch.set_num_threads(2)
-        cv2.setNumThreads(2)
-        cfg = TrialConfig(
-            encoder_weights="none", image_size=32, cache_dir=str(tmp_path), num_threads=1
-        )
-        build_training(cfg, verbose=False)
-        assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
-    finally:
-        torch.set_num_threads(torch_before)
-        cv2.setNumThreads(cv2_before)
-
-
 def test_bench_share_runs_both_layouts(tmp_path, capsys):
     from trainables.bench import share
 
@@ -229,36 +151,11 @@ def test_bench_share_refuses_fewer_cores_than_trials(capsys):
     assert "--cores 2 < --trials 3" in capsys.readouterr().err
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not CUDA, reason="no CUDA device")
-def test_training_steps_do_not_wait_for_the_gpu(synthetic_dir, tmp_path):
-    """No host sync per step: the host syncs a fixed number of times per epoch (reading the
-    loss), however many steps run. CUDA's sync debug mode warns at every synchronising call."""
-    import warnings
-
-    cfg = decoder_64px(synthetic_dir, tmp_path, device="cuda", batch_size=2)
-    trial = build_training(cfg, verbose=False)
-    train_one_epoch(trial, 0, max_steps=2)  # warm-up: cuDNN benchmarking, allocator growth
-    syncs = {}
-    for steps in (2, 6):
-        torch.cuda.synchronize()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                train_one_epoch(trial, steps, max_steps=steps)
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
-        syncs[steps] = sum("synchroniz" in str(w.message) for w in caught)
-    assert syncs[2] >= 1  # the loss read at the end of the epoch is seen
-    assert syncs[6] == syncs[2], syncs
-
-
 def test_pretraining_bench_runs_and_reports_each_source(sample_dir, tmp_path):
     from trainables.bench import pretraining
 
     out = tmp_path / "pretraining.json"
-    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    smoke = REPO / "configs" / "smoke.yaml"
     argv = ["--data", str(sample_dir), "--config", str(smoke), "--sources", "none"]
     argv += ["--seeds", "0", "--threads", "1", "--json", str(out)]
     assert pretraining.main(argv) == 0

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from trainables.data import http_fetch
 from trainables.data.arrays import load_arrays
@@ -26,7 +27,6 @@ from trainables.data.download import DOI, RECORD_ID, parse_record
 from trainables.data.synthetic import generate_dataset
 from trainables.hc18_download import main
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CSVS = ("training_set_pixel_size_and_HC.csv", "test_set_pixel_size.csv")
 
 
@@ -248,28 +248,12 @@ def test_unknown_file_names_list_the_record(zenodo, tmp_path, capsys):
     assert "no file(s) ['nope.zip']; it lists ['test_set.zip'" in capsys.readouterr().err
 
 
-def test_parse_record_reads_zenodo_file_entries():
-    entry = {
-        "id": "b147e088",
-        "key": "training_set.zip",
-        "size": 12,
-        "checksum": "md5:00EB8198B9A505B2B3A6DFC740382497",
-        "links": {"self": "https://zenodo.org/api/records/1/files/a b.zip/content"},
-    }
-    (remote,) = parse_record({"files": [entry]}, "https://zenodo.org", "1").values()
-    assert remote.md5 == "00eb8198b9a505b2b3a6dfc740382497"
-    assert remote.url == "https://zenodo.org/api/records/1/files/a%20b.zip/content"
-    no_link = {k: v for k, v in entry.items() if k != "links"}
-    (remote,) = parse_record({"files": [no_link]}, "https://zenodo.org", "1").values()
-    assert remote.url == "https://zenodo.org/api/records/1/files/training_set.zip/content"
-
-
 def test_help_states_source_and_licence():
     result = subprocess.run(
         [sys.executable, "-m", "trainables.hc18_download", "--help"],
         capture_output=True,
         text=True,
-        cwd=REPO_ROOT,
+        cwd=REPO,
         check=True,
     )
     for text in ("Zenodo", f"doi:{DOI}", "CC BY 4.0", "--base-url", "--keep-archives"):

@@ -1,5 +1,5 @@
-"""`python search/run.py`: bad config fails before Ray starts, naming the key; the script also
-works copied alone to another folder, which is what `ray submit` does with it."""
+"""`python search/run.py`: bad config and input fail before Ray starts, naming the key; the script
+also works copied alone to another folder, which is what `ray submit` does with it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 from helpers import RUN_PY, TINY
@@ -188,58 +187,24 @@ def test_run_py_without_the_package_says_how_to_install_it(tmp_path):
     assert "pip install ." in bare.stderr
 
 
-@pytest.mark.slow
-def test_run_py_copied_alone_runs_a_tiny_study(tmp_path):
-    folder = copy_alone(tmp_path)
-    args = ["--storage", "runs", "--name", "solo", "--stages", "final"]
-    args += ["--set", "search.strategies=[decoder]", "--set", "search.seeds=[0]"]
-    args += ["--set", "trial.epochs=1", *TINY]
-    # RAY_ADDRESS=local: a private Ray instance, never another one running on this machine.
-    done = run_copy(folder, args, RAY_ADDRESS="local")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    experiment = folder / "runs" / "solo"  # relative paths are read from where it runs
-    trials = pd.read_csv(experiment / "trials.csv")
-    assert list(trials.trial_name) == ["decoder__seed0"] and list(trials.status) == ["ok"]
-    assert 0 <= trials.test_dice.iloc[0] <= 1
-    assert (experiment / "report" / "report.md").exists()
-    assert "FreezeFrame report: solo" in done.stdout
+def test_wandb_online_without_a_login_fails_before_ray(tmp_path, monkeypatch, capsys):
+    import search.driver.study
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setattr(search.driver.study, "connect_ray", lambda *a: pytest.fail("Ray started"))
+    code = cli.main(["--storage", str(tmp_path / "runs"), "--wandb", "online"])
+    assert code == 2 and "not logged in to W&B" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize(
-    ("values", "label"),
-    [
-        ({"lr": 1e-4, "lr_schedule": "step", "lr_gamma": 0.9, "lr_step_size": 5}, "paper"),
-        ({"lr": 1e-4, "lr_schedule": "step", "lr_gamma": 0.9, "lr_step_size": 3}, "optuna"),
-        ({"lr": 1e-4, "lr_schedule": "step", "lr_gamma": 0.8, "lr_step_size": 5}, "optuna"),
-        ({"lr": 2e-4, "lr_schedule": "step", "lr_gamma": 0.9, "lr_step_size": 5}, "optuna"),
-        ({"lr": 1e-4, "lr_schedule": "exponential", "lr_gamma": 0.9}, "optuna"),
-    ],
-)
-def test_a_tune_proposal_is_labelled_paper_only_when_it_is_the_papers_recipe(
-    values, label, tmp_path
-):
-    from search.driver.stages.common import StageRunner
-    from search.experiment.folder import Experiment
-    from search.shared.spec import TrialSpec
-
-    cfg = load_config(None, ["lr_schedule=step", "lr_gamma=0.9", "lr_step_size=5"])
-    spec = StageRunner(cfg, Experiment(str(tmp_path), "x"), "disabled").spec("tune")
-    proposed = spec.with_proposal(values)
-    assert TrialSpec.from_tune_config({"spec": proposed.to_param()}).recipe == label
-    assert proposed.trial.lr == values["lr"]
-
-
-@pytest.mark.parametrize(("key", "asked"), [("cpu", 3), ("gpu", 1)])
-def test_a_trial_larger_than_the_local_ray_is_refused_before_any_trial(key, asked, tmp_path):
-    # Issue 21, item 5: search.resources.cpu=3 on a 2-CPU local Ray waited forever, silently.
-    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_AUTH_MODE": "disabled"}
+def test_an_unreadable_source_fails_before_ray_naming_the_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(search.driver.study, "connect_ray", lambda *a: pytest.fail("Ray started"))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "scan1.png").write_bytes(b"\x89PNG broken")
     storage = tmp_path / "runs"
-    args = ["--storage", str(storage), "--name", "big", "--stages", "final", "--num-cpus", "2"]
-    args += ["--set", f"search.resources.{key}={asked}", *TINY]
-    done = subprocess.run(
-        [sys.executable, str(RUN_PY), *args], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert f"{key}: {asked}" in done.stderr and "search.resources {" in done.stderr
-    assert "no trial could ever start" in done.stderr or "never start" in done.stderr
-    assert not (storage / "big" / "trials.csv").exists()
+    code = cli.main(["--storage", str(storage), "--set", f"search.pretrain.source={folder}", *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and "search.pretrain.source" in err and "scan1.png: unreadable" in err
+    assert not storage.exists()

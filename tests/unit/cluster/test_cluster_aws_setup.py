@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "cluster" / "aws_setup.sh"
 IAM_DIR = REPO / "cluster" / "iam"
 FAKE_AWS = Path(__file__).with_name("fake_aws.py")

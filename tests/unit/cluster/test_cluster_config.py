@@ -25,12 +25,12 @@ import ray.autoscaler
 import tomllib
 import torch
 import yaml
+from helpers import REPO
 from packaging.requirements import Requirement
 from ray.autoscaler._private.command_runner import SSHCommandRunner
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.runtime_env import RuntimeEnv
 
-REPO = Path(__file__).resolve().parents[1]
 CLUSTER_DIR = REPO / "cluster"
 CLUSTER_YAML = CLUSTER_DIR / "cluster.yaml"
 RAYJOB_YAML = CLUSTER_DIR / "rayjob.yaml"

@@ -3,22 +3,11 @@ mkstemp's 0600: a team sharing an experiment folder can read each other's result
 
 from __future__ import annotations
 
-import os
 import stat
 
 import pytest
 
-from search.experiment.storage import ExperimentStore
 from trainables.core.atomic import atomic_output, current_umask
-
-
-@pytest.fixture
-def umask():
-    """Set the process umask for one test; restored after it."""
-    old = os.umask(0o022)
-    os.umask(old)
-    yield lambda mask: os.umask(mask)
-    os.umask(old)
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
@@ -32,12 +21,3 @@ def test_an_atomic_file_has_the_mode_open_would_give(tmp_path, umask, mask):
     expected = stat.S_IMODE((tmp_path / "plain.csv").stat().st_mode)
     assert expected == 0o666 & ~mask
     assert stat.S_IMODE((tmp_path / "atomic.csv").stat().st_mode) == expected
-
-
-def test_the_experiment_folders_files_are_group_readable_under_umask_022(tmp_path, umask):
-    umask(0o022)
-    store = ExperimentStore(str(tmp_path), "exp")
-    store.write_text("trials.csv", "trial_name\n")
-    store.write_bytes("results/final/decoder__seed0.json", b"{}")
-    for rel in ("trials.csv", "results/final/decoder__seed0.json"):
-        assert stat.S_IMODE((tmp_path / "exp" / rel).stat().st_mode) == 0o644, rel

@@ -1,14 +1,15 @@
 """Config validation: unknown keys, wrong types and bad values fail naming the key."""
 
-from pathlib import Path
+from __future__ import annotations
 
 import pytest
+from helpers import REPO
 
-from trainables.core.config import parse_overrides
+from trainables.core.config import TrialConfig, parse_overrides
 from trainables.core.errors import ConfigError
 from trainables.nets.resolve import load_trial_config
 
-CONFIGS = Path(__file__).parents[1] / "configs"
+CONFIGS = REPO / "configs"
 
 
 def write(tmp_path, text):
@@ -56,3 +57,7 @@ def test_shipped_configs_validate():
         cfg = load_trial_config(CONFIGS / f"{name}.yaml")
         assert cfg.batch_size == {"paper": 10, "smoke": 4}[name]
     assert load_trial_config(CONFIGS / "paper.yaml").image_size == 512
+
+
+def test_old_boolean_amp_configs_still_load():
+    assert TrialConfig(amp=True).amp == "auto" and TrialConfig(amp=False).amp == "off"

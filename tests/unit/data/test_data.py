@@ -20,7 +20,6 @@ from trainables.data.hc18_files import (
     validate_samples,
 )
 from trainables.data.synthetic import generate_dataset
-from trainables.geometry.masks import ellipse_iou, fill_annotation
 
 CSV_NAME = "training_set_pixel_size_and_HC.csv"
 
@@ -39,17 +38,6 @@ def test_outline_annotations_load_as_the_filled_masks(synthetic_dir, synthetic_o
         assert iou(load_annotation(sample.annotation_path), filled) > 0.98, sample.filename
 
 
-@pytest.mark.parametrize("thickness", [1, 2, 3])
-def test_outline_cut_by_the_image_border_is_filled_as_its_ellipse(thickness):
-    # The official set has heads running off the image; their outline is open at the border.
-    ellipse = ((700, 300), (400, 300), 20)  # centre, full axes, angle: the right side is cut off
-    outline = np.zeros((540, 800), np.uint8)
-    cv2.ellipse(outline, ellipse, 255, thickness)
-    expected = np.zeros((540, 800), np.uint8)
-    cv2.ellipse(expected, ellipse, 255, -1)
-    assert iou(fill_annotation(outline > 0), expected > 0) > 0.97
-
-
 def test_real_sample_masks_are_filled_and_pass_validation(sample_dir):
     samples = scan_dataset(sample_dir)
     assert len(samples) == 12
@@ -59,16 +47,6 @@ def test_real_sample_masks_are_filled_and_pass_validation(sample_dir):
         mask = load_annotation(sample.annotation_path)
         assert mask.dtype == bool and mask.shape == load_image(sample.image_path).shape
         assert mask.sum() == (raw > 127).sum()  # a filled mask is returned as it is
-
-
-def test_square_and_two_blobs_are_not_ellipses():
-    square = np.zeros((540, 800), bool)
-    square[100:300, 100:300] = True
-    blobs = np.zeros((540, 800), np.uint8)
-    cv2.circle(blobs, (200, 200), 60, 1, -1)
-    cv2.circle(blobs, (500, 300), 60, 1, -1)
-    assert ellipse_iou(square) < 0.9
-    assert ellipse_iou(blobs > 0) < 0.9
 
 
 def _write_mask(path, mask: np.ndarray) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -125,21 +123,3 @@ def test_same_seed_same_files_and_outline_matches_filled(tmp_path):
             np.testing.assert_array_equal(load_annotation(outline / "training_set" / name), filled)
     first_image = (first / "training_set" / "000_HC.png").read_bytes()
     assert first_image != (other / "training_set" / "000_HC.png").read_bytes()
-
-
-def test_cli_writes_the_official_layout_with_a_test_set(tmp_path):
-    out = tmp_path / "cli"
-    command = [sys.executable, "-m", "trainables.synthetic", "--out", str(out), "--n", "3"]
-    result = subprocess.run(
-        command + ["--test-set", "2", "--width", "200", "--height", "150"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "wrote 3 training images (+2 test)" in result.stdout
-    assert len(scan_dataset(out)) == 3
-    test_samples = scan_dataset(out, "test_set")
-    assert len(test_samples) == 2
-    assert read_rows(out / "test_set_pixel_size.csv")[0].keys() == {"filename", "pixel size(mm)"}
-    image = cv2.imread(str(test_samples[0].image_path), cv2.IMREAD_GRAYSCALE)
-    assert image.shape == (150, 200)

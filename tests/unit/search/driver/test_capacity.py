@@ -4,13 +4,12 @@ fits on no node it has or may add is refused; a local path is refused where node
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from helpers import REPO
 
 from search.driver.capacity import Capacity, monitor_config, read_autoscaling_config
 
-CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
+CLUSTER = REPO / "cluster"
 HEAD = {"CPU": 1.0, "node:__internal_head__": 1.0}
 
 

@@ -1,11 +1,14 @@
 """The lease on any storage (issue 21, item 3): exclusive on a local path however slow the disk
-writes, kept by a live process of this machine whatever its heartbeat, and a lease file that is
-not a lease record refused with exit 2 before Ray starts."""
+writes, kept by a live process of this machine whatever its heartbeat, taken over when its
+driver is gone, and a lease file that is not a lease record refused with exit 2 before Ray
+starts."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -147,3 +150,49 @@ def test_on_an_object_store_two_racing_drivers_end_with_one_holder(tmp_path, mon
     finally:
         for lease in leases:
             lease.release()
+
+
+def test_a_lease_is_held_by_a_live_driver_and_taken_over_when_stale(tmp_path, monkeypatch):
+    experiment = Experiment(str(tmp_path), "exp")
+    first = Lease(experiment)
+    first.acquire()
+    try:
+        with pytest.raises(
+            LeaseHeld, match=rf"pid {first.owner['pid']} of .* heartbeat [01] s ago"
+        ):
+            Lease(experiment).acquire()
+    finally:
+        first._stop.set()  # the driver died: no more heartbeats, the lease stays
+    record = json.loads(experiment.store.read_text(LEASE))
+    record["heartbeat"] -= 31
+    experiment.store.write_text(LEASE, json.dumps(record))
+    # Its process (this one) still lives on this machine: held whatever the heartbeat (a
+    # driver suspended with Ctrl+Z keeps its lease; issue 21, item 3).
+    with pytest.raises(LeaseHeld, match=rf"pid {first.owner['pid']} of .* heartbeat 31 s ago"):
+        Lease(experiment).acquire()
+    # A driver of another machine without a heartbeat for 30 s died: taken over.
+    record["owner"]["host"] = "another-host"
+    experiment.store.write_text(LEASE, json.dumps(record))
+    second = Lease(experiment)
+    second.acquire()
+    second.release()
+    assert not experiment.store.exists(LEASE)
+
+
+def test_a_lease_of_an_ended_process_on_this_machine_is_taken_over_at_once(tmp_path):
+    experiment = Experiment(str(tmp_path), "exp")
+    code = "import os; print(os.getpid())"
+    ended = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first = Lease(experiment)
+    first.owner["pid"] = int(ended.stdout)  # a driver that was killed a moment ago
+    first.acquire()
+    first._stop.set()
+    second = Lease(experiment)
+    second.acquire()  # the heartbeat is fresh, yet its process is gone
+    assert json.loads(experiment.store.read_text(LEASE))["token"] == second.token
+    second.release()
+    # The same record from another machine is held until its heartbeat is stale.
+    first.owner["host"] = "another-host"
+    first._write()
+    with pytest.raises(LeaseHeld, match="on another-host"):
+        Lease(experiment).acquire()

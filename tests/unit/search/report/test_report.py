@@ -29,6 +29,7 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import DATA
 from scipy import stats
 
 from search.report import build_report
@@ -40,7 +41,7 @@ from search.report.build import FILES
 from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
 from search.shared.metrics import get_metric
 
-EXP = Path(__file__).parent / "data" / "report" / "exp_small"
+EXP = DATA / "report" / "exp_small"
 PLANNED = ["baseline", "decoder", "encoder", "decoder_0", "decoder_2_3_4", "decoder_4", "all"]
 DICE = {  # the ok seeds' test Dice, by seed
     "baseline": {0: 0.90, 1: 0.92, 2: 0.94, 3: 0.96},

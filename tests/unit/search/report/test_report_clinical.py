@@ -25,6 +25,7 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import DATA
 from scipy import stats
 
 from search.report import build_report
@@ -34,7 +35,7 @@ from search.report.__main__ import main as report_main
 from search.report.load import load_results
 from search.shared.metrics import get_metric
 
-EXP = Path(__file__).parent / "data" / "report" / "exp_clinical"
+EXP = DATA / "report" / "exp_clinical"
 STRATEGIES = ["decoder", "all", "decoder_4"]
 
 

@@ -11,12 +11,11 @@ import json
 import math
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import PAPER_TRAINABLE
+from helpers import DATA, PAPER_TRAINABLE
 
 from search.report import interactive
 from search.report import stats as report_stats
@@ -26,7 +25,7 @@ from search.report.page import Bullets, Page, Paragraph, Section, inline_html
 from search.report.plots import front_steps, limits, plotted
 from search.shared.metrics import Metric, get_metric
 
-EXP = Path(__file__).parent / "data" / "report" / "exp_small"
+EXP = DATA / "report" / "exp_small"
 PAPER_PARAMS = PAPER_TRAINABLE
 # Test Dice like the paper's: the cluster's means within half a point of each other.
 PAPER_DICE = {

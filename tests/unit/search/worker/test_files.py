@@ -1,4 +1,5 @@
-"""The node-local scratch folder: private to the user, never another user's link."""
+"""A trial's files on its node: the scratch folder private to the user, never another user's
+link, and a pretraining folder checked against the driver's copy."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import tempfile
 
 import pytest
+from helpers import TINY
 
 from search.worker.files import scratch_dir
 
@@ -35,3 +37,30 @@ def test_a_planted_link_is_refused_even_to_a_private_folder(tmp_root):
     (tmp_root / f"freezeframe-{os.getuid()}").symlink_to(target)
     with pytest.raises(PermissionError, match="remove it"):
         scratch_dir()
+
+
+def test_a_node_whose_pretraining_folder_differs_from_the_drivers_fails_the_trial(
+    tmp_path, sample_dir
+):
+    import shutil
+
+    from search.driver.config import load_config
+    from search.driver.stages.common import StageRunner
+    from search.driver.stages.pretrain import pretrain_spec
+    from search.experiment.folder import Experiment
+    from search.worker.files import TrialFiles
+    from trainables.core.errors import DataError
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for png in sorted((sample_dir / "training_set").glob("*HC.png"))[:2]:
+        shutil.copy(png, folder / png.name)
+    cfg = load_config(None, [f"search.pretrain.source={folder}", *TINY[3::2]])
+    spec = pretrain_spec(
+        StageRunner(cfg, Experiment(str(tmp_path), "x"), "disabled"), "mobilenet_v2"
+    )
+    assert spec.source_digest and spec.unlabelled_dir == str(folder)
+    TrialFiles(spec).prepare()  # the same copy: no complaint
+    (folder / png.name).write_bytes(b"another scan")  # this node's copy differs now
+    with pytest.raises(DataError, match="pretraining folder differs from the driver's copy"):
+        TrialFiles(spec).prepare()
