@@ -116,3 +116,17 @@ def wandb_run_ids(experiment: Path, names, stage: str = "final") -> list[str]:
         mode="offline", project="freezeframe", group=experiment.name, experiment_id=identity
     )
     return [wandb_run_id(settings, stage, name) for name in names]
+
+
+def trial_rows() -> pd.DataFrame:
+    """Four trials.csv rows (tune and final; ok, running, failed) with start, end and wall times."""
+    return pd.DataFrame(
+        {
+            "stage": ["tune", "tune", "final", "final"],
+            "strategy": ["decoder", "decoder", "decoder", "baseline"],
+            "status": ["ok", "running", "ok", "failed"],
+            "started": [1000.0, 5000.0, 2000.0, 3000.0],
+            "ended": [4600.0, None, 9200.0, 3360.0],
+            "wall_s": [3000.0, None, 7000.0, None],
+        }
+    )

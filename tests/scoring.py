@@ -3,6 +3,8 @@ them on small hand-made masks (the product scores whole data sets with MetricAcc
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -34,3 +36,16 @@ def postprocess_mask(mask: np.ndarray, mode: str) -> np.ndarray:
 def hausdorff_mm(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float, scale_xy) -> float:
     """Symmetric Hausdorff distance between the two masks' boundaries, in mm."""
     return boundary_distances_mm(pred, target, pixel_size_mm, scale_xy)["hd_mm"]
+
+
+WIDTH, HEIGHT = 800, 540  # the HC18 image size
+
+
+def ellipse_mask(cx, cy, a, b, angle_deg, width=WIDTH, height=HEIGHT) -> np.ndarray:
+    """Exact rasterisation: a pixel is head when its centre lies inside the ellipse (semi-axis a
+    along angle_deg, clockwise from +x in image coordinates)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    theta = math.radians(angle_deg)
+    u = (xs - cx) * math.cos(theta) + (ys - cy) * math.sin(theta)
+    v = -(xs - cx) * math.sin(theta) + (ys - cy) * math.cos(theta)
+    return (u / a) ** 2 + (v / b) ** 2 <= 1

@@ -10,21 +10,10 @@ import cv2
 import numpy as np
 import pytest
 from scipy.special import ellipe
+from scoring import HEIGHT, WIDTH, ellipse_mask
 
 from trainables.core.config import HC18_MASK_OUTSET_PX
 from trainables.geometry.ellipse import measure_mask, ramanujan_perimeter
-
-WIDTH, HEIGHT = 800, 540  # the HC18 image size
-
-
-def ellipse_mask(cx, cy, a, b, angle_deg, width=WIDTH, height=HEIGHT) -> np.ndarray:
-    """Exact rasterisation: a pixel is head when its centre lies inside the ellipse (semi-axis a
-    along angle_deg, clockwise from +x in image coordinates)."""
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    theta = math.radians(angle_deg)
-    u = (xs - cx) * math.cos(theta) + (ys - cy) * math.sin(theta)
-    v = -(xs - cx) * math.sin(theta) + (ys - cy) * math.cos(theta)
-    return (u / a) ** 2 + (v / b) ** 2 <= 1
 
 
 def angle_error_rad(measured: float, expected_deg: float) -> float:

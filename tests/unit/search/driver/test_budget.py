@@ -5,23 +5,10 @@ from __future__ import annotations
 
 import time
 
-import pandas as pd
+from helpers import trial_rows as rows
 
 from search.driver.budget import Budget, BudgetSettings
 from search.experiment.folder import Experiment
-
-
-def rows() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "stage": ["tune", "tune", "final", "final"],
-            "strategy": ["decoder", "decoder", "decoder", "baseline"],
-            "status": ["ok", "running", "ok", "failed"],
-            "started": [1000.0, 5000.0, 2000.0, 3000.0],
-            "ended": [4600.0, None, 9200.0, 3360.0],
-            "wall_s": [3000.0, None, 7000.0, None],
-        }
-    )
 
 
 def test_budget_is_spent_by_the_clock_or_by_the_experiments_device_hours(tmp_path):

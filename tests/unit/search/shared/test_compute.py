@@ -3,24 +3,11 @@ from them, per stage and strategy."""
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
+from helpers import trial_rows as rows
 
 from search.report.compute import compute_tables
 from search.shared.compute import trial_hours
-
-
-def rows() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "stage": ["tune", "tune", "final", "final"],
-            "strategy": ["decoder", "decoder", "decoder", "baseline"],
-            "status": ["ok", "running", "ok", "failed"],
-            "started": [1000.0, 5000.0, 2000.0, 3000.0],
-            "ended": [4600.0, None, 9200.0, 3360.0],
-            "wall_s": [3000.0, None, 7000.0, None],
-        }
-    )
 
 
 def test_device_hours_per_trial_stage_and_strategy():
