@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from trainables.core.config import TrialConfig
 
 # The checkout (tests/ is at its root, whatever folder a test module sits in) and the tests' data.
 REPO = Path(__file__).resolve().parents[1]
@@ -129,4 +132,37 @@ def trial_rows() -> pd.DataFrame:
             "ended": [4600.0, None, 9200.0, 3360.0],
             "wall_s": [3000.0, None, 7000.0, None],
         }
+    )
+
+
+def copy_alone(tmp_path: Path) -> Path:
+    """search/run.py by itself in a folder that holds no FreezeFrame source."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    shutil.copy(RUN_PY, folder / "run.py")
+    return folder
+
+
+def run_copy(folder: Path, args: list[str], python_flags=(), **env) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **env}
+    environ.pop("PYTHONPATH", None)  # the package must come from the installation
+    return subprocess.run(
+        [sys.executable, *python_flags, "run.py", *args],
+        cwd=folder,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def decoder_64px(data_dir, cache_dir, **settings) -> TrialConfig:
+    """The whole-decoder strategy from random weights at 64 px, on a synthetic set."""
+    return TrialConfig(
+        strategy="decoder",
+        encoder_weights="none",
+        data_dir=str(data_dir),
+        cache_dir=str(cache_dir),
+        image_size=64,
+        **settings,
     )

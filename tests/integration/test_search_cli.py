@@ -4,35 +4,12 @@ than the local Ray is refused before any trial."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import RUN_PY, TINY
-
-
-def copy_alone(tmp_path: Path) -> Path:
-    """search/run.py by itself in a folder that holds no FreezeFrame source."""
-    folder = tmp_path / "elsewhere"
-    folder.mkdir()
-    shutil.copy(RUN_PY, folder / "run.py")
-    return folder
-
-
-def run_copy(folder: Path, args: list[str], python_flags=(), **env) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **env}
-    environ.pop("PYTHONPATH", None)  # the package must come from the installation
-    return subprocess.run(
-        [sys.executable, *python_flags, "run.py", *args],
-        cwd=folder,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from helpers import RUN_PY, TINY, copy_alone, run_copy
 
 
 @pytest.mark.slow

@@ -9,11 +9,10 @@ import statistics
 import numpy as np
 import pytest
 import torch
-from helpers import REPO
+from helpers import REPO, decoder_64px
 
 from trainables.bench.loops import PAPER_GRID, main, project_grid, train_freezeframe_steps
 from trainables.bench.reference_loop import build_reference_loop, train_reference_steps
-from trainables.core.config import TrialConfig
 from trainables.data.trial_data import load_trial_data
 from trainables.nets.strategies import PAPER_STRATEGIES
 from trainables.training.loop import evaluate
@@ -77,18 +76,6 @@ STEPS, TOLERANCE, LEARNED = 100, 0.05, 0.8
 CUDA = torch.cuda.is_available()
 GPU = [pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="no CUDA device")]
 DEVICES = ["cpu", pytest.param("cuda", marks=GPU)]
-
-
-def decoder_64px(data_dir, cache_dir, **settings) -> TrialConfig:
-    """The whole-decoder strategy from random weights at 64 px, on a synthetic set."""
-    return TrialConfig(
-        strategy="decoder",
-        encoder_weights="none",
-        data_dir=str(data_dir),
-        cache_dir=str(cache_dir),
-        image_size=64,
-        **settings,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,9 @@ also works copied alone to another folder, which is what `ray submit` does with 
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
-from helpers import RUN_PY, TINY
+from helpers import TINY, copy_alone, run_copy
 
 import search.driver.study
 from search import cli
@@ -144,27 +138,6 @@ def test_resume_checks_the_experiment_and_its_settings(tmp_path, capsys, no_ray)
     code, err = run_cli(["--storage", storage, "--name", "exp", "--resume", *changed], capsys)
     assert code == 2
     assert "--resume: trial.epochs, trial.lr differ from" in err
-
-
-def copy_alone(tmp_path: Path) -> Path:
-    """search/run.py by itself in a folder that holds no FreezeFrame source."""
-    folder = tmp_path / "elsewhere"
-    folder.mkdir()
-    shutil.copy(RUN_PY, folder / "run.py")
-    return folder
-
-
-def run_copy(folder: Path, args: list[str], python_flags=(), **env) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **env}
-    environ.pop("PYTHONPATH", None)  # the package must come from the installation
-    return subprocess.run(
-        [sys.executable, *python_flags, "run.py", *args],
-        cwd=folder,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_run_py_copied_alone_shows_help_and_rejects_bad_config(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import decoder_64px
 
 from trainables.core.config import TrialConfig
 from trainables.data.trial_data import load_trial_data
@@ -13,18 +14,6 @@ from trainables.training.setup import build_training
 
 CUDA = torch.cuda.is_available()
 GPU = [pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="no CUDA device")]
-
-
-def decoder_64px(data_dir, cache_dir, **settings) -> TrialConfig:
-    """The whole-decoder strategy from random weights at 64 px, on a synthetic set."""
-    return TrialConfig(
-        strategy="decoder",
-        encoder_weights="none",
-        data_dir=str(data_dir),
-        cache_dir=str(cache_dir),
-        image_size=64,
-        **settings,
-    )
 
 
 @pytest.mark.slow
