@@ -134,8 +134,8 @@ class ExploreSettings(StrictModel):
         ["val_dice", "trainable_params"],
         description="val_dice is maximised, parameter counts minimised",
     )
-    sampler: Literal["nsga2", "tpe"] = Field(
-        "nsga2", description="Optuna's NSGA-II, or its multi-objective TPE"
+    sampler: Literal["nsga2", "tpe", "random"] = Field(
+        "nsga2", description="Optuna's NSGA-II, its multi-objective TPE, or random search"
     )
     population: int = Field(8, ge=2, description="NSGA-II's population per generation")
     seed: int = 0
@@ -239,6 +239,14 @@ class SearchConfig(StrictModel):
         description="configurations an earlier explore stage found (the entries of its top "
         "configurations file), tested in the final stage beside `strategies` with their own "
         "recipe",
+    )
+    optuna_storage: str | None = Field(
+        None,
+        description="where the tune and explore stages' Optuna studies are written as trials "
+        "finish, for `optuna-dashboard <storage>` during the run: an RDB URL (e.g. "
+        "postgresql://user@host/db) or a journal file path; None = the journal file "
+        "studies/journal.log in a local experiment folder (none for a cloud URI). The "
+        "experiment's results stay the source of truth for resume",
     )
     shared_storage: bool = Field(
         False,

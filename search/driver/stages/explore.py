@@ -96,6 +96,8 @@ def history(experiment: Experiment) -> list[Past]:
 
 def sampler(settings: ExploreSettings) -> Callable[[], optuna.samplers.BaseSampler]:
     """The explore study's sampler, as the picklable factory a `StudyPlan` takes."""
+    if settings.sampler == "random":
+        return functools.partial(optuna.samplers.RandomSampler, seed=settings.seed)
     if settings.sampler == "tpe":
         return functools.partial(optuna.samplers.TPESampler, seed=settings.seed, multivariate=True)
     return functools.partial(
