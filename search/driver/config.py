@@ -152,7 +152,7 @@ class ExploreSettings(StrictModel):
 
     @model_validator(mode="after")
     def _valid(self) -> ExploreSettings:
-        from trainables.nets.models import ENCODERS
+        from trainables.nets.encoders import ENCODERS
 
         unknown = [e for e in self.encoders if e not in ENCODERS]
         if unknown or not self.encoders:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import functools
 import math
 import re
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-from trainables.nets.models import build_model, count_params
+# torch and the networks are imported where a mask meets a network, not at import: the search
+# driver names, parses and validates masks without loading torch (seconds per start).
 
 ENCODER_STAGES = 5
 DECODER_BLOCKS = 5
@@ -36,6 +38,8 @@ _NAME = re.compile(r"^(?P<net>[\w.-]+):(?P<parts>[\w+-]+)$")
 
 def encoder_stage_of(model: nn.Module, probe_size: int = 256) -> dict[str, str]:
     """{parameter name: 'encK'} for the `encoder.*` parameters of a smp model."""
+    import torch
+
     encoder = model.encoder
     strides: dict[str, int] = {}
     hooks = []
@@ -148,6 +152,8 @@ def _runs(values: list[int]) -> list[tuple[int, int]]:
 @functools.cache
 def part_sizes(network: str) -> dict[str, int]:
     """Parameters per part of a network (its weights not loaded), for counting masks."""
+    from trainables.nets.models import build_model, count_params
+
     if network == BASELINE:
         return {"all": count_params(build_model("unet_baseline"))}
     model = build_model(f"unet_{network}")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.core.errors import WeightsError
+from trainables.nets.encoders import ENCODERS
 
 
 class DoubleConv(nn.Sequential):
@@ -63,10 +64,6 @@ class UNetBaseline(nn.Module):
                 x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = conv(torch.cat((skip, x), dim=1))
         return self.final_conv(x)
-
-
-# segmentation-models-pytorch encoders a U-Net may use (all build offline with weights=None).
-ENCODERS = ("mobilenet_v2", "resnet18", "efficientnet-b0")
 
 
 def smp_unet(encoder: str, encoder_weights: str) -> nn.Module:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import functools
 import types
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
-
+from trainables.nets.encoders import ENCODERS
 from trainables.nets.freeze import (
     BASELINE,
     PART_ORDER,
@@ -33,7 +33,9 @@ from trainables.nets.freeze import (
     part_of,
     part_sizes,
 )
-from trainables.nets.models import ENCODERS, build_model, count_params
+
+if TYPE_CHECKING:  # torch is imported where a strategy meets a network, not at import
+    from torch import nn
 
 ENCODER, DECODER = frozenset(PART_ORDER[:5]), frozenset(PART_ORDER[5:10])
 
@@ -41,7 +43,7 @@ ENCODER, DECODER = frozenset(PART_ORDER[:5]), frozenset(PART_ORDER[5:10])
 @dataclass(frozen=True)
 class Strategy:
     name: str
-    network: str  # 'mobilenet_v2' (an smp encoder of models.ENCODERS) or 'unet64'
+    network: str  # 'mobilenet_v2' (an smp encoder of encoders.ENCODERS) or 'unet64'
     parts: frozenset[str]  # trainable parts (freeze.PART_ORDER), or {'all'}
     pretrained: bool = True  # does encoder_weights apply (the baseline starts from scratch)
     bn_update_frozen: bool = True  # the paper's behaviour; see the module docstring
@@ -134,10 +136,14 @@ class AppliedStrategy:
 @functools.cache
 def _stages(network: str) -> dict[str, str]:
     """Encoder parameter name -> stage, per network (found once, on a fresh model)."""
+    from trainables.nets.models import build_model
+
     return encoder_stage_of(build_model(f"unet_{network}"))
 
 
 def _eval_only_train(self: nn.Module, mode: bool = True) -> nn.Module:
+    from torch import nn
+
     return nn.Module.train(self, False)
 
 
@@ -162,6 +168,10 @@ def apply_strategy(
     Raises:
         ValueError: a part matches no parameter (the wrong network).
     """
+    from torch import nn
+
+    from trainables.nets.models import count_params
+
     trainable = []
     if strategy.network == BASELINE:  # the from-scratch U-Net trains as a whole
         for param in model.parameters():
