@@ -12,7 +12,10 @@
     pretrain/<network>.pt              the pretrain stage's model per network (mobilenet_v2, ...):
                                        the later stages' encoder weights
     pretrain/<network>.json            where that encoder came from, and what it cost
-    studies/<stage>.db                 the tune or explore stage's Optuna studies (a copy)
+    studies/<stage>.db                 the tune or explore stage's Optuna studies (a copy
+                                       written when the stage ends)
+    studies/journal.log                the studies as trials finish (Optuna's journal file,
+                                       for optuna-dashboard; `search.driver.live_study`)
     explore_top.yaml                   the explore stage's configurations the final stage tests
     results/<stage>/<trial>.json       a finished trial's metrics (a resumed search reuses them)
     results/<stage>/<trial>.test_per_image.csv
@@ -103,6 +106,11 @@ class Experiment:
     @staticmethod
     def study_db(stage: str) -> str:
         return f"{STUDIES_DIR}/{stage}.db"
+
+    @staticmethod
+    def study_journal() -> str:
+        """The live studies' journal file (when `search.optuna_storage` names none)."""
+        return f"{STUDIES_DIR}/journal.log"
 
     @staticmethod
     def checkpoint(stage: str, trial: str, file: str) -> str:
