@@ -244,9 +244,12 @@ class SearchConfig(StrictModel):
         None,
         description="where the tune and explore stages' Optuna studies are written as trials "
         "finish, for `optuna-dashboard <storage>` during the run: an RDB URL (e.g. "
-        "postgresql://user@host/db) or a journal file path; None = the journal file "
-        "studies/journal.log in a local experiment folder (none for a cloud URI). The "
-        "experiment's results stay the source of truth for resume",
+        "postgresql://user@host/db; a password belongs in ~/.pgpass, not here: the config is "
+        "saved) or a journal file path; None = the journal file journal.log in a local "
+        "experiment's studies folder, or for a bucket experiment a journal on the driver's disk "
+        "($FREEZEFRAME_CACHE or ~/.cache/freezeframe, optuna/NAME-ID.log); 'none' = no live "
+        "storage. A view: the experiment's results stay the source of truth for resume, and a "
+        "storage that fails gives a warning, never stops the study",
     )
     shared_storage: bool = Field(
         False,

@@ -207,11 +207,17 @@ class StudySearcher(Searcher):
     every budget is spent. Scores come back as `metric` of the trial's last result."""
 
     def __init__(
-        self, plans: list[StudyPlan], metric: str, mode: str = "max", budget: Budget | None = None
+        self,
+        plans: list[StudyPlan],
+        metric: str,
+        mode: str = "max",
+        budget: Budget | None = None,
+        live=None,
     ):
         super().__init__(metric=metric, mode=mode)
         self.plans = plans
         self.budget = budget  # search.budget: no proposal once it is spent
+        self.live = live  # a `search.driver.live_study.LiveStudies`: each told trial, for users
         self.running: dict[str, tuple[StudyPlan, TrialSpec, optuna.trial.Trial]] = {}
 
     def suggest(self, trial_id: str) -> dict | str | None:
@@ -251,10 +257,13 @@ class StudySearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         plan, spec, trial = self.running.pop(trial_id)
         values = None if error else plan.objectives(spec, result)
+        told = (trial.params, trial.distributions) if self.live is not None else None
         if values is None:
             plan.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             plan.study.tell(trial, values)
+        if told is not None:
+            self.live.record(plan, spec.name, *told, values)
 
     def save(self, checkpoint_path: str) -> None:
         # The studies' durable state is the experiment (see the module docstring); Tune's

@@ -21,10 +21,11 @@ import pandas as pd
 from ray.tune.schedulers import ASHAScheduler
 
 from search.driver.config import ExploreSettings
+from search.driver.live_study import LiveStudies
 from search.driver.searcher import Past, StudyPlan, StudySearcher
 from search.driver.stages.common import StageRunner
 from search.driver.stages.history import stage_history
-from search.driver.stages.tune import export_studies, recorded_recipe
+from search.driver.stages.tune import recorded_recipe
 from search.experiment.folder import Experiment
 from search.shared.pareto import non_dominated
 from search.shared.spec import TrialSpec, recipe_digest
@@ -131,6 +132,9 @@ def run(runner: StageRunner, encoder_weights: str) -> list[dict]:
     settings = runner.cfg.search.explore
     epochs = settings.epochs or runner.base_trial.epochs
     plan = build_plan(runner, encoder_weights)
+    studies = LiveStudies.start(
+        runner.cfg.search.optuna_storage, runner.experiment, "explore", [plan], settings.objectives
+    )
     if plan.remaining:
         scheduler = None
         if settings.asha:
@@ -145,13 +149,15 @@ def run(runner: StageRunner, encoder_weights: str) -> list[dict]:
             {},
             settings.trials,
             epochs=epochs,
-            search_alg=runner.searcher(StudySearcher([plan], "val_dice", "max", runner.budget)),
+            search_alg=runner.searcher(
+                StudySearcher([plan], "val_dice", "max", runner.budget, live=studies)
+            ),
             scheduler=scheduler,
             metric="val_dice",
             mode="max",
             num_samples=-1,
         )
-    export_studies(runner.experiment, "explore", [plan])
+    studies.write_copy(runner.experiment, "explore")
     return write_top(runner.experiment, settings)
 
 

@@ -12,15 +12,14 @@ strategy idled the cluster at the end of each). Writes the best recipe per strat
 from __future__ import annotations
 
 import functools
-import tempfile
-from pathlib import Path
 
 import optuna
 import pandas as pd
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from search.driver.config import TuneSettings
-from search.driver.searcher import Past, StudyPlan, StudySearcher, recorded
+from search.driver.live_study import LiveStudies
+from search.driver.searcher import Past, StudyPlan, StudySearcher
 from search.driver.stages.common import StageRunner
 from search.driver.stages.history import stage_history
 from search.experiment.folder import Experiment
@@ -117,18 +116,22 @@ def run(runner: StageRunner, encoder_weights: str) -> dict[str, dict]:
     settings, experiment = runner.cfg.search.tune, runner.experiment
     strategies = runner.cfg.search.strategies
     plans = build_plans(runner, encoder_weights)
+    studies = LiveStudies.start(
+        runner.cfg.search.optuna_storage, experiment, "tune", plans, ["val_dice"]
+    )
     if any(plan.remaining for plan in plans):
+        searcher = StudySearcher(plans, "val_dice", "max", runner.budget, live=studies)
         runner.fit(
             "tune",
             {},
             settings.trials_per_strategy * len(strategies),
-            search_alg=runner.searcher(StudySearcher(plans, "val_dice", "max", runner.budget)),
+            search_alg=runner.searcher(searcher),
             scheduler=build_scheduler(settings, runner.base_trial.epochs),
             metric="val_dice",
             mode="max",
             num_samples=-1,  # until every study's budget is spent
         )
-    export_studies(experiment, "tune", plans)
+    studies.write_copy(experiment, "tune")
     best = write_best_recipes(experiment)
     untuned = [s for s in strategies if s not in best]
     if untuned and runner.budget is not None and runner.budget.exhausted():
@@ -138,25 +141,6 @@ def run(runner: StageRunner, encoder_weights: str) -> dict[str, dict]:
             flush=True,
         )
     return best
-
-
-def export_studies(experiment: Experiment, stage: str, plans: list[StudyPlan]) -> None:
-    """A stage's studies as an Optuna SQLite file in the experiment, for optuna-dashboard or
-    Optuna's API (`optuna.load_study(study_name="tune_decoder", storage="sqlite:///...")`); a
-    copy: the experiment's results are the studies' durable state."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "study.db"
-        storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
-        for plan in plans:
-            copy = optuna.create_study(
-                storage=storage,
-                study_name=plan.key,
-                directions=list(plan.directions),
-                load_if_exists=True,
-            )
-            copy.add_trials([recorded(t) for t in plan.study.trials if t.state.is_finished()])
-        storage.engine.dispose()
-        experiment.store.upload(path, experiment.study_db(stage))
 
 
 def write_best_recipes(experiment: Experiment) -> dict[str, dict]:
