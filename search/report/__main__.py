@@ -6,7 +6,9 @@ storage URI (s3://, gs://, file://). Writes report.md, report.html (self-contain
 strategies.csv, pareto.png/.svg, boxplot.png and, from the final trials' per-image tables,
 bland_altman.png and worst_images.png to --out (default: the experiment's report folder, or
 ./report_<name>/ for a URI), prints the table and the notes, and with --wandb logs the table and
-plots to the experiment's W&B group.
+plots to the experiment's W&B group. With --wandb-report it also builds a W&B Report of the
+study's runs (`search.report.wandb_report`): wandb_report.json in the output folder, saved to W&B
+as well with --wandb online; `--push-wandb-report FOLDER` saves a written one later.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search.experiment.folder import REPORT_DIR
+from search.experiment.folder import REPORT_DIR, Experiment
+from search.report import wandb_report
 from search.report.build import build_report
 from search.shared.metrics import METRICS
 from trainables.core.errors import ConfigError, UserError
@@ -25,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m search.report", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("experiment", help="experiment folder: a path, or s3:// gs:// file:// URI")
+    parser.add_argument(
+        "experiment", nargs="?", help="experiment folder: a path, or s3:// gs:// file:// URI"
+    )
     parser.add_argument(
         "--metric",
         default="test_dice",
@@ -58,8 +63,32 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds W&B may take to start and to finish before the report gives it up "
         "(default: the experiment's search.wandb_timeout_s, else 60)",
     )
+    parser.add_argument(
+        "--wandb-report",
+        action="store_true",
+        help=f"also build a W&B Report of the study's runs: {wandb_report.REPORT_JSON} in the "
+        "output folder, saved to W&B too with --wandb online (a login needed; if saving fails "
+        "the file stays, for --push-wandb-report). Its ranking table needs the report run "
+        "(--wandb online|offline). Without an entity (--wandb-entity, search.wandb.entity) the "
+        "file holds entity null: the login's default entity when pushed",
+    )
+    parser.add_argument(
+        "--wandb-entity", default=None, help="W&B entity (team) of the report (default: config's)"
+    )
+    parser.add_argument(
+        "--push-wandb-report",
+        metavar="FOLDER",
+        default=None,
+        help=f"save the {wandb_report.REPORT_JSON} in FOLDER (or that file) to W&B, and exit",
+    )
     args = parser.parse_args(argv)
+    if (args.experiment is None) == (args.push_wandb_report is None):
+        parser.error("give an experiment folder, or --push-wandb-report FOLDER (not both)")
     try:
+        if args.push_wandb_report is not None:
+            report = wandb_report.read_definition(args.push_wandb_report)
+            print(f"W&B Report saved: {wandb_report.push(report, args.wandb_entity)}")
+            return 0
         if args.wandb_timeout_s is not None and not args.wandb_timeout_s > 0:
             raise ConfigError(f"--wandb-timeout-s must be > 0, got {args.wandb_timeout_s}")
         if args.hc_fail_mm is not None and not args.hc_fail_mm > 0:
@@ -74,11 +103,34 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=args.data,
             wandb_timeout_s=args.wandb_timeout_s,
         )
+        if args.wandb_report:
+            result.text += "\n" + _wandb_report(args, result)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(result.text)
     return 0
+
+
+def _wandb_report(args, result) -> str:
+    """Write the W&B Report's definition beside the report; save it when W&B is online."""
+    report = wandb_report.definition(
+        Experiment.at(args.experiment),
+        args.metric,
+        args.wandb_project,
+        args.wandb_entity,
+        args.wandb != "disabled",
+    )
+    path = wandb_report.write_definition(report, result.out_dir)
+    left_out = "".join(f"\n  left out: {reason}" for reason in report["skipped"])
+    later = f"`python -m search.report --push-wandb-report {result.out_dir}` saves it"
+    if args.wandb != "online":
+        return f"W&B Report: its definition is in {path}; {later} (a W&B login needed).{left_out}"
+    try:
+        return f"W&B Report saved: {wandb_report.push(report, args.wandb_entity)}{left_out}"
+    except Exception as err:  # no login, no entity, no network: the definition stays
+        reason = str(err).splitlines()[0][:300] if str(err) else ""
+        return f"W&B Report not saved ({type(err).__name__}: {reason}); {later} later.{left_out}"
 
 
 if __name__ == "__main__":

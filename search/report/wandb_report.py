@@ -1,0 +1,333 @@
+"""A W&B Report per study, built with wandb-workspaces: panels over the study's own W&B runs.
+
+One W&B group is one experiment (its folder's name); a run's job type is its stage (tune,
+explore, final) or `report` for the report run. The report has a section per stage that ran:
+
+- Pareto front: the ranking metric (test Dice by default) against trainable parameters, final
+  runs, one run set per strategy (its seeds are the points);
+- Ranking: the report run's `strategies` table (only when this command logs the report run);
+- Validation Dice per epoch: final runs, grouped by strategy (mean, min-max band);
+- Tune stage: parallel coordinates of strategy, lr, lr_schedule and the decay keys of the
+  schedules tried, to validation Dice;
+- Explore front: validation Dice against trainable parameters of the explore runs.
+
+A panel names only keys the runs hold: config, summary and per-epoch keys are derived from the
+experiment's results files the way `search.worker.trainable` logs them. The definition is plain
+JSON (`definition`, written to the report folder as `wandb_report.json`), made without W&B or a
+network; `to_report` turns it into a `wandb_workspaces` Report, and `push` saves that (a login
+and the network needed there only: wandb-workspaces asks the server for the project's id).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from search.experiment.folder import Experiment
+from search.report.build import WANDB_JOB_TYPE
+from search.shared.spec import summary_metrics
+from trainables.core.errors import UserError
+from trainables.core.recipe import proposed_keys
+
+REPORT_JSON = "wandb_report.json"
+FORMAT = "freezeframe-wandb-report/1"
+RANKING_TABLE = "strategies"  # the table `build.log_to_wandb` logs in the report run
+DEFAULT_PROJECT = "freezeframe"  # search.wandb_project's default (`search.driver.config`)
+# What `search.worker.trainable` adds to a trial's resolved config in W&B: its labels, then the
+# parameter counts once the trial ends.
+LABELS = ("trial_name", "stage", "recipe", "encoder_source", "trainable_params", "total_params")
+# Panel sizes on W&B's 24-column grid.
+LAYOUT = {"scatter": (12, 9), "line": (12, 9), "parallel": (24, 9), "table": (24, 10)}
+
+
+class WandbReportError(UserError, RuntimeError):
+    """W&B could not save the report: the message says why and what to check."""
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """What every run of one stage holds in W&B: config keys, summary keys, per-epoch keys."""
+
+    config: frozenset[str]
+    summary: frozenset[str]
+    history: frozenset[str]
+
+    def has(self, ref: str) -> bool:
+        """`ref` is 'config:NAME', 'summary:NAME' or 'history:NAME'."""
+        section, _, name = ref.partition(":")
+        return name in getattr(self, section)
+
+
+# What `build.log_to_wandb` logs in the report run (config, summary, history).
+REPORT_RUN = RunKeys(
+    frozenset({"experiment", "metric"}), frozenset({RANKING_TABLE}), frozenset({RANKING_TABLE})
+)
+
+
+def run_keys(result: dict) -> RunKeys:
+    """The keys the W&B run of one finished trial holds, from its stored result: the resolved
+    config with the labels, each epoch's scalars (`run.log`) and the final summary (W&B's
+    summary also keeps every logged key's last value)."""
+    history = {
+        key
+        for record in result.get("history", [])
+        for key, value in record.items()
+        if isinstance(value, (int, float))
+    }
+    try:
+        summary = set(summary_metrics(result))
+    except KeyError:  # an older result: its history's keys only
+        summary = set()
+    config = set(result.get("config", {})) | {k for k in LABELS if k in result}
+    return RunKeys(frozenset(config), frozenset(summary | history), frozenset(history))
+
+
+def stage_keys(results: Iterable[dict]) -> RunKeys | None:
+    """The keys every finished run of a stage holds (None: no finished trial, the stage did
+    not run)."""
+    keys = [run_keys(result) for result in results]
+    if not keys:
+        return None
+    parts = (field.name for field in fields(RunKeys))
+    return RunKeys(*(frozenset.intersection(*(getattr(k, part) for k in keys)) for part in parts))
+
+
+def wandb_target(config: dict, project: str | None = None, entity: str | None = None):
+    """(entity or None, project): the arguments, else the experiment config's `search.wandb`
+    mapping (`entity`, `project`) or `search.wandb_project`, else the defaults."""
+    search = config.get("search") or {}
+    settings = search.get("wandb") if isinstance(search.get("wandb"), dict) else {}
+    project = project or settings.get("project") or search.get("wandb_project") or DEFAULT_PROJECT
+    return entity or settings.get("entity") or None, project
+
+
+def _filters(group: str, job_type: str, **config) -> str:
+    """A run-set filter in wandb-workspaces' expression syntax (values as Python literals)."""
+    terms = [f"Metric('Group') = {group!r}", f"Metric('JobType') = {job_type!r}"]
+    terms += [f"Config({key!r}) = {value!r}" for key, value in config.items()]
+    return " and ".join(terms)
+
+
+def panel_keys(panel: dict) -> list[str]:
+    """Every run key a panel names: 'config:NAME', 'summary:NAME' or 'history:NAME'."""
+    keys = [panel[part] for part in ("x", "y", "groupby") if part in panel]
+    keys += panel.get("columns", [])
+    return keys + ([f"summary:{panel['table']}"] if "table" in panel else [])
+
+
+def _largest_share(final: list[dict]) -> dict:
+    """The filter on the training share the ranking uses (the largest), when the final stage
+    also trained on smaller ones (the learning curves' points); {} otherwise."""
+    shares = {row.get("config", {}).get("train_fraction") for row in final} - {None}
+    return {"train_fraction": max(shares)} if len(shares) > 1 else {}
+
+
+def _tune_columns(tune: list[dict]) -> list[str]:
+    """The parallel plot's axes: strategy, lr, lr_schedule and the decay keys the tune stage
+    proposes for the schedules its trials tried."""
+    schedules = sorted({row.get("config", {}).get("lr_schedule") or "none" for row in tune})
+    keys = dict.fromkeys(["strategy", *(key for s in schedules for key in proposed_keys(s))])
+    return [f"config:{key}" for key in keys]
+
+
+def definition(
+    experiment: Experiment,
+    metric: str = "test_dice",
+    project: str | None = None,
+    entity: str | None = None,
+    ranking_table: bool = False,
+) -> dict:
+    """The report of one study as plain JSON data; reads the experiment's results files only.
+    A panel whose stage did not run, or that names a key its runs lack, is left out and said
+    so under "skipped".
+
+    Args:
+        experiment: the experiment folder (its results files and config are read).
+        metric: the final stage's ranking metric (a test_* summary key).
+        project, entity: W&B's (default: the experiment's config; entity None = the login's
+            default entity, resolved when the report is pushed).
+        ranking_table: the report run holds the `strategies` table (this command logs it).
+    """
+    entity, project = wandb_target(experiment.read_config(), project, entity)
+    group = experiment.name  # the W&B group of its runs (`search.driver.stages.common`)
+    found = {stage: experiment.results(stage) for stage in ("tune", "explore", "final")}
+    keys = {stage: stage_keys(rows) for stage, rows in found.items()}
+    keys[WANDB_JOB_TYPE] = REPORT_RUN if ranking_table else None
+    sections, skipped = [], []
+
+    def add(title: str, text: str, job_type: str, runsets: dict[str, dict], panel: dict):
+        """A heading, a line of text and a panel over runs of one job type; or why not."""
+        have = keys[job_type]
+        named = panel_keys(panel) + [f"config:{key}" for where in runsets.values() for key in where]
+        missing = [key for key in dict.fromkeys(named) if have and not have.has(key)]
+        if have is None:
+            skipped.append(f"{title}: no finished {job_type} run")
+        elif missing:
+            skipped.append(f"{title}: the {job_type} runs lack {', '.join(missing)}")
+        else:
+            where = [
+                {"name": n, "filters": _filters(group, job_type, **f)} for n, f in runsets.items()
+            ]
+            sections.append(
+                {
+                    "title": title,
+                    "text": text,
+                    "job_type": job_type,
+                    "runsets": where,
+                    "panels": [panel],
+                }
+            )
+
+    share = _largest_share(found["final"])  # the learning curves' smaller shares stay out
+    strategies = sorted({row["strategy"] for row in found["final"] if "strategy" in row})
+    scatter = {"kind": "scatter", "title": f"{metric} vs trainable parameters", "log_x": True}
+    scatter |= {"x": "config:trainable_params", "y": f"summary:{metric}"}
+    text = f"Final runs ({metric}): one run set per strategy, one point per seed."
+    per_strategy = {name: {"strategy": name, **share} for name in strategies}
+    add("Pareto front (final stage)", text, "final", per_strategy, scatter)
+
+    line = {"kind": "line", "title": "Validation Dice per epoch, by strategy"}
+    line |= {"x": "history:epoch", "y": "history:val_dice", "groupby": "config:strategy"}
+    text = "Mean over seeds per strategy, the band from the lowest to the highest seed."
+    add("Validation Dice per epoch", text, "final", {"final runs": share}, line)
+
+    table = {"kind": "table", "title": "Ranking", "table": RANKING_TABLE}
+    text = f"The report's ranking by {metric} (`--wandb online|offline` logs its run)."
+    add("Ranking", text, WANDB_JOB_TYPE, {"report run": {"metric": metric}}, table)
+
+    columns = [
+        key for key in _tune_columns(found["tune"]) if keys["tune"] and keys["tune"].has(key)
+    ]
+    parallel = {"kind": "parallel", "title": "Tune stage: recipe -> validation Dice"}
+    parallel |= {"columns": [*columns, "summary:val_dice"], "log": ["config:lr"]}
+    text = "Each line a tune trial: its strategy, its recipe and its best validation Dice."
+    add("Tune stage", text, "tune", {"tune runs": {}}, parallel)
+
+    front = {"kind": "scatter", "title": "Explore: val_dice vs trainable parameters"}
+    front |= {"x": "config:trainable_params", "y": "summary:val_dice", "log_x": True}
+    text = "Each point an explore trial (encoder, freeze mask, recipe); the front is upper left."
+    add("Explore front", text, "explore", {"explore runs": {}}, front)
+
+    return {
+        "format": FORMAT,
+        "entity": entity,
+        "project": project,
+        "group": group,
+        "title": f"FreezeFrame: {group}"[:128],  # W&B's limit on a report title
+        "description": f"Experiment {experiment.uri}, ranked by {metric}.",
+        "sections": sections,
+        "skipped": skipped,
+    }
+
+
+def write_definition(report: dict, out_dir: Path) -> Path:
+    """Write the definition to `out_dir/wandb_report.json` (whole or not at all)."""
+    path = Path(out_dir) / REPORT_JSON
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def read_definition(location: str | Path) -> dict:
+    """A definition written by `write_definition`: its file, or the folder holding it."""
+    path = Path(location)
+    path = path / REPORT_JSON if path.is_dir() else path
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: not a readable W&B Report definition ({err})") from err
+    if not isinstance(report, dict) or report.get("format") != FORMAT:
+        raise UserError(f"{path}: 'format' is not {FORMAT!r}")
+    for key in ("project", "group", "title", "sections"):
+        if not report.get(key):
+            raise UserError(f"{path}: the key {key!r} is missing or empty")
+    return report
+
+
+def _metric(ref: str):
+    """'config:NAME' / 'summary:NAME' / 'history:NAME' -> wandb-workspaces' metric."""
+    import wandb_workspaces.reports.v2 as wr
+
+    section, _, name = ref.partition(":")
+    return {"config": wr.Config, "summary": wr.SummaryMetric}.get(section, wr.Metric)(name)
+
+
+def _panel(spec: dict):
+    import wandb_workspaces.reports.v2 as wr
+
+    width, height = LAYOUT[spec["kind"]]
+    layout = wr.Layout(w=width, h=height)
+    if spec["kind"] == "scatter":
+        x, y = _metric(spec["x"]), _metric(spec["y"])
+        return wr.ScatterPlot(title=spec["title"], x=x, y=y, log_x=spec["log_x"], layout=layout)
+    if spec["kind"] == "line":
+        return wr.LinePlot(
+            title=spec["title"],
+            x=spec["x"].partition(":")[2],  # logged keys, as a line plot names them
+            y=[spec["y"].partition(":")[2]],
+            groupby=_metric(spec["groupby"]),
+            groupby_aggfunc="mean",
+            groupby_rangefunc="minmax",
+            layout=layout,
+        )
+    if spec["kind"] == "parallel":
+        columns = [
+            wr.ParallelCoordinatesPlotColumn(metric=_metric(ref), log=ref in spec["log"] or None)
+            for ref in spec["columns"]
+        ]
+        return wr.ParallelCoordinatesPlot(title=spec["title"], columns=columns, layout=layout)
+    if spec["kind"] == "table":
+        return wr.WeavePanelSummaryTable(table_name=spec["table"], layout=layout)
+    raise UserError(f"W&B Report definition: unknown panel kind {spec['kind']!r}")
+
+
+def to_report(report: dict, entity: str):
+    """The `wandb_workspaces` Report of a definition. Builds objects only, no network: the
+    entity is given (wandb-workspaces would ask the server for the default one)."""
+    import wandb_workspaces.reports.v2 as wr
+
+    blocks = []
+    for section in report["sections"]:
+        runsets = [
+            wr.Runset(
+                entity=entity, project=report["project"], name=rs["name"], filters=rs["filters"]
+            )
+            for rs in section["runsets"]
+        ]
+        panels = [_panel(spec) for spec in section["panels"]]
+        blocks += [wr.H2(section["title"]), wr.P(section["text"])]
+        blocks.append(wr.PanelGrid(runsets=runsets, panels=panels))
+    return wr.Report(
+        project=report["project"],
+        entity=entity,
+        title=report["title"],
+        description=report["description"],
+        blocks=blocks,
+    )
+
+
+def push(report: dict, entity: str | None = None) -> str:
+    """Save the report in W&B (a login needed) and return its URL. Entity: the argument, the
+    definition's, else the login's default entity."""
+    import wandb
+
+    entity = entity or report.get("entity")
+    if not entity:
+        try:
+            entity = wandb.Api().default_entity
+        except Exception as err:  # no login: say what to do
+            raise WandbReportError(f"W&B: no entity given and none from a login ({err})") from err
+    if not entity:
+        raise WandbReportError("W&B: no entity; pass --wandb-entity or set search.wandb.entity")
+    try:
+        return to_report(report, entity).save().url
+    except Exception as err:  # no login, no network, a project the login cannot write to
+        reason = str(err).splitlines()[0][:300] if str(err) else ""
+        raise WandbReportError(
+            f"W&B did not save the report ({type(err).__name__}: {reason}); check `wandb "
+            f"login`, the network and the entity {entity!r}"
+        ) from err
