@@ -30,6 +30,7 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes -r $(LOCK)
 	$(VENV)/bin/pip-sync -q $(LOCK)
+	rm -rf freezeframe.egg-info  # a stale one from an in-tree build: Ray workers (cwd = here) read it
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
 	touch $@
