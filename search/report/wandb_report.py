@@ -11,20 +11,20 @@ explore, final) or `report` for the report run. The report has a section per sta
   schedules tried, to validation Dice;
 - Explore front: validation Dice against trainable parameters of the explore runs.
 
-A panel names only keys the runs hold: config, summary and per-epoch keys are derived from the
-experiment's results files the way `search.worker.trainable` logs them. The definition is plain
-JSON (`definition`, written to the report folder as `wandb_report.json`), made without W&B or a
-network; `to_report` turns it into a `wandb_workspaces` Report, and `push` saves that (a login
-and the network needed there only: wandb-workspaces asks the server for the project's id).
+A panel names only keys the runs hold, derived from the experiment's results files the way
+`search.worker.trainable` logs them. The definition is plain JSON (`wandb_report.json` in the
+report folder), made without W&B or a network; `to_report` turns it into a `wandb_workspaces`
+Report and `push` saves that (a login and the network needed there only).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import MappingProxyType
 
 from search.experiment.folder import Experiment
 from search.report.build import WANDB_JOB_TYPE
@@ -39,6 +39,8 @@ DEFAULT_PROJECT = "freezeframe"  # search.wandb_project's default (`search.drive
 # What `search.worker.trainable` adds to a trial's resolved config in W&B: its labels, then the
 # parameter counts once the trial ends.
 LABELS = ("trial_name", "stage", "recipe", "encoder_source", "trainable_params", "total_params")
+# No key aggregated by `define_metric`: every summary is the key's last value (`run_keys`).
+LAST: Mapping[str, str] = MappingProxyType({})
 # Panel sizes on W&B's 24-column grid.
 LAYOUT = {"scatter": (12, 9), "line": (12, 9), "parallel": (24, 9), "table": (24, 10)}
 
@@ -67,10 +69,15 @@ REPORT_RUN = RunKeys(
 )
 
 
-def run_keys(result: dict) -> RunKeys:
+def run_keys(result: dict, aggregates: Mapping[str, str] = LAST) -> RunKeys:
     """The keys the W&B run of one finished trial holds, from its stored result: the resolved
     config with the labels, each epoch's scalars (`run.log`) and the final summary (W&B's
-    summary also keeps every logged key's last value)."""
+    summary also keeps every logged key's last value).
+
+    Args:
+        aggregates: per-epoch keys whose summary `define_metric` aggregates, e.g. {'val_dice':
+            'max'}: W&B's summary holds `val_dice: {max: ...}`, the column `val_dice.max`.
+    """
     history = {
         key
         for record in result.get("history", [])
@@ -82,13 +89,19 @@ def run_keys(result: dict) -> RunKeys:
     except KeyError:  # an older result: its history's keys only
         summary = set()
     config = set(result.get("config", {})) | {k for k in LABELS if k in result}
-    return RunKeys(frozenset(config), frozenset(summary | history), frozenset(history))
+    summary = {summary_name(key, aggregates) for key in summary | history}
+    return RunKeys(frozenset(config), frozenset(summary), frozenset(history))
 
 
-def stage_keys(results: Iterable[dict]) -> RunKeys | None:
+def summary_name(key: str, aggregates: Mapping[str, str] = LAST) -> str:
+    """`key`'s summary as W&B's panels name it: `val_dice.max` when aggregated so."""
+    return f"{key}.{aggregates[key]}" if key in aggregates else key
+
+
+def stage_keys(results: Iterable[dict], aggregates: Mapping[str, str] = LAST) -> RunKeys | None:
     """The keys every finished run of a stage holds (None: no finished trial, the stage did
     not run)."""
-    keys = [run_keys(result) for result in results]
+    keys = [run_keys(result, aggregates) for result in results]
     if not keys:
         return None
     parts = (field.name for field in fields(RunKeys))
@@ -139,6 +152,7 @@ def definition(
     project: str | None = None,
     entity: str | None = None,
     ranking_table: bool = False,
+    aggregates: Mapping[str, str] = LAST,
 ) -> dict:
     """The report of one study as plain JSON data; reads the experiment's results files only.
     A panel whose stage did not run, or that names a key its runs lack, is left out and said
@@ -150,11 +164,13 @@ def definition(
         project, entity: W&B's (default: the experiment's config; entity None = the login's
             default entity, resolved when the report is pushed).
         ranking_table: the report run holds the `strategies` table (this command logs it).
+        aggregates: the per-epoch keys the trial runs' `define_metric` summarises (`run_keys`).
     """
     entity, project = wandb_target(experiment.read_config(), project, entity)
     group = experiment.name  # the W&B group of its runs (`search.driver.stages.common`)
     found = {stage: experiment.results(stage) for stage in ("tune", "explore", "final")}
-    keys = {stage: stage_keys(rows) for stage, rows in found.items()}
+    keys = {stage: stage_keys(rows, aggregates) for stage, rows in found.items()}
+    val_dice = f"summary:{summary_name('val_dice', aggregates)}"
     keys[WANDB_JOB_TYPE] = REPORT_RUN if ranking_table else None
     sections, skipped = [], []
 
@@ -163,28 +179,23 @@ def definition(
         have = keys[job_type]
         named = panel_keys(panel) + [f"config:{key}" for where in runsets.values() for key in where]
         missing = [key for key in dict.fromkeys(named) if have and not have.has(key)]
-        if have is None:
-            skipped.append(f"{title}: no finished {job_type} run")
+        if have is None and job_type == WANDB_JOB_TYPE:
+            skipped.append(f"{title}: this command logs no report run (--wandb online|offline)")
+        elif have is None:
+            skipped.append(f"{title}: no finished {job_type} trial")
         elif missing:
             skipped.append(f"{title}: the {job_type} runs lack {', '.join(missing)}")
         else:
             where = [
                 {"name": n, "filters": _filters(group, job_type, **f)} for n, f in runsets.items()
             ]
-            sections.append(
-                {
-                    "title": title,
-                    "text": text,
-                    "job_type": job_type,
-                    "runsets": where,
-                    "panels": [panel],
-                }
-            )
+            section = {"title": title, "text": text, "job_type": job_type}
+            sections.append(section | {"runsets": where, "panels": [panel]})
 
     share = _largest_share(found["final"])  # the learning curves' smaller shares stay out
     strategies = sorted({row["strategy"] for row in found["final"] if "strategy" in row})
     scatter = {"kind": "scatter", "title": f"{metric} vs trainable parameters", "log_x": True}
-    scatter |= {"x": "config:trainable_params", "y": f"summary:{metric}"}
+    scatter |= {"x": "config:trainable_params", "y": f"summary:{summary_name(metric, aggregates)}"}
     text = f"Final runs ({metric}): one run set per strategy, one point per seed."
     per_strategy = {name: {"strategy": name, **share} for name in strategies}
     add("Pareto front (final stage)", text, "final", per_strategy, scatter)
@@ -202,12 +213,12 @@ def definition(
         key for key in _tune_columns(found["tune"]) if keys["tune"] and keys["tune"].has(key)
     ]
     parallel = {"kind": "parallel", "title": "Tune stage: recipe -> validation Dice"}
-    parallel |= {"columns": [*columns, "summary:val_dice"], "log": ["config:lr"]}
+    parallel |= {"columns": [*columns, val_dice], "log": ["config:lr"]}
     text = "Each line a tune trial: its strategy, its recipe and its best validation Dice."
     add("Tune stage", text, "tune", {"tune runs": {}}, parallel)
 
     front = {"kind": "scatter", "title": "Explore: val_dice vs trainable parameters"}
-    front |= {"x": "config:trainable_params", "y": "summary:val_dice", "log_x": True}
+    front |= {"x": "config:trainable_params", "y": val_dice, "log_x": True}
     text = "Each point an explore trial (encoder, freeze mask, recipe); the front is upper left."
     add("Explore front", text, "explore", {"explore runs": {}}, front)
 

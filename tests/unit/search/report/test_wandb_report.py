@@ -115,9 +115,25 @@ def no_network(monkeypatch):
 
 
 def names(items) -> set[str]:
-    """The top-level keys of config, summary or history items (a logged table or image is a
-    nested value: `strategies` -> `strategies._type`, `strategies.path`, ...)."""
+    """The top-level keys of config or history items."""
     return {item.key or item.nested_key[0] for item in items}
+
+
+def summary_names(items) -> set[str]:
+    """Summary keys as W&B's panels address them: `test_dice`; `val_dice.max` for the
+    aggregate `define_metric` keeps (`val_dice: {max: ...}`); `strategies` for a logged table
+    (written part by part: `strategies._type`, `strategies.path`, ...)."""
+    found = set()
+    for item in items:
+        path = ".".join([item.key] if item.key else item.nested_key)
+        value = json.loads(item.value_json) if item.value_json else None
+        if isinstance(value, dict):
+            found |= {f"{path}.{key}" for key in value}
+        elif path.endswith("._type"):
+            found.add(path.removesuffix("._type"))
+        else:
+            found.add(path)
+    return found
 
 
 def logged_keys(run_file) -> dict:
@@ -148,23 +164,30 @@ def logged_keys(run_file) -> dict:
         elif which == "config":
             found["config"] |= names(record.config.update)
         elif which == "summary":
-            found["summary"] |= names(record.summary.update)
+            found["summary"] |= summary_names(record.summary.update)
         elif which == "history":
             found["history"] |= names(record.history.item)
-    found["summary"] |= found["history"]  # W&B's summary keeps each logged key's last value
     return found
 
 
-def log_like_a_trial(settings, result: dict, scratch) -> None:
-    """One offline run logged as `search.worker.trainable.train_ray_trial` logs a trial."""
+def log_like_a_trial(settings, result: dict, scratch, aggregates: dict) -> None:
+    """One offline run logged as `search.worker.trainable.train_ray_trial` logs a trial; with
+    `aggregates`, its per-epoch keys defined against `epoch` and those summarised by their
+    aggregate (`define_metric`), whose final values then stay out of the summary."""
     from search.worker.wandb_link import finish_run, start_run
 
     labels = {key: result[key] for key in ("trial_name", "stage", "recipe", "encoder_source")}
     config = {**result["config"], **labels}
     run = start_run(settings, result["stage"], result["trial_name"], config, scratch)
+    if aggregates:
+        run.define_metric("epoch")
+        run.define_metric("*", step_metric="epoch")
+        for key, aggregate in aggregates.items():
+            run.define_metric(key, step_metric="epoch", summary=aggregate)
     for record in result["history"]:
-        run.log(record, step=record["epoch"])
-    run.summary.update(summary_metrics(result))
+        run.log(record, step=record["epoch"], commit=True)
+    summary = summary_metrics(result)
+    run.summary.update({key: value for key, value in summary.items() if key not in aggregates})
     counts = {key: result[key] for key in ("trainable_params", "total_params")}
     run.config.update(counts, allow_val_change=True)
     finish_run(run, None)
@@ -223,20 +246,23 @@ def test_a_stage_or_metric_the_runs_lack_leaves_its_panel_out(tmp_path, no_netwo
     assert any("Ranking" in reason for reason in report["skipped"])  # no report run logged
 
 
-def test_every_panel_key_is_logged_by_offline_trial_runs(tmp_path, no_network):
+@pytest.mark.parametrize("aggregates", [{}, {"val_dice": "max", "train_loss": "min"}])
+def test_every_panel_key_is_logged_by_offline_trial_runs(tmp_path, no_network, aggregates):
     """The runs a trial logs offline (W&B's own files) hold every key the panels name, in the
-    group and job type the panels filter on."""
+    group and job type the panels filter on: runs whose summaries are each key's last value,
+    and runs whose `define_metric` keeps validation Dice's best epoch (`val_dice.max`)."""
     import wandb
     from search.shared.spec import WandbSettings
 
     experiment = make_experiment(tmp_path / "exp", stages=("tune", "final", "explore"))
-    report = wandb_report.definition(experiment)
+    report = wandb_report.definition(experiment, aggregates=aggregates)
     wanted = panel_refs(report)
     assert set(wanted) == {"final", "tune", "explore"}
+    assert f"summary:val_dice{'.max' if aggregates else ''}" in wanted["tune"]
     settings = WandbSettings(mode="offline", project="ff-proj", group=GROUP, dir=str(tmp_path))
     try:
         for stage in wanted:
-            log_like_a_trial(settings, experiment.results(stage)[0], tmp_path)
+            log_like_a_trial(settings, experiment.results(stage)[0], tmp_path, aggregates)
     finally:
         wandb.teardown()
     runs = [logged_keys(path) for path in tmp_path.glob("wandb/offline-run-*/run-*.wandb")]
