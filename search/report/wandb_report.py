@@ -259,17 +259,23 @@ def read_definition(location: str | Path) -> dict:
     return report
 
 
-def _metric(ref: str):
-    """'config:NAME' / 'summary:NAME' / 'history:NAME' -> wandb-workspaces' metric."""
+def _workspaces():
+    """wandb-workspaces' Report API, imported only to build or save a report: it imports wandb
+    (about 3 s here), which the definition and the rest of the report do without."""
     import wandb_workspaces.reports.v2 as wr
 
+    return wr
+
+
+def _metric(ref: str):
+    """'config:NAME' / 'summary:NAME' / 'history:NAME' -> wandb-workspaces' metric."""
+    wr = _workspaces()
     section, _, name = ref.partition(":")
     return {"config": wr.Config, "summary": wr.SummaryMetric}.get(section, wr.Metric)(name)
 
 
 def _panel(spec: dict):
-    import wandb_workspaces.reports.v2 as wr
-
+    wr = _workspaces()
     width, height = LAYOUT[spec["kind"]]
     layout = wr.Layout(w=width, h=height)
     if spec["kind"] == "scatter":
@@ -299,8 +305,7 @@ def _panel(spec: dict):
 def to_report(report: dict, entity: str):
     """The `wandb_workspaces` Report of a definition. Builds objects only, no network: the
     entity is given (wandb-workspaces would ask the server for the default one)."""
-    import wandb_workspaces.reports.v2 as wr
-
+    wr = _workspaces()
     blocks = []
     for section in report["sections"]:
         runsets = [
@@ -323,8 +328,8 @@ def to_report(report: dict, entity: str):
 
 def push(report: dict, entity: str | None = None) -> str:
     """Save the report in W&B (a login needed) and return its URL. Entity: the argument, the
-    definition's, else the login's default entity."""
-    import wandb
+    definition's, else the login's default entity. Each push saves a new report."""
+    import wandb  # here: only a push asks W&B for the default entity
 
     entity = entity or report.get("entity")
     if not entity:
