@@ -28,12 +28,13 @@ import pandas as pd
 
 from search.bench.hypervolume import REFERENCE, Event, curve, epochs_spent
 from search.bench.replay import ALGORITHMS, Oracle, Setup, replay
-from search.bench.surrogate import MODELS, best_model, cross_validate, fit
+from search.bench.surrogate import MODELS, best_model, cross_validate, epoch_agreement, fit
 from search.bench.table import dice_columns, read_table
 
 TABLE = Path(__file__).parent / "data" / "explore_table.csv"
 DEFAULT_ALGORITHMS = ALGORITHMS
 STEP = 4  # epochs between two points of a curve
+COLOURS = {"nsga2": "C0", "tpe": "C2", "random": "C7", "grid": "C3"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -124,6 +125,8 @@ def run(args: argparse.Namespace) -> dict:
         "budget": args.budget,
         "population": args.population,
         "grace_period": args.grace_period,
+        "grid_epochs_measured": int(table.loc[table["source"] == "grid", "epochs_trained"].sum()),
+        "rank_agreement_with_last_epoch": epoch_agreement(table),
         "command": "python -m search.bench.efficiency " + " ".join(sys.argv[1:]),
         "wall_s": round(time.perf_counter() - start, 1),
     }
@@ -202,6 +205,16 @@ def markdown(summary: pd.DataFrame, cv: pd.DataFrame, kind: str, facts: dict) ->
             )
             cells.append(f"{r['median']:.3f} [{r['min']:.3f} - {r['max']:.3f}]{ratio}")
         lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")
+    if facts["grid_epochs_measured"] < max(budgets):
+        lines += [
+            "",
+            f"grid: {facts['grid_epochs_measured']} epochs measured (every strategy x seed in the "
+            "table); beyond that its curve stays where it is (no seeds left to train).",
+        ]
+    agreement = ", ".join(
+        f"epoch {e}: {r:.2f}" for e, r in facts["rank_agreement_with_last_epoch"].items()
+    )
+    lines += ["", f"Rank agreement with the last epoch's Dice (Spearman, table rows): {agreement}."]
     lines += ["", "Surrogate, cross-validated error of validation Dice per epoch:", ""]
     lines.append("| model | epoch | RMSE | MAE | rank corr. | rows |")
     lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -231,16 +244,19 @@ def plot(curves: pd.DataFrame, check, check_algorithm: str, path: Path) -> None:
     for algorithm, rows in curves.groupby("algorithm", sort=False):
         g = rows.groupby("epochs")["hv"]
         x = g.median().index.to_numpy()
-        dashed = "--" if algorithm.endswith("+asha") else "-"
-        (line,) = ax.plot(x, g.median().to_numpy(), dashed, label=f"{algorithm} (median)")
-        ax.fill_between(
-            x, g.min().to_numpy(), g.max().to_numpy(), color=line.get_color(), alpha=0.12
-        )
+        colour = COLOURS.get(algorithm.partition("+")[0], "C4")
+        style = "--" if algorithm.endswith("+asha") else "-"
+        ax.plot(x, g.median().to_numpy(), style, color=colour, label=f"{algorithm} (median)")
+        q1, q3 = g.quantile(0.25).to_numpy(), g.quantile(0.75).to_numpy()
+        ax.fill_between(x, q1, q3, color=colour, alpha=0.08 if style == "--" else 0.15, lw=0)
     if check is not None:
         ax.plot(check["epochs"], check["hv"], "k:", lw=2.2, label=f"real {check_algorithm} run")
     ax.set_xlabel("training epochs spent")
     ax.set_ylabel("hypervolume (val Dice x decades)")
-    ax.set_title(f"Validation-front hypervolume, reference {REFERENCE}", fontsize=9)
+    ax.set_title(
+        f"Validation-front hypervolume (median, band: quartiles over seeds), reference {REFERENCE}",
+        fontsize=8,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()

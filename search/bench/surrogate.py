@@ -23,6 +23,7 @@ from trainables.core.recipe import SCHEDULES
 MODELS = ("knn", "ridge")
 K = 5
 RIDGE_ALPHA = 1.0
+FITTED = ("explore", "grid")
 
 
 def lr_multiplier(schedule: str, gamma, step_size, lr_min_ratio, epochs: int) -> float:
@@ -115,9 +116,11 @@ class Surrogate:
 
 
 def training_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows a surrogate learns from: pretrained configurations trained every epoch."""
+    """The rows a surrogate learns from: pretrained configurations trained every epoch, of the
+    table's own searches (`explore` and `grid` rows; a check run's are never fitted)."""
     cols = dice_columns(table)
-    full = table[table[cols].notna().all(axis=1) & table["pretrained"].astype(bool)]
+    fitted = table["source"].isin(FITTED) & table["pretrained"].astype(bool)
+    full = table[table[cols].notna().all(axis=1) & fitted]
     return full.reset_index(drop=True)
 
 
@@ -176,3 +179,13 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     if ra.std() == 0 or rb.std() == 0:
         return float("nan")
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def epoch_agreement(table: pd.DataFrame) -> dict[int, float]:
+    """How well each epoch's validation Dice ranks the configurations as the last epoch does
+    (Spearman over the rows trained every epoch): what a shorter trial or an earlier ASHA
+    rung would keep of the ranking."""
+    rows = training_rows(table)
+    cols = dice_columns(table)
+    last = rows[cols[-1]].to_numpy()
+    return {int(c.removeprefix("dice_e")): _spearman(rows[c].to_numpy(), last) for c in cols}

@@ -1,7 +1,7 @@
 """The search-efficiency benchmark's tables of REAL trials (`search.bench.efficiency`).
 
-`python -m search.bench.table EXPERIMENT --out search/bench/data/explore_table.csv` turns a
-finished experiment (its explore and final stages' result files) into one row per trial: the
+`python -m search.bench.table EXPERIMENT[:stage=source,...] ... --out FILE` turns finished
+experiments (by default their explore and final stages' result files) into one row per trial: the
 configuration as the explore stage proposes it (encoder, one flag per part, BatchNorm mode,
 recipe), trainable parameters and the validation Dice after every epoch. Rows: `source` =
 `explore` (an explore proposal) or `grid` (a final-stage trial of a named strategy: the paper's
@@ -125,21 +125,32 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return table
 
 
+def parse_source(text: str) -> tuple[str, dict[str, str]]:
+    """'runs/NAME' or 'runs/NAME:stage=source,...' as (location, {stage: source})."""
+    location, _, pairs = text.rpartition(":")
+    if "=" not in pairs:
+        return text, dict(DEFAULT_STAGES)
+    try:
+        return location, dict(pair.split("=", 1) for pair in pairs.split(","))
+    except ValueError:
+        raise SystemExit(f"{text}: expected EXPERIMENT[:stage=source,...]") from None
+
+
+DEFAULT_STAGES = {"explore": "explore", "final": "grid"}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m search.bench.table", description=__doc__)
-    parser.add_argument("experiment", help="the experiment folder (runs/NAME)")
-    parser.add_argument("--out", required=True, help="the CSV to write")
     parser.add_argument(
-        "--stages",
-        default="explore=explore,final=grid",
-        help="stage=source pairs: which stages' trials, and how rows are labelled",
+        "experiments",
+        nargs="+",
+        help="experiment folders (runs/NAME), each optionally with ':stage=source,...' (which "
+        "stages' trials, labelled how; default explore=explore,final=grid)",
     )
+    parser.add_argument("--out", required=True, help="the CSV to write")
     args = parser.parse_args(argv)
-    try:
-        stages = dict(pair.split("=", 1) for pair in args.stages.split(","))
-    except ValueError:
-        parser.error(f"--stages: expected stage=source pairs, got {args.stages!r}")
-    table = experiment_table(args.experiment, stages)
+    tables = [experiment_table(*parse_source(text)) for text in args.experiments]
+    table = pd.concat(tables, ignore_index=True)
     command = "python -m search.bench.table " + " ".join(argv if argv is not None else sys.argv[1:])
     write_table(table, args.out, command)
     print(f"{args.out}: {len(table)} trials ({table['source'].value_counts().to_dict()})")

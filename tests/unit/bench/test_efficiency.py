@@ -236,3 +236,19 @@ def test_table_reads_an_experiments_result_files_in_the_order_trials_ended(tmp_p
     early = table.iloc[0]  # the paper's decoder: every decoder block, MobileNetV2
     assert early["source"] == "grid" and early["encoder"] == "mobilenet_v2"
     assert [early[f"train_dec{i}"] for i in range(5)] == [1] * 5 and early["train_enc0"] == 0
+
+
+def test_table_sources_name_the_stages_and_labels_of_each_experiment():
+    from search.bench.table import parse_source
+
+    assert parse_source("runs/a") == ("runs/a", {"explore": "explore", "final": "grid"})
+    assert parse_source("s3://b/runs/a:explore=check") == ("s3://b/runs/a", {"explore": "check"})
+    with pytest.raises(SystemExit, match="EXPERIMENT"):
+        parse_source("runs/a:explore=x,final")
+
+
+def test_a_check_runs_rows_are_never_fitted(table_csv):
+    table = read_table(table_csv)
+    checked = pd.concat([table, table.assign(source="check")], ignore_index=True)
+    cv = cross_validate(checked, ["mobilenet_v2", "resnet18"])
+    assert cv["rows"].iloc[0] == 44
