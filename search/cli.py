@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--wandb",
         choices=["online", "offline", "disabled"],
         default=None,
-        help="W&B mode (default: the config's search.wandb; its 'auto' = online when logged "
-        "in, else offline)",
+        help="W&B mode (default: the config's search.wandb, its mode when a mapping; 'auto' = "
+        "online when logged in, else offline); entity, project, checkpoints and system metrics: "
+        "search.wandb.* keys",
     )
     parser.add_argument(
         "--set",

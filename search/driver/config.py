@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from search.driver.budget import BudgetSettings
 from search.shared.spec import Stage
+from search.shared.wandb_options import WandbOptions, merge_legacy_keys
 from trainables.core.config import (
     StrictModel,
     TrialConfig,
@@ -198,10 +199,10 @@ class SearchConfig(StrictModel):
     pretrain: PretrainSettings = PretrainSettings()
     tune: TuneSettings = TuneSettings()
     explore: ExploreSettings = ExploreSettings()
-    wandb_project: str = "freezeframe"
-    wandb: Literal["online", "offline", "disabled", "auto"] = Field(
-        "auto", description="auto = online when logged in, else offline"
+    wandb: WandbOptions = Field(
+        WandbOptions(), description="W&B: a mode (online/offline/disabled/auto) or a mapping"
     )
+    wandb_project: str | None = Field(None, exclude=True, description="deprecated: wandb.project")
     wandb_key_on_workers: bool = Field(
         False,
         description="the trial workers hold WANDB_API_KEY (a Kubernetes Secret on worker pods) "
@@ -257,6 +258,11 @@ class SearchConfig(StrictModel):
         "mount); without it a local path on a multi-node cluster is refused",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _wandb_forms(cls, data: Any) -> Any:
+        return merge_legacy_keys(data)
+
     @model_validator(mode="after")
     def _no_duplicates(self) -> SearchConfig:
         for key in ("strategies", "seeds", "stages", "train_fractions"):
@@ -299,6 +305,8 @@ def load_config(
     data = read_config_file(path)
     source = str(path) if path else "defaults"
     trial_values, search_values = dict(data.get("trial", {})), dict(data.get("search", {}))
+    if isinstance(search_values.get("wandb"), str):  # `--set search.wandb.entity=...` below
+        search_values["wandb"] = {"mode": search_values["wandb"]}
     for key, value in parse_overrides(sets).items():
         section, _, rest = key.partition(".")
         if section == "search" and rest:

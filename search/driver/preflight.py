@@ -18,6 +18,7 @@ from search.driver.encoders import DEFAULT_STORE, networks, source_kind
 from search.experiment.folder import Experiment
 from search.experiment.lease import read_lease
 from search.shared.metrics import get_metric
+from search.shared.wandb_options import WandbOptions, merge_legacy_keys
 from search.worker.wandb_link import local_wandb_key
 from trainables.core.errors import ConfigError, DataError, SplitError, WeightsError
 from trainables.data.arrays import fingerprint_problems
@@ -26,8 +27,15 @@ from trainables.data.unlabelled import load_unlabelled
 from trainables.nets.models import build_model
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # whole name (fullmatch): one plain folder
-# Settings a resume may change: what runs (not how trials train) and where W&B's key lives.
-MAY_CHANGE_ON_RESUME = ("search.stages", "search.wandb_key_on_workers")
+# Settings a resume may change: what runs (not how trials train), where W&B's key lives, and
+# what W&B records besides the runs (a resumed study logs to the same entity and project).
+MAY_CHANGE_ON_RESUME = (
+    "search.stages",
+    "search.wandb_key_on_workers",
+    "search.wandb.mode",
+    "search.wandb.log_checkpoints",
+    "search.wandb.system_metrics",
+)
 
 
 def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, Experiment, str]:
@@ -75,7 +83,7 @@ def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, Experiment, str]:
     _check_report_metric(cfg)
     _check_pretrain_source(cfg)
     check_device(cfg)
-    mode = args.wandb or cfg.search.wandb
+    mode = args.wandb or cfg.search.wandb.mode
     keyed = local_wandb_key() is not None or cfg.search.wandb_key_on_workers
     if mode == "auto":
         mode = "online" if keyed else "offline"
@@ -90,6 +98,12 @@ def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, Experiment, str]:
 
 def _check_same_config(cfg: ResolvedConfig, saved: dict, uri: str) -> None:
     """A resumed search must train what the checkpoints were written with; stages may differ."""
+    # An experiment stored before `search.wandb` became a mapping: its mode string and
+    # wandb_project compared as the mapping they stand for.
+    saved = {**saved, "search": merge_legacy_keys(saved.get("search", {}))}
+    if isinstance(saved["search"].get("wandb"), dict):
+        defaults = WandbOptions().model_dump(mode="json")
+        saved["search"]["wandb"] = {**defaults, **saved["search"]["wandb"]}
     current, saved = _flat(cfg.model_dump(mode="json")), _flat(saved)
     changed = [
         key
@@ -99,8 +113,9 @@ def _check_same_config(cfg: ResolvedConfig, saved: dict, uri: str) -> None:
     if changed:
         raise ConfigError(
             f"--resume: {', '.join(changed)} differ from the config stored in {uri}; repeat the "
-            "first run's --config/--set/--data (only --stages, --wandb and "
-            "search.wandb_key_on_workers may change)"
+            "first run's --config/--set/--data (only --stages, --wandb, "
+            "search.wandb_key_on_workers, search.wandb.mode, search.wandb.log_checkpoints and "
+            "search.wandb.system_metrics may change)"
         )
 
 

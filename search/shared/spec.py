@@ -14,6 +14,7 @@ from typing import Literal, get_args
 
 from pydantic import Field
 
+from search.shared.wandb_options import SystemMetrics
 from trainables.core.config import StrictModel, TrialConfig
 
 # The recipe's vocabulary (trainables.core.recipe): every recipe key, trials.csv's recipe
@@ -36,8 +37,11 @@ PRETRAINED = "pretrain-stage"
 
 
 class WandbSettings(StrictModel):
+    """What a trial's W&B run needs (`search.wandb`, resolved by the driver)."""
+
     mode: Literal["online", "offline", "disabled"]
     project: str
+    entity: str | None = Field(None, description="the W&B team; None = the login's default")
     group: str = Field(description="the experiment name: one W&B group per experiment")
     experiment_id: str = Field(
         "",
@@ -50,6 +54,9 @@ class WandbSettings(StrictModel):
         "scratch folder, copied into the experiment when the run ends",
     )
     timeout_s: float = Field(60, gt=0, description="bound on W&B's start and final upload")
+    system_metrics: SystemMetrics = Field(
+        "auto", description="W&B's system metrics: auto = on where the trial trains on a GPU"
+    )
 
 
 class ExperimentRef(StrictModel):

@@ -61,13 +61,16 @@ class StageRunner:
         # Torch threads = the CPUs Ray gives the trial: two trials never oversubscribe a node.
         threads = cfg.trial.num_threads or max(1, int(resources.cpu))
         self.base_trial = cfg.trial.model_copy(update={"num_threads": threads})
+        options = cfg.search.wandb
         self.wandb = WandbSettings(
             mode=wandb_mode,
-            project=cfg.search.wandb_project,
+            project=options.project,
+            entity=options.entity,
             group=experiment.name,
             experiment_id=experiment.identity(),
             dir=experiment.wandb_dir(),
             timeout_s=cfg.search.wandb_timeout_s,
+            system_metrics=options.system_metrics,
         )
 
     def spec(
