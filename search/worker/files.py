@@ -168,15 +168,20 @@ class TrialFiles:
             rel = self.experiment.checkpoint(self.stage, self.name, file)
             self.store.upload(self.workdir / file, rel)
 
+    def per_image_rows(self) -> pd.DataFrame | None:
+        """A tested trial's per-image test results (its `test_per_image.csv`), else None."""
+        per_image = self.workdir / TEST_PER_IMAGE
+        return pd.read_csv(per_image) if per_image.is_file() else None
+
     def finish(self, metrics: dict) -> None:
         """Store the result (and the pretrain stage's model, a tested trial's per-image table);
         drop what only served resuming."""
         if self.stage == "pretrain":
             network = get_strategy(self.spec.trial.strategy).network
             self.store.upload(self.workdir / BEST, self.experiment.pretrain_encoder(network))
-        per_image = self.workdir / TEST_PER_IMAGE
-        if per_image.is_file():  # before the result: a stored result means a complete trial
-            self.experiment.write_per_image(self.stage, self.name, pd.read_csv(per_image))
+        rows = self.per_image_rows()
+        if rows is not None:  # before the result: a stored result means a complete trial
+            self.experiment.write_per_image(self.stage, self.name, rows)
         metrics["spec_trial"] = self.spec.trial.model_dump(mode="json")
         self.experiment.write_result(self.stage, self.name, metrics)
         # last.pt (optimizer state) only served resuming; best.pt is the trial's model.

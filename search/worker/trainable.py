@@ -4,7 +4,8 @@
 It reports every epoch (the trial's checkpoint is in the experiment folder by then, so a lost
 node or a killed driver costs at most the epoch in progress), stores the final metrics (so a
 resumed search never trains a finished trial again), and logs to W&B from the trial's own
-process. File handling is `worker.files`'s; W&B is `worker.wandb_link`'s.
+process. File handling is `worker.files`'s; W&B is `worker.wandb_link`'s (its artifacts:
+`worker.wandb_artifacts`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,20 @@ from ray.train._internal.session import get_session
 from ray.tune.trainable.function_trainable import wrap_function
 
 from search.shared.spec import FINISHED, TrialSpec, summary_metrics
-from search.worker.files import TrialFiles
-from search.worker.wandb_link import finish_run, run_tags, start_run
+from search.worker.files import TrialFiles, granted_gpus
+from search.worker.wandb_artifacts import declare_dataset
+from search.worker.wandb_link import (
+    define_epoch_metrics,
+    finish_run,
+    log_epoch,
+    log_per_image,
+    log_summary,
+    run_tags,
+    start_run,
+    system_metrics_on,
+)
+from trainables.core.config import TrialConfig
+from trainables.core.device import resolve_device
 from trainables.training.pretext import run_pretext
 from trainables.training.run import run_trial
 
@@ -39,15 +52,14 @@ def train_ray_trial(config: dict) -> None:
         labels = {"trial_name": spec.name, "stage": spec.stage, "recipe": spec.recipe}
         labels["encoder_source"] = spec.encoder_source
         config = {**cfg.model_dump(mode="json"), **labels}
-        tags = run_tags(spec.stage, spec.trial.strategy, spec.trial.train_fraction)
-        run = start_run(spec.wandb, spec.stage, spec.name, config, files.scratch, tags)
+        run = _start_run(spec, cfg, config, files)
 
         def on_epoch(record: dict, out_dir, written: list[str]) -> None:
             files.mirror(written)
             scalars = {k: v for k, v in record.items() if isinstance(v, (int, float))}
             tune.report(scalars)
             if run is not None:
-                run.log(scalars, step=record["epoch"])
+                log_epoch(run, scalars)
 
         if spec.pretext:  # self-supervised pretraining: no labels read
             images, names = files.pretext_images(cfg, data)
@@ -62,13 +74,30 @@ def train_ray_trial(config: dict) -> None:
         files.finish(metrics)
         summary = summary_metrics(metrics)
         if run is not None:
-            run.summary.update(summary)
             params = {k: metrics[k] for k in ("trainable_params", "total_params")}
-            run.config.update(params, allow_val_change=True)
+            log_summary(run, summary, params)
+            if (rows := files.per_image_rows()) is not None:
+                log_per_image(run, rows)
         tune.report({**summary, FINISHED: True})
     finally:  # also when ASHA stops the trial (SystemExit at its next report)
         finish_run(run, None if spec.wandb.dir else files.experiment)
         files.cleanup()
+
+
+def _start_run(spec: TrialSpec, cfg: TrialConfig, config: dict, files: TrialFiles):
+    """The trial's W&B run (None when disabled): tagged, its epoch metrics defined, the
+    experiment's dataset declared as its input (trials on the target data), and W&B's system
+    metrics where `search.wandb.system_metrics` asks for them."""
+    trial = spec.trial
+    tags = run_tags(spec.stage, trial.strategy, trial.train_fraction, spec.recipe)
+    gpus = [int(i) for i in granted_gpus() if str(i).isdigit()]
+    stats = system_metrics_on(spec.wandb, resolve_device(cfg).type == "cuda")
+    run = start_run(spec.wandb, spec.stage, spec.name, config, files.scratch, tags, stats, gpus)
+    if run is not None:
+        define_epoch_metrics(run)
+        if spec.data_digest is not None:
+            declare_dataset(run, files.experiment, spec.data_digest, files.workdir.parent)
+    return run
 
 
 class RayTrial(wrap_function(train_ray_trial)):

@@ -19,6 +19,7 @@ import ray
 
 from search.experiment.folder import Experiment
 from search.shared.spec import WandbSettings
+from trainables.nets.strategies import get_strategy
 
 SECRET_ACTOR = "freezeframe_wandb_key"
 
@@ -74,30 +75,64 @@ def fetch_key() -> str | None:
         return None
 
 
-def run_tags(stage: str, strategy: str, train_fraction: float) -> tuple[str, ...]:
-    """A trial run's W&B tags: its stage, strategy and share of the training split."""
-    return stage, strategy, f"train_fraction:{train_fraction:g}"
+# W&B's limit on one tag's length.
+TAG_CHARS = 64
+# Per-epoch metrics whose run summary is their best epoch, not their last (`define_metric`):
+# the run table then shows the best validation Dice of every run, also of one ASHA stopped.
+EPOCH_SUMMARIES = {"val_dice": "max", "train_loss": "min"}
+
+
+def short_tag(tag: str) -> str:
+    """`tag` within W&B's 64 characters; a longer one (a long freeze mask) keeps its start and
+    ends with 8 hex digits of its digest, so two long masks never share a tag."""
+    if len(tag) <= TAG_CHARS:
+        return tag
+    digest = hashlib.sha1(tag.encode()).hexdigest()[:8]
+    return f"{tag[: TAG_CHARS - 9]}~{digest}"
+
+
+def run_tags(
+    stage: str, strategy: str, train_fraction: float, recipe: str | None = None
+) -> tuple[str, ...]:
+    """A trial run's W&B tags: its stage, strategy, share of the training split, encoder
+    (`encoder:mobilenet_v2`), freeze mask (`mask:mobilenet_v2:dec0-4`) and recipe label
+    (`recipe:best`)."""
+    found = get_strategy(strategy)
+    tags = [stage, strategy, f"train_fraction:{train_fraction:g}"]
+    tags += [f"encoder:{found.network}", f"mask:{found.mask}"]
+    tags += [f"recipe:{recipe}"] if recipe else []
+    return tuple(short_tag(tag) for tag in tags)
+
+
+def system_metrics_on(settings: WandbSettings, on_gpu: bool) -> bool:
+    """Whether a trial's run records W&B's system metrics: `auto` = where it trains on a GPU
+    (on the CPU their sampling costs wall time and shows nothing a user pays for)."""
+    return settings.system_metrics == "on" or (settings.system_metrics == "auto" and on_gpu)
 
 
 def start_run(
     settings: WandbSettings,
     stage: str,
     name: str,
-    config: dict,
+    config: dict | None,
     scratch: Path,
-    tags: tuple[str, ...] = (),
+    tags: tuple[str, ...] | None = (),
+    system_metrics: bool = False,
+    gpu_ids: list[int] | None = None,
 ):
     """One W&B run for one trial (None when disabled). W&B degrades, never fails the trial: a
     server that does not answer within `settings.timeout_s` turns this run offline, with one
     warning.
 
     Args:
-        settings: mode, project, group, dir, timeout (from the trial's spec).
+        settings: mode, entity, project, group, dir, timeout (from the trial's spec).
         stage: the W&B job type.
         name: the trial name.
-        config: the resolved trial config plus trainable parameters.
+        config: the resolved trial config plus trainable parameters (None: as the run has it).
         scratch: a node-local folder for the run files when the experiment is not local.
-        tags: filters for W&B's run table (stage, strategy, training share).
+        tags: filters for W&B's run table (`run_tags`; None: as the run has them).
+        system_metrics: record W&B's system metrics (`system_metrics_on`).
+        gpu_ids: the GPUs Ray granted the trial: the only ones its system metrics show.
     """
     if settings.mode == "disabled":
         return None
@@ -113,6 +148,7 @@ def start_run(
         return wandb.init(
             id=run_id,
             resume="allow",
+            entity=settings.entity,
             project=settings.project,
             group=settings.group,
             job_type=stage,
@@ -120,11 +156,12 @@ def start_run(
             dir=settings.dir or str(scratch),
             mode=mode,
             config=config,
-            tags=[tag[:64] for tag in tags],  # W&B's limit per tag
+            tags=None if tags is None else [short_tag(tag) for tag in tags],
             reinit="create_new",
             settings=wandb.Settings(
                 console="off",
-                x_disable_stats=True,
+                x_disable_stats=not system_metrics,
+                x_stats_gpu_device_ids=gpu_ids or None,
                 silent=True,
                 init_timeout=settings.timeout_s,
                 finish_timeout=settings.timeout_s,
@@ -146,6 +183,37 @@ def start_run(
     return init("offline")
 
 
+def define_epoch_metrics(run) -> None:
+    """Per-epoch metrics plotted against `epoch` (not W&B's step), and the summaries of
+    `EPOCH_SUMMARIES` kept as their best epoch's value (`val_dice: {max: ...}`)."""
+    run.define_metric("epoch")
+    run.define_metric("*", step_metric="epoch")
+    for key, summary in EPOCH_SUMMARIES.items():
+        run.define_metric(key, step_metric="epoch", summary=summary)
+
+
+def log_epoch(run, scalars: dict) -> None:
+    """One epoch's row of the run's history, committed now: left open until the next row, the
+    last epoch's values would overwrite the final summary (`log_summary`) when the run ends."""
+    run.log(scalars, step=scalars["epoch"], commit=True)
+
+
+def log_summary(run, summary: dict, params: dict) -> None:
+    """A finished trial's final metrics into the run summary (those of `EPOCH_SUMMARIES` stay
+    the best epoch's, as `define_epoch_metrics` keeps them), and its parameter counts into
+    the config."""
+    run.summary.update({k: v for k, v in summary.items() if k not in EPOCH_SUMMARIES})
+    run.config.update(params, allow_val_change=True)
+
+
+def log_per_image(run, rows) -> None:
+    """A final trial's per-image test results (a DataFrame) as the table `test_per_image`."""
+    import wandb
+
+    plain = rows.astype(object).where(rows.notna(), None)  # NaN cells as empty, not "nan"
+    run.log({"test_per_image": wandb.Table(dataframe=plain)})
+
+
 def finish_run(run, experiment: Experiment | None) -> None:
     """End the run (the upload bounded by its finish_timeout); an offline run written on this
     node is copied into the experiment (`experiment`: given when the experiment is remote),
@@ -156,6 +224,11 @@ def finish_run(run, experiment: Experiment | None) -> None:
     run_dir = Path(run.settings.sync_dir)
     run.finish()
     if offline and experiment is not None:
+        import wandb
+
+        # W&B's service may still be writing the run file when finish() returns (seen with
+        # wandb 0.31: 7 bytes at return, complete a moment later); ending it flushes the file.
+        wandb.teardown()
         experiment.store_wandb_run(run_dir)
 
 
