@@ -20,6 +20,7 @@ from search.driver.stages.common import StageRunner
 from search.driver.trials_table import settle_finished
 from search.experiment.folder import Experiment
 from search.shared.stop import STOP
+from search.worker.wandb_artifacts import log_dataset, log_model
 from search.worker.wandb_link import local_wandb_key, sync_hint
 
 
@@ -40,6 +41,9 @@ def run_study(
     """
     stages = cfg.search.stages
     runner = StageRunner(cfg, experiment, wandb_mode, data_digest, joined)
+    logs_here = _wandb_here(wandb_mode)  # False: online with the key on the workers only
+    if logs_here and data_digest:
+        log_dataset(runner.wandb, experiment, data_digest)
     if resume:
         for stage in stages:
             settle_finished(experiment, stage)
@@ -64,6 +68,9 @@ def run_study(
     if "final" in stages:
         STOP.check()
         final_stage.run(runner, weights, recipes, discovered)
+        if logs_here and cfg.search.wandb.log_checkpoints:
+            for result in final_stage.best_per_strategy(runner):
+                log_model(runner.wandb, experiment, result)
     STOP.check()  # a stop between the last stage and the report: no report claims completeness
     hint = sync_hint(experiment) if wandb_mode != "disabled" else None
     if hint:
@@ -72,10 +79,11 @@ def run_study(
         return None
     from search.report import build_report
 
-    if wandb_mode == "online" and local_wandb_key() is None:  # the key is on the workers only
+    if wandb_mode != "disabled" and not logs_here:
         print(
-            "W&B: the report is not logged from this driver (no key here); run `python -m "
-            f"search.report {experiment.uri} --wandb online` where you are logged in",
+            "W&B: the report (and the models of search.wandb.log_checkpoints) are not logged "
+            f"from this driver (no key here); run `python -m search.report {experiment.uri} "
+            "--wandb online` where you are logged in",
             flush=True,
         )
         wandb_mode = "disabled"
@@ -83,9 +91,15 @@ def run_study(
         experiment.uri,
         metric=cfg.search.report_metric,
         wandb_mode=wandb_mode,
-        wandb_project=cfg.search.wandb_project,
+        wandb_project=cfg.search.wandb.project,
         wandb_timeout_s=cfg.search.wandb_timeout_s,
     )
+
+
+def _wandb_here(wandb_mode: str) -> bool:
+    """Whether this driver logs to W&B itself (the report, the artifacts): not when disabled,
+    nor online with the key held by the trial workers only (`search.wandb_key_on_workers`)."""
+    return wandb_mode != "disabled" and not (wandb_mode == "online" and local_wandb_key() is None)
 
 
 # Worker-side settings for every trial process of the study. A trial stopped early (ASHA)

@@ -64,3 +64,18 @@ def run(
     if todo:
         space = {"spec": tune.grid_search([spec.to_param() for spec in todo])}
         runner.fit("final", space, len(specs), max_concurrent_trials=search.max_concurrent_trials)
+
+
+def best_per_strategy(runner: StageRunner) -> list[dict]:
+    """The stored result of each strategy's best final trial on the largest training share: the
+    highest validation Dice (ties: the lower seed), as the checkpoint a user would deploy."""
+    largest = max(runner.cfg.search.train_fractions)
+    best: dict[str, dict] = {}
+    for result in runner.experiment.results("final"):
+        if result.get("train_fraction", 1.0) != largest or "trial_name" not in result:
+            continue
+        key = (result.get("val", {}).get("dice", float("-inf")), -result["seed"])
+        held = best.get(result["strategy"])
+        if held is None or key > (held.get("val", {}).get("dice", float("-inf")), -held["seed"]):
+            best[result["strategy"]] = result
+    return [best[strategy] for strategy in sorted(best)]
