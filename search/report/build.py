@@ -21,6 +21,7 @@ from search.report.load import NoResults, Results, load_results
 from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
 from search.report.text import build_notes, display_table, tune_display
 from search.shared.metrics import Metric, get_metric
+from search.shared.wandb_options import wandb_options
 from trainables.evaluation.hc_errors import HC_FAIL_MM
 
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
@@ -116,15 +117,19 @@ def log_to_wandb(
     project: str,
     figures: dict[str, Path] | None = None,
     timeout_s: float = 60.0,
+    entity: str | None = None,
 ) -> None:
-    """A report run in the experiment's group: the table, the plots. No key is written; an
-    unreachable server is given up after `timeout_s` to start and as long to finish. The run's
-    id is fixed per experiment and metric: running the report again updates that run."""
+    """A report run in the experiment's group: the table, the plots, and the report folder's
+    files as a `report` artifact (`report-<experiment>-<metric>`: a new version when they
+    change). No key is written; an unreachable server is given up after `timeout_s` to start
+    and as long to finish. The run's id is fixed per experiment and metric: running the report
+    again updates that run."""
     import wandb  # here: it takes about a second, and only a report logged to W&B needs it
 
     run = wandb.init(
         id=report_run_id(results, metric),
         resume="allow",
+        entity=entity,
         project=project,
         group=results.name,
         job_type=WANDB_JOB_TYPE,
@@ -151,6 +156,16 @@ def log_to_wandb(
         }
         | {name: wandb.Image(str(path)) for name, path in (figures or {}).items()}
     )
+    folder = wandb.Artifact(
+        f"report-{results.name}-{metric}"[:128],  # the experiment name is [A-Za-z0-9_.-]
+        type="report",
+        description=f"the report of {results.location}, ranked by {metric}",
+        metadata={"experiment": results.location, "metric": metric},
+    )
+    for path in sorted(out_dir.iterdir()):  # its files; not W&B's own run folder (wandb/)
+        if path.is_file():
+            folder.add_file(str(path), name=path.name)
+    run.log_artifact(folder)
     run.finish()
 
 
@@ -236,13 +251,23 @@ def build_report(
         [page.title, page.intro, compact, "", *[f"- {n}" for n in notes], f"Files: {out}"]
     )
     if wandb_mode != "disabled":
-        project = wandb_project or search.get("wandb_project") or "freezeframe"
         try:
+            options = wandb_options(search)  # either form of search.wandb, wandb_project too
+            project = wandb_project or options.project
             figures = clinic.figures | ({"explore": found.figure} if found.figure else {})
             figures |= {"learning_curves": curves.figure} if curves.figure else {}
             timeout_s = wandb_timeout_s or search.get("wandb_timeout_s") or 60.0
             log_to_wandb(
-                results, table, out, plotly_fig, metric, wandb_mode, project, figures, timeout_s
+                results,
+                table,
+                out,
+                plotly_fig,
+                metric,
+                wandb_mode,
+                project,
+                figures,
+                timeout_s,
+                options.entity,
             )
         except Exception as err:  # the files are written; W&B only holds a copy of them
             reason = str(err).splitlines()[0][:300] if str(err) else ""
