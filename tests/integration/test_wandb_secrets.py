@@ -1,14 +1,20 @@
 """The W&B API key never reaches disk: not the experiment folder (Ray's pickled state, trials.csv,
-configs, checkpoints, W&B's offline files), not Ray's logs, not the home folder."""
+configs, checkpoints, W&B's offline files), not Ray's logs, not the home folder. The same study's
+offline runs carry what a team filters and compares by: tags, the best validation Dice as the
+summary, the per-image test table, the dataset artifact as the trials' input, the report
+artifact."""
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from helpers import REPO
+from helpers import REPO, read_result
+from wandb_records import read_runs
 
 MARKER = "ffmarkerkey0123456789abcdef0123456789abcd"  # 40 characters, like a real key
 
@@ -59,6 +65,34 @@ def test_marker_key_is_written_nowhere(tmp_path, isolated_env):
     leaks = files_containing(tmp_path, MARKER.encode()) + files_containing(ray_tmp, MARKER.encode())
     assert leaks == []
     assert MARKER not in result.stdout + result.stderr
+    check_what_the_runs_carry(exp)
+
+
+def check_what_the_runs_carry(exp: Path) -> None:
+    """The study's offline runs (one final trial, the driver's data run, the report run)."""
+    from search.worker.wandb_artifacts import dataset_name
+    from trainables.data.arrays import digest_of
+
+    runs = {run.job_type: run for run in read_runs(exp)}
+    assert set(runs) == {"data", "final", "report"}
+    trial, result = runs["final"], read_result(exp, "final", "decoder_4__seed0")
+    assert {"final", "decoder_4", "encoder:mobilenet_v2", "mask:mobilenet_v2:dec4"} <= set(
+        trial.tags
+    )
+    assert "recipe:paper" in trial.tags
+    assert trial.summary["val_dice"] == {"max": pytest.approx(result["val"]["dice"])}
+    assert trial.summary["test_dice"] == pytest.approx(result["test"]["dice"])
+    assert trial.metrics["val_dice"].step_metric == "epoch"
+    per_image = pd.read_csv(exp / "results" / "final" / "decoder_4__seed0.test_per_image.csv")
+    assert trial.summary["test_per_image"]["nrows"] == len(per_image) > 0
+    expected = dataset_name(digest_of(json.loads((exp / "data.json").read_text())))
+    (logged,) = [a for a in runs["data"].artifacts if a.type == "dataset"]
+    (used,) = [a for a in trial.artifacts if a.type == "dataset"]
+    assert logged.name == used.name == expected  # logged once by the driver, used by the trial
+    assert used.use_after_commit and not logged.use_after_commit
+    assert used.digest == logged.digest  # one content: W&B keeps one version
+    (report,) = [a for a in runs["report"].artifacts if a.type == "report"]
+    assert "report.md" in {entry.path for entry in report.manifest.contents}
 
 
 def test_key_shared_through_ray_memory_reaches_a_trial_and_no_file(tmp_path, isolated_env):
