@@ -2,7 +2,8 @@
 
 Files written to the output folder (the experiment's report folder by default):
 report.md, report.html (self-contained), strategies.csv, pareto.png/.svg and boxplot.png; with
-the final trials' per-image tables also bland_altman.png and worst_images.png (`clinical`).
+the final trials' per-image tables also bland_altman.png and worst_images.png (`clinical`); with
+enough tune trials importance.png (`tune`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from search.experiment.folder import TRIALS
-from search.report import clinical, compute, explore, fractions, interactive, plots, stats
+from search.report import clinical, compute, explore, fractions, interactive, plots, stats, tune
 from search.report.load import NoResults, Results, load_results
 from search.report.page import Bullets, Figure, Page, Paragraph, Section, Table
-from search.report.text import build_notes, display_table, tune_display
+from search.report.text import build_notes, display_table, few_seeds_warning, tune_display
 from search.shared.metrics import Metric, get_metric
 from search.shared.wandb_options import wandb_options
 from trainables.evaluation.hc_errors import HC_FAIL_MM
@@ -53,13 +54,14 @@ def report_page(
     explore_blocks: Sequence = (),
     fraction_blocks: Sequence = (),
     compute_blocks: Sequence = (),
+    importance_blocks: Sequence = (),
 ) -> Page:
     """The one page report.md and report.html both show, section by section.
 
     Args:
         results: the experiment's saved results.
         metric: the ranking metric.
-        table: `stats.strategy_stats` output; tune: `stats.tune_gains` output.
+        table: `stats.strategy_stats` output; tune: `tune.tune_gains` output.
         notes: `text.build_notes` output.
         out_dir: the folder holding the PNGs (the page is written beside them).
         pareto_plotly: the interactive Pareto plot the HTML shows instead of its PNG.
@@ -69,12 +71,15 @@ def report_page(
         fraction_blocks: the training-set size section's blocks (`fractions.build_fractions`;
             none when the final stage trained on one share of the training split).
         compute_blocks: the compute section's blocks (`compute.build_compute`).
+        importance_blocks: the tune stage's parameter importance (`importance_section`).
     """
     direction = "higher" if metric.higher_is_better else "lower"
     intro = (
         f"Experiment {results.location}; ranked by test {metric.label} ({direction} is better). "
-        "Cells: mean ± sd [95% CI] over seeds."
+        "Cells: mean ± sd over seeds [95% interval]; intervals and the verdict against the best "
+        "follow one rule, stated in the Notes."
     )
+    warning = few_seeds_warning(table)
     tune_table = Table(tune_display(tune, table), "tune", empty="No tune stage in this experiment.")
     csv_note = f"{STRATEGIES_CSV} holds the same numbers unrounded (accuracy metrics as fractions)."
     return Page(
@@ -82,13 +87,17 @@ def report_page(
         intro=intro,
         sections=[
             Section(
-                "Strategies (final stage)", [Table(display_table(table, metric), "strategies")]
+                "Strategies (final stage)",
+                [
+                    *([Paragraph(warning)] if warning else []),
+                    Table(display_table(table, metric), "strategies"),
+                ],
             ),
             Section("Notes", [Bullets(notes)]),
             Section("Pareto front", [Figure("Pareto front", out_dir / PARETO_PNG, pareto_plotly)]),
             Section("Seeds per strategy", [Figure("Seeds per strategy", out_dir / BOXPLOT_PNG)]),
             Section("Clinical measurement (test images)", list(clinical_blocks)),
-            Section("Tune stage", [tune_table]),
+            Section("Tune stage", [tune_table, *importance_blocks]),
             *([Section("Explore stage", list(explore_blocks))] if explore_blocks else []),
             *(
                 [Section("Training-set size (learning curves)", list(fraction_blocks))]
@@ -99,6 +108,25 @@ def report_page(
             Section(None, [Paragraph(csv_note)]),
         ],
     )
+
+
+def importance_section(results: Results, planned, out: Path) -> tuple[list, Path | None]:
+    """The tune stage's parameter importance: its blocks and the figure (None: not drawn)."""
+    found = tune.importances(results.trials, results.config, list(planned or []))
+    if found.empty:
+        return [], None
+    figure = tune.save_importance(found, out)
+    text = (
+        "Which recipe parameters set the best tune trials apart: PED-ANOVA importances (Optuna) "
+        "over each strategy's complete tune trials (ok, or stopped early by ASHA, with their "
+        "validation Dice), as shares: lr and lr_schedule over all of them, each decay key over "
+        f"the trials whose schedule reads it. Needs at least {tune.MIN_TRIALS} trials per "
+        "evaluation; the top trials are the best max(10%, 5 trials)."
+    )
+    blocks = [Paragraph(text), Table(tune.importance_display(found), "importance")]
+    if figure is not None:
+        blocks.append(Figure("Parameter importance per strategy", figure))
+    return blocks, figure
 
 
 def report_run_id(results: Results, metric: str) -> str:
@@ -205,13 +233,16 @@ def build_report(
     results = replace(everything, trials=fractions.largest_fraction_only(everything.trials))
     search = results.config.get("search", {})
     planned = search.get("strategies")
-    table = stats.strategy_stats(results.trials, info, planned, search.get("seeds"))
+    table = stats.strategy_stats(
+        results.trials, info, planned, search.get("seeds"), results.per_image
+    )
     if table.empty:
         raise NoResults(f"{results.location}: {TRIALS} has no final-stage rows yet")
     out = Path(out_dir) if out_dir else results.default_out_dir
     out.mkdir(parents=True, exist_ok=True)
     notes = build_notes(table, info, results.trials, results.config, results.split, results.encoder)
-    tune = stats.tune_gains(results.trials, planned)
+    gains = tune.tune_gains(results.trials, planned)
+    importance_blocks, importance_png = importance_section(results, planned, out)
     if hc_fail_mm is None:
         hc_fail_mm = search.get("report", {}).get("hc_fail_mm", HC_FAIL_MM)
     clinic = clinical.build_clinical(results, table, info, out, hc_fail_mm, data_dir)
@@ -234,13 +265,14 @@ def build_report(
         info,
         table,
         notes,
-        tune,
+        gains,
         out,
         plotly_fig,
         clinic.blocks,
         found.blocks,
         curves.blocks,
         spent.blocks,
+        importance_blocks,
     )
     (out / REPORT_MD).write_text(page.to_markdown(), encoding="utf-8")
     (out / REPORT_HTML).write_text(page.to_html(), encoding="utf-8")
@@ -256,6 +288,7 @@ def build_report(
             project = wandb_project or options.project
             figures = clinic.figures | ({"explore": found.figure} if found.figure else {})
             figures |= {"learning_curves": curves.figure} if curves.figure else {}
+            figures |= {"importance": importance_png} if importance_png else {}
             timeout_s = wandb_timeout_s or search.get("wandb_timeout_s") or 60.0
             log_to_wandb(
                 results,
@@ -275,4 +308,4 @@ def build_report(
                 f"\nW&B logging failed ({type(err).__name__}: {reason}); the files above are "
                 "complete (`python -m search.report EXPERIMENT --wandb online` logs them later)."
             )
-    return ReportResult(table, text, out, notes, tune)
+    return ReportResult(table, text, out, notes, gains)

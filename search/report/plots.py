@@ -22,9 +22,11 @@ from search.report.labels import LABEL_SIZE, LEADER_MIN_PT, label_spots, obstacl
 from search.shared.metrics import Metric  # noqa: E402
 
 FRONT_COLOR = "#1f5fa8"
+TIED_COLOR = "#d98c00"  # the ring around the best and every strategy not separated from it
 DOMINATED_COLOR = "#8c8c8c"
 PAPER_SIZE_IN = (7.0, 4.5)
 DPI = 300
+TIED_LABEL = "best, and not separated from it"
 
 
 def _scale(metric: Metric) -> float:
@@ -43,8 +45,18 @@ def _params_text(value: float, _pos=None) -> str:
     return f"{value:g}"
 
 
+def verdict(row) -> str:
+    """'best', 'separated', 'not separated' or 'not tested': the rule's verdict on a table row
+    (`stats.SEPARATION_RULE`), as the plots show it."""
+    if row["vs_best"] == "best":
+        return "best"
+    separated = row["separated_from_best"]
+    return "not tested" if pd.isna(separated) else "separated" if separated else "not separated"
+
+
 def plotted(table: pd.DataFrame, metric: Metric) -> pd.DataFrame:
-    """The strategies a Pareto plot can show (a mean and a parameter count), in plot units."""
+    """The strategies a Pareto plot can show (a mean and a parameter count), in plot units,
+    with the rule's verdict against the best."""
     column, scale = metric.column, _scale(metric)
     rows = table[table[f"{column}_mean"].notna() & table["trainable_params"].notna()]
     return pd.DataFrame(
@@ -57,6 +69,7 @@ def plotted(table: pd.DataFrame, metric: Metric) -> pd.DataFrame:
             "n": rows[f"{column}_n"].astype(int),
             "optimal": rows["pareto_optimal"].fillna(False).astype(bool),
             "rank": rows["rank"],
+            "verdict": [verdict(row) for _, row in rows.iterrows()],
         }
     ).reset_index(drop=True)
 
@@ -138,6 +151,19 @@ def pareto_figure(table: pd.DataFrame, metric: Metric):
         ax.plot(single["params"], single["mean"], "o", mfc="white", mec=color, ms=6, zorder=3)
     if (points["n"] == 1).any():
         ax.plot([], [], "o", mfc="white", mec="#555555", label="one seed: no interval")
+    tied = points[points["verdict"].isin(["best", "not separated"])]
+    if len(tied):
+        ax.plot(
+            tied["params"],
+            tied["mean"],
+            "o",
+            ms=13,
+            mfc="none",
+            mec=TIED_COLOR,
+            mew=1.6,
+            zorder=5,
+            label=TIED_LABEL,
+        )
     ax.set_xscale("log")
     x_lim, y_lim = limits(points)
     ax.set_xlim(*x_lim)
@@ -147,12 +173,13 @@ def pareto_figure(table: pd.DataFrame, metric: Metric):
     ax.xaxis.set_major_locator(LogLocator(base=10))
     ax.xaxis.set_major_formatter(FuncFormatter(_params_text))
     ax.set_xlabel("Trainable parameters (log scale; fewer is better)", fontsize=10)
-    ax.set_ylabel(axis_label(metric) + "\nmean and 95% CI over seeds", fontsize=10)
+    ax.set_ylabel(axis_label(metric) + "\nmean over seeds, 95% interval", fontsize=10)
     ax.tick_params(labelsize=9)
     ax.grid(True, which="major", color="#e5e5e5", lw=0.6)
     ax.set_axisbelow(True)
     handles, labels = ax.get_legend_handles_labels()
-    order = ["Pareto-optimal", "dominated", "one seed: no interval", "Pareto front (on means)"]
+    order = ["Pareto-optimal", "dominated", "one seed: no interval", TIED_LABEL]
+    order.append("Pareto front (on means)")
     pairs = sorted(zip(labels, handles, strict=True), key=lambda p: order.index(p[0]))
     ax.legend([h for _, h in pairs], [lab for lab, _ in pairs], fontsize=8, loc="best")
     fig.canvas.draw()  # fixes the layout, so label boxes are measured where they will be drawn

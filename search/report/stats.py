@@ -1,14 +1,15 @@
-"""The report's numbers: per-strategy statistics, ranking, Pareto front, paired tests, tune gains.
+"""The report's numbers: per-strategy statistics, ranking, Pareto front, paired comparisons.
 
-Pure pandas/scipy over the rows of the trials table; nothing here reads files or draws. Only `ok`
-final-stage rows enter a statistic; every other status is counted and shown, never averaged in.
+Pure pandas/scipy/numpy over the rows of the trials table and the final trials' per-image test
+tables; nothing here reads files or draws. Only `ok` final-stage rows enter a statistic; every
+other status is counted and shown, never averaged in.
 
 Conventions (the report states them too):
-- 95% CI = mean +- t(0.975, n-1) * sd / sqrt(n), sd with n-1; n=1 gets no interval.
+- Cells: mean and sd over seeds; the 95% intervals and the comparison with the best follow one
+  rule, `SEPARATION_RULE`, the only place it is stated (the notes quote it; the table, the notes,
+  the plots and W&B read its verdict from the `separated_from_best` column computed here).
 - Rank and Pareto front use the means; the front is over (trainable parameters, fewer is better;
   metric, in its own direction). A dominated strategy names its best-ranked dominator.
-- Each strategy is compared with the best-ranked one by a paired t-test over the seeds both
-  finished (scipy.stats.ttest_rel); 'not separated' when p >= 0.05 or the 95% CIs overlap.
 """
 
 from __future__ import annotations
@@ -19,12 +20,29 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from search.shared.metrics import METRICS, Metric, numeric_test_columns
+from search.report import bootstrap
+from search.report.bootstrap import PerImage, per_image_column
+from search.shared.metrics import METRICS, Metric, numeric_test_columns, value_range
 from trainables.core import recipe
 from trainables.data.splits import exam_id
 
 ALPHA = 0.05  # two-sided level of the paired test and of the intervals (95%)
 STATUSES = ("ok", "failed", "stopped_early", "running", "interrupted")
+# Seed-level statistics (a t-interval, a paired t-test over seeds) need at least this many seeds:
+# over 2-4 seeds a t-interval is either very wide (t(0.975, 1) = 12.7) or, when the seeds happen
+# to agree, far too narrow, and it leaves the metric's range.
+MIN_SEEDS = 5
+SEPARATION_RULE = (
+    "A strategy is separated from the best-ranked one when the two-sided p-value of their paired "
+    "comparison, Holm-corrected over the strategies compared with the best, is below 0.05. "
+    "The comparison and every 95% interval come from a hierarchical bootstrap over seeds and "
+    f"test images ({bootstrap.RESAMPLES} seeded resamples of the seeds, then of the test images, "
+    "one image draw shared by every seed and strategy, so the comparison is paired on the "
+    "images) where the per-image test results exist; else from the seed-level t-interval and "
+    f"paired t-test, only with at least {MIN_SEEDS} seeds; else there is none. Intervals are "
+    "clipped to the metric's range; overlapping intervals of two means decide nothing, the "
+    "paired comparison does."
+)
 
 
 def interval(values) -> dict:
@@ -35,6 +53,42 @@ def interval(values) -> dict:
     sd = float(data.std(ddof=1)) if n > 1 else math.nan
     half = float(stats.t.ppf(1 - ALPHA / 2, n - 1) * sd / math.sqrt(n)) if n > 1 else math.nan
     return {"n": n, "mean": mean, "sd": sd, "ci95_low": mean - half, "ci95_high": mean + half}
+
+
+def rule_interval(values, scores: PerImage, strategy: str, column: str) -> dict:
+    """n, mean, sd over seeds and the 95% interval `SEPARATION_RULE` gives (ci_method says
+    which: 'bootstrap', 't' or '' for none), clipped to the column's range."""
+    out = interval(values)
+    reps = None
+    if len(scores.seeds(strategy)) >= bootstrap.MIN_SEEDS and out["n"] > 1:
+        reps = scores.replicates(strategy, per_image_column(column))
+    if reps is not None:
+        out["ci95_low"], out["ci95_high"] = bootstrap.percentile_interval(reps, ALPHA)
+        out["ci_method"] = "bootstrap"
+    elif out["n"] >= MIN_SEEDS:
+        out["ci_method"] = "t"
+    else:
+        out["ci95_low"] = out["ci95_high"] = math.nan
+        out["ci_method"] = ""
+    low, high = value_range(column)
+    out["ci95_low"], out["ci95_high"] = (
+        v if math.isnan(v) else min(max(v, low), high) for v in (out["ci95_low"], out["ci95_high"])
+    )
+    return out
+
+
+def per_image_long(trials: pd.DataFrame, per_image: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The per-image rows of every ok final trial that has a table, with strategy, seed and
+    trial_name columns (empty when there are none)."""
+    final = final_trials(trials)
+    frames = []
+    for row in final[final["status"] == "ok"].itertuples():
+        rows = per_image.get(row.trial_name)
+        if rows is not None and len(rows):
+            frames.append(
+                rows.assign(strategy=row.strategy, seed=int(row.seed), trial_name=row.trial_name)
+            )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def final_trials(trials: pd.DataFrame) -> pd.DataFrame:
@@ -57,20 +111,24 @@ def strategy_stats(
     metric: Metric,
     strategies: list[str] | None = None,
     seeds: list[int] | None = None,
+    per_image: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """One row per strategy of the final stage: seed counts, metric stats, params, time, rank,
-    Pareto flag and the paired comparison with the best strategy.
+    Pareto flag and the paired comparison with the best strategy (`SEPARATION_RULE`).
 
     Args:
         trials: all rows of the trials table (`Experiment.read_trials`).
         metric: the metric that ranks (and defines the front).
         strategies: the planned strategies (config order); ones without rows show as missing.
         seeds: the planned seeds; seeds without a row count as 'missing'.
+        per_image: the final trials' per-image test tables by trial name (`Results.per_image`);
+            without them only seed-level statistics exist (and only with `MIN_SEEDS` seeds).
 
     Returns:
         The table, sorted by rank (strategies without an ok seed last, unranked).
     """
     final = final_trials(trials)
+    scores = PerImage(per_image_long(trials, per_image or {}))
     order = list(dict.fromkeys([*(strategies or []), *final["strategy"].tolist()]))
     columns = [*dict.fromkeys([*METRICS, *numeric_test_columns(trials), metric.column])]
     rows = []
@@ -89,7 +147,8 @@ def strategy_stats(
         row["recipe"] = ",".join(sorted(mine["recipe"].dropna().astype(str).unique()))
         for column in columns:
             values = ok.get(column, [])
-            row |= {f"{column}_{k}": v for k, v in interval(values).items()}
+            found = rule_interval(values, scores, name, column)
+            row |= {f"{column}_{k}": v for k, v in found.items()}
         for column in ("trainable_params", "total_params"):  # fixed by the strategy
             known = mine[column].dropna() if column in mine else pd.Series(dtype=float)
             row[column] = int(known.iloc[-1]) if len(known) else pd.NA
@@ -103,7 +162,8 @@ def strategy_stats(
     table["rank"] = rank(table, metric)
     optimal, dominated_by = pareto_front(table, metric)
     table["pareto_optimal"], table["dominated_by"] = optimal, dominated_by
-    table = table.join(paired_vs_best(final, table, metric).set_index("strategy"), on="strategy")
+    paired = paired_vs_best(final, table, metric, scores)
+    table = table.join(paired.set_index("strategy"), on="strategy")
     return table.sort_values("rank", na_position="last", kind="stable").reset_index(drop=True)
 
 
@@ -151,62 +211,120 @@ def pareto_front(table: pd.DataFrame, metric: Metric) -> tuple[pd.Series, pd.Ser
     return optimal, dominated_by
 
 
-def _ci_overlap(a: pd.Series, b: pd.Series, column: str) -> bool | None:
-    """Do the two rows' 95% intervals of `column` overlap? None when either has none."""
-    lows = (a[f"{column}_ci95_low"], b[f"{column}_ci95_low"])
-    highs = (a[f"{column}_ci95_high"], b[f"{column}_ci95_high"])
-    if any(pd.isna(v) for v in (*lows, *highs)):
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN entries are not tested and stay NaN).
+
+    The i-th smallest of m p-values becomes max over j <= i of min(1, (m - j + 1) * p_(j)).
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p.shape, math.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    running = 0.0
+    for step, index in enumerate(tested[np.argsort(p[tested], kind="stable")]):
+        running = max(running, min(1.0, (len(tested) - step) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def _bootstrap_pair(scores: PerImage, best: str, name: str, column: str) -> dict | None:
+    """The bootstrap comparison of `name` with `best` on the images both scored, or None."""
+    if min(len(scores.seeds(best)), len(scores.seeds(name))) < bootstrap.MIN_SEEDS:
         return None
-    return not (lows[0] > highs[1] or lows[1] > highs[0])
+    theirs, mine = scores.scores(best, column), scores.scores(name, column)
+    if theirs is None or mine is None:
+        return None
+    common = np.isfinite(theirs).any(axis=0) & np.isfinite(mine).any(axis=0)
+    if not common.any():
+        return None
+    diff = scores.replicates(name, column, common) - scores.replicates(best, column, common)
+    low, high = bootstrap.percentile_interval(diff, ALPHA)
+    seeds = f"{len(scores.seeds(name))}+{len(scores.seeds(best))} seeds"
+    return {
+        "p_value_vs_best": bootstrap.two_sided_p(diff),
+        "diff_vs_best_low": low,
+        "diff_vs_best_high": high,
+        "test_vs_best": f"bootstrap ({seeds}, {int(common.sum())} images)",
+    }
 
 
-def paired_vs_best(final: pd.DataFrame, table: pd.DataFrame, metric: Metric) -> pd.DataFrame:
-    """Paired t-test of each strategy against the best-ranked one, over seeds both finished.
+def _t_pair(best_values: pd.Series, values: pd.Series) -> dict:
+    """The seed-level paired t-test of `values` against `best_values` (same seeds)."""
+    differences = values.to_numpy(float) - best_values.to_numpy(float)
+    n = len(differences)
+    if np.all(differences == differences[0]):  # no spread: t is 0/0 or infinite
+        p_value = 1.0 if differences[0] == 0 else 0.0
+        half = 0.0
+    else:
+        p_value = float(stats.ttest_rel(values, best_values).pvalue)
+        half = float(stats.t.ppf(1 - ALPHA / 2, n - 1) * differences.std(ddof=1) / math.sqrt(n))
+    mean = float(differences.mean())
+    return {
+        "p_value_vs_best": p_value,
+        "diff_vs_best_low": mean - half,
+        "diff_vs_best_high": mean + half,
+        "test_vs_best": f"paired t ({n} seeds)",
+    }
+
+
+def paired_vs_best(
+    final: pd.DataFrame, table: pd.DataFrame, metric: Metric, scores: PerImage | None = None
+) -> pd.DataFrame:
+    """Each ranked strategy against the best-ranked one, by `SEPARATION_RULE`.
 
     Returns:
-        strategy, n_paired, p_value_vs_best, separated_from_best (True/False/NA), vs_best (text).
+        strategy, n_paired (seeds both finished), diff_vs_best (this strategy's mean - the
+        best's), diff_vs_best_low/_high (its 95% interval), test_vs_best (which comparison),
+        p_value_vs_best, p_value_vs_best_holm, separated_from_best (True/False/NA: not tested)
+        and vs_best (the verdict in words).
     """
-    column = metric.column
+    column, scores = metric.column, scores or PerImage(pd.DataFrame())
     ok = final[(final["status"] == "ok") & final[column].notna()] if column in final else final[:0]
     ranked = table[table["rank"].notna()].sort_values("rank", kind="stable")
-    out = []
     best = ranked.iloc[0] if len(ranked) else None
+    means = table.set_index("strategy")[f"{column}_mean"]
+    out = []
     for _, row in table.iterrows():
-        record = {"strategy": row["strategy"], "n_paired": 0, "p_value_vs_best": math.nan}
-        record |= {"separated_from_best": pd.NA, "vs_best": ""}
+        record = {"strategy": row["strategy"], "n_paired": 0, "diff_vs_best": math.nan}
+        record |= {"diff_vs_best_low": math.nan, "diff_vs_best_high": math.nan}
+        record |= {"test_vs_best": "", "p_value_vs_best": math.nan, "vs_best": ""}
         if best is None or pd.isna(row["rank"]):
             record["vs_best"] = "no finished seed" if best is not None else "no ranked strategy"
         elif row["strategy"] == best["strategy"]:
             record["vs_best"] = "best"
         else:
-            mine = ok[ok["strategy"] == row["strategy"]].set_index("seed")[column]
+            name = row["strategy"]
+            mine = ok[ok["strategy"] == name].set_index("seed")[column]
             theirs = ok[ok["strategy"] == best["strategy"]].set_index("seed")[column]
             common = sorted(set(mine.index) & set(theirs.index))
             record["n_paired"] = len(common)
-            if len(common) < 2:
-                record["vs_best"] = f"no test: {len(common)} common seed(s)"
+            record["diff_vs_best"] = float(means[name] - means[best["strategy"]])
+            found = _bootstrap_pair(scores, best["strategy"], name, per_image_column(column)) or (
+                _t_pair(theirs[common], mine[common]) if len(common) >= MIN_SEEDS else None
+            )
+            if found is None:
+                record["vs_best"] = (
+                    f"not tested: {len(common)} common seed(s), fewer than {MIN_SEEDS}, and no "
+                    "per-image results"
+                )
             else:
-                record |= _paired_verdict(theirs[common], mine[common], best, row, column)
+                record |= found
         out.append(record)
     frame = pd.DataFrame(out)
-    frame["separated_from_best"] = frame["separated_from_best"].astype("boolean")
+    frame["p_value_vs_best_holm"] = holm(frame["p_value_vs_best"])
+    tested = frame["p_value_vs_best_holm"].notna()
+    frame["separated_from_best"] = pd.Series(pd.NA, index=frame.index, dtype="boolean")
+    frame.loc[tested, "separated_from_best"] = frame.loc[tested, "p_value_vs_best_holm"] < ALPHA
+    scale = 100.0 if metric.percent else 1.0
+    for i in frame.index[tested]:
+        r = frame.loc[i]
+        low, high = r["diff_vs_best_low"] * scale, r["diff_vs_best_high"] * scale
+        verdict = "separated" if r["separated_from_best"] else "not separated"
+        frame.at[i, "vs_best"] = (
+            f"{r['diff_vs_best'] * scale:+.2f} [{low:+.2f}, {high:+.2f}], "
+            f"p={r['p_value_vs_best']:.3g}, Holm p={r['p_value_vs_best_holm']:.3g}: {verdict} "
+            f"({r['test_vs_best']})"
+        )
     return frame
-
-
-def _paired_verdict(best_values, values, best_row, row, column: str) -> dict:
-    differences = np.asarray(best_values, dtype=float) - np.asarray(values, dtype=float)
-    overlap = _ci_overlap(best_row, row, column)
-    if np.allclose(differences, differences[0]) and differences[0] == 0:
-        return {"separated_from_best": False, "vs_best": "identical on the common seeds"}
-    p_value = float(stats.ttest_rel(best_values, values).pvalue)
-    separated = p_value < ALPHA and overlap is False
-    reasons = [r for r, hit in [("p >= 0.05", p_value >= ALPHA), ("CIs overlap", overlap)] if hit]
-    verdict = "separated" if separated else f"not separated ({', '.join(reasons)})"
-    return {
-        "p_value_vs_best": p_value,
-        "separated_from_best": separated,
-        "vs_best": f"p={p_value:.3g}, {verdict}",
-    }
 
 
 # -- the tune stage ----------------------------------------------------------------------------
@@ -216,53 +334,6 @@ def recipe_text(row) -> str:
     keys = recipe.RECIPE_KEYS
     given = {k: row.get(k) for k in keys if k == "lr_schedule" or pd.notna(row.get(k))}
     return recipe.recipe_text(given)
-
-
-def tune_gains(trials: pd.DataFrame, strategies: list[str] | None = None) -> pd.DataFrame:
-    """Per strategy: the best tune recipe on val Dice and its gain over the paper's recipe.
-
-    Gain = best ok val_dice - the val_dice of the strategy's `recipe == 'paper'` tune row; when
-    that row is absent or did not finish, the gain is NaN and `note` says why.
-    """
-    tune = trials[trials["stage"] == "tune"]
-    order = list(dict.fromkeys([*(strategies or []), *tune["strategy"].tolist()]))
-    rows = []
-    for name in order:
-        mine = tune[tune["strategy"] == name]
-        if mine.empty:
-            continue
-        ok = mine[(mine["status"] == "ok") & mine["val_dice"].notna()]
-        row = {"strategy": name, "tune_trials": len(mine), "tune_ok": len(ok)}
-        row |= {"best_recipe": "", "best_val_dice": math.nan, "paper_val_dice": math.nan}
-        row |= {"gain_val_dice": math.nan, "note": ""}
-        if ok.empty:
-            row["note"] = "no tune trial finished"
-            rows.append(row)
-            continue
-        best = ok.loc[ok["val_dice"].idxmax()]
-        row["best_recipe"], row["best_val_dice"] = recipe_text(best), float(best["val_dice"])
-        paper = mine[mine["recipe"] == "paper"]
-        paper_ok = paper[(paper["status"] == "ok") & paper["val_dice"].notna()]
-        if paper.empty:
-            row["note"] = "the paper's recipe was not among the tune trials"
-        elif paper_ok.empty:
-            statuses = ", ".join(sorted(paper["status"].fillna("unknown").unique()))
-            row["note"] = f"the paper's recipe did not finish ({statuses}); no like-for-like gain"
-        else:
-            row["paper_val_dice"] = float(paper_ok["val_dice"].max())
-            row["gain_val_dice"] = row["best_val_dice"] - row["paper_val_dice"]
-            if best["recipe"] == "paper":
-                row["note"] = "the paper's recipe was the best"
-            paper_row = paper_ok.loc[paper_ok["val_dice"].idxmax()]
-            epochs = (best["epochs"], paper_row["epochs"])
-            if all(pd.notna(e) for e in epochs) and epochs[0] != epochs[1]:
-                # e.g. ASHA stopped one of them early: the two val Dice are not like for like
-                row["note"] = (
-                    f"the best ran {int(epochs[0])} epoch(s), the paper's recipe "
-                    f"{int(epochs[1])}: not like for like"
-                )
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 # -- honesty checks ----------------------------------------------------------------------------

@@ -23,6 +23,8 @@ def _stat(row, metric: Metric, detail: bool = True) -> str:
         return f"{mean:.2f} (n=1, no interval)"
     text = f"{mean:.2f} ± {row[f'{column}_sd'] * scale:.2f}"
     low, high = row[f"{column}_ci95_low"] * scale, row[f"{column}_ci95_high"] * scale
+    if pd.isna(low):  # too few seeds for a seed-level interval, and no per-image results
+        return f"{text} (n={n}, no interval)" if detail else text
     return f"{text} [{low:.2f}, {high:.2f}]" if detail else text
 
 
@@ -59,7 +61,7 @@ def display_table(table: pd.DataFrame, metric: Metric, compact: bool = False) ->
         out = {"Rank": "-" if pd.isna(row["rank"]) else str(int(row["rank"]))}
         out |= {"Strategy": row["strategy"], "Seeds": row["seed_status"]}
         for m in shown:
-            header = f"{m.unit_label} mean ± sd [95% CI]" if compact else m.unit_label
+            header = f"{m.unit_label} mean ± sd [95% interval]" if compact else m.unit_label
             out[header] = _stat(row, m)
         for column, header in (("trainable_params", "Trainable"), ("total_params", "Total")):
             if not (compact and column == "total_params"):
@@ -68,7 +70,9 @@ def display_table(table: pd.DataFrame, metric: Metric, compact: bool = False) ->
         out["Reduction"] = _percent(reduction)
         out["Train time"] = _time(row["wall_s_mean"])
         out["Pareto"] = _pareto_text(row)
-        out["vs best (paired t)"] = row["vs_best"]
+        if not compact:
+            out["Interval"] = row[f"{metric.column}_ci_method"] or "none"
+        out["vs best (the rule in Notes)"] = row["vs_best"]
         rows.append(out)
     return pd.DataFrame(rows)
 
@@ -91,9 +95,11 @@ def build_notes(
     """
     notes = [
         "Only `ok` final-stage trials enter a statistic; failed, stopped-early, running and "
-        "missing seeds are counted in the Seeds column and never averaged in. 95% CI = mean ± "
-        "t(0.975, n-1)·sd/√n over seeds; n=1 gets no interval.",
+        "missing seeds are counted in the Seeds column and never averaged in. Cells: mean ± sd "
+        "over seeds [95% interval]; n=1 gets no interval. The rule: " + rs.SEPARATION_RULE,
     ]
+    warning = few_seeds_warning(table)
+    notes += [warning] if warning else []
     final = rs.final_trials(trials)
     for _, row in table[table["seeds_ok"] < table["seeds_planned"]].iterrows():
         failed = final[(final["strategy"] == row["strategy"]) & (final["status"] == "failed")]
@@ -122,28 +128,12 @@ def build_notes(
         direction = "higher" if metric.higher_is_better else "lower"
         front = table[table["pareto_optimal"].fillna(False).astype(bool)]
         front = front.sort_values("trainable_params")["strategy"].tolist()
-        close = ranked[ranked["separated_from_best"].eq(False).fillna(False)]
-        untested = ranked[ranked["separated_from_best"].isna() & (ranked["strategy"] != best)]
         text = (
             f"Ranked by test {metric.label} ({direction} is better), best: {best}. Pareto front "
             f"on the means (fewer trainable parameters, {direction} {metric.label}): "
-            f"{' -> '.join(front)}. Each strategy is compared with {best} by a paired t-test "
-            "over the seeds both finished; 'not separated' when p >= 0.05 or the 95% CIs "
-            "overlap. "
+            f"{' -> '.join(front)}. Compared with {best} by the rule. "
         )
-        tested = ranked["separated_from_best"].notna().sum()
-        if len(close):
-            pairs = [
-                f"{r.strategy} ({_p_text(r.p_value_vs_best, r.vs_best)})"
-                for r in close.itertuples()
-            ]
-            text += "Not separated from the best: " + ", ".join(pairs) + "."
-        elif tested:
-            text += "Every tested strategy is separated from the best."
-        if len(untested):
-            text += " Not tested (fewer than 2 common seeds): " + ", ".join(untested["strategy"])
-            text += "."
-        notes.append(text)
+        notes.append(text + verdict_text(ranked, best))
     base = table.loc[table["strategy"] == "baseline", "trainable_params"].dropna()
     if len(base):
         notes.append(f"Reduction = 1 - trainable / baseline's trainable ({int(base.iloc[0]):,}).")
@@ -153,6 +143,53 @@ def build_notes(
         notes.append("Reduction vs baseline: n/a - no baseline strategy in this experiment.")
     notes += honest_notes(trials, config, split, encoder)
     return notes
+
+
+def verdicts(table: pd.DataFrame) -> dict[str, list[str]]:
+    """The ranked strategies but the best, by the rule's verdict: 'separated', 'not separated'
+    and 'not tested' - the one reading the notes and the plots share."""
+    ranked = table[table["rank"].notna() & (table["vs_best"] != "best")]
+    verdict = ranked["separated_from_best"]
+    return {
+        "separated": ranked.loc[verdict.eq(True).fillna(False), "strategy"].tolist(),
+        "not separated": ranked.loc[verdict.eq(False).fillna(False), "strategy"].tolist(),
+        "not tested": ranked.loc[verdict.isna(), "strategy"].tolist(),
+    }
+
+
+def verdict_text(table: pd.DataFrame, best: str) -> str:
+    """'Not separated from the best: a (Holm p=0.31). Separated from the best: b (...).'"""
+    holm = table.set_index("strategy")["p_value_vs_best_holm"]
+    parts = []
+    for verdict, names in verdicts(table).items():
+        if not names:
+            continue
+        if verdict == "not tested":
+            parts.append(
+                f"Not tested (fewer than {rs.MIN_SEEDS} common seeds and no per-image results): "
+                + ", ".join(names)
+                + "."
+            )
+            continue
+        shown = [f"{n} ({_p_text(holm[n], '-').replace('p=', 'Holm p=')})" for n in names]
+        parts.append(f"{verdict.capitalize()} from the best: {', '.join(shown)}.")
+    return " ".join(parts) if parts else f"no other strategy is ranked beside {best}."
+
+
+def few_seeds_warning(table: pd.DataFrame) -> str | None:
+    """The plain warning of a table whose ranked strategies have fewer than `MIN_SEEDS` ok
+    seeds (None when every one has enough)."""
+    few = table[table["rank"].notna() & (table["seeds_ok"] < rs.MIN_SEEDS)]
+    if few.empty:
+        return None
+    counts = ", ".join(f"{r.strategy} {r.seeds_ok}" for r in few.itertuples())
+    return (
+        f"**Warning: too few seeds for seed-level statistics** (ok seeds: {counts}; "
+        f"{rs.MIN_SEEDS} needed). No t-interval or t-test is used for these strategies: their "
+        "intervals and comparisons come from the bootstrap over seeds and test images where "
+        "per-image test results exist, and they get none where those are missing. Run more "
+        "seeds (`search.seeds`) for estimates that hold across training runs."
+    )
 
 
 def honest_notes(
