@@ -19,6 +19,8 @@ from search.report.labels import pixel_spots
 from search.report.plots import (
     DOMINATED_COLOR,
     FRONT_COLOR,
+    TIED_COLOR,
+    TIED_LABEL,
     axis_label,
     front_steps,
     limits,
@@ -43,8 +45,9 @@ HTML_LABEL_FONT = "DejaVu Sans, Arial, Helvetica, sans-serif"
 
 
 def plotly_pareto(table: pd.DataFrame, metric: Metric):
-    """Metric (mean, 95% CI bars) against trainable parameters (log x), front as a step line;
-    hover shows each strategy's name, parameters, mean, CI and n."""
+    """Metric (mean, 95% interval bars) against trainable parameters (log x), front as a step
+    line, a ring around the best and those not separated from it (`stats.SEPARATION_RULE`);
+    hover shows each strategy's name, parameters, mean, interval, n and the verdict."""
     points = plotted(table, metric)
     fig = go.Figure()
     front = front_steps(points)
@@ -78,10 +81,10 @@ def plotly_pareto(table: pd.DataFrame, metric: Metric):
                 y=group["mean"],
                 mode="markers",
                 text=group["strategy"],
-                customdata=np.column_stack([group["n"], ci, also]),
+                customdata=np.column_stack([group["n"], ci, also, group["verdict"]]),
                 hovertemplate="<b>%{text}</b><br>trainable %{x:,}<br>mean %{y:.3f}"
-                "<br>95% CI %{customdata[1]}<br>n=%{customdata[0]}%{customdata[2]}"
-                "<extra></extra>",
+                "<br>95% interval %{customdata[1]}<br>n=%{customdata[0]}"
+                "<br>vs best: %{customdata[3]}%{customdata[2]}<extra></extra>",
                 error_y={
                     "type": "data",
                     "symmetric": False,
@@ -95,6 +98,23 @@ def plotly_pareto(table: pd.DataFrame, metric: Metric):
                     "symbol": ["circle-open" if n == 1 else "circle" for n in group["n"]],
                 },
                 name="Pareto-optimal" if optimal else "dominated",
+            )
+        )
+    tied = points[points["verdict"].isin(["best", "not separated"])]
+    if len(tied):
+        fig.add_trace(
+            go.Scatter(
+                x=tied["params"],
+                y=tied["mean"],
+                mode="markers",
+                marker={
+                    "size": MARKER_PX + 10,
+                    "symbol": "circle-open",
+                    "color": TIED_COLOR,
+                    "line": {"width": 2},
+                },
+                name=TIED_LABEL,
+                hoverinfo="skip",
             )
         )
     fig.update_xaxes(

@@ -88,7 +88,7 @@ def _hover_names(fig) -> dict[str, str]:
     for trace in fig.data:
         if trace.mode == "markers" and trace.hoverinfo != "skip":
             assert "%{text}" in trace.hovertemplate
-            for name, (_, _, also) in zip(trace.text, trace.customdata, strict=True):
+            for name, (_, _, also, _) in zip(trace.text, trace.customdata, strict=True):
                 names[name] = also
     return names
 
@@ -182,7 +182,7 @@ function freezeframeProbe() {
   });
   const layers = gd.querySelectorAll('.scatterlayer .trace'), targets = [];
   gd.data.forEach((trace, t) => {
-    if (trace.mode !== 'markers') return;
+    if (trace.mode !== 'markers' || trace.hoverinfo === 'skip') return;  // not the rings
     layers[t].querySelectorAll('.points path').forEach((p, k) => {
       const r = p.getBoundingClientRect();
       targets.push([trace.text[k], (r.left + r.right) / 2, (r.top + r.bottom) / 2]);

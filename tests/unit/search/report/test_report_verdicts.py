@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from search.report import build_report
+from search.report import build_report, interactive
 from search.report import plots as report_plots
 from search.report import stats as report_stats
 from search.report.bootstrap import PerImage
@@ -132,6 +132,15 @@ def test_two_seeds_table_notes_plot_and_clinical_give_one_verdict(report):
     )
     ringed = {plotted.index[plotted["params"] == x][0] for x in ring.get_xdata()}
     report_plots.plt.close(fig)
+    html_fig = interactive.plotly_pareto(result.table, get_metric("test_dice"))  # report.html's
+    hovered = {
+        name: data[3]
+        for trace in html_fig.data
+        if trace.mode == "markers" and trace.hoverinfo != "skip"
+        for name, data in zip(trace.text, trace.customdata, strict=True)
+    }
+    html_ring = next(t for t in html_fig.data if t.name == report_plots.TIED_LABEL)
+    html_ringed = {plotted.index[plotted["params"] == x][0] for x in html_ring.x}
     for name, apart in (("decoder_2_3_4", True), ("all", False)):
         word = "separated" if apart else "not separated"
         assert re.search(rf"\| {name} \|.*: {word} \(bootstrap", md), name  # the table
@@ -139,6 +148,7 @@ def test_two_seeds_table_notes_plot_and_clinical_give_one_verdict(report):
         assert (name in found.group(1)) is apart, notes  # the notes
         assert plotted.loc[name, "verdict"] == word  # the plot's data
         assert (name in ringed) is not apart  # the ring: best and not separated from it
+        assert hovered[name] == word and (name in html_ringed) is not apart  # the HTML's plot
         clinical = f"| {name} | {'yes' if apart else 'no'} |"  # the clinical paired table
         assert sum(line.startswith(clinical) for line in md.splitlines()) == 1, clinical
     assert "decoder" in ringed
