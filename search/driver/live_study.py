@@ -125,11 +125,8 @@ class LiveStudies:
     """
 
     def __init__(self, target: str | None, experiment_name: str, experiment_id: str = ""):
-        self.target, self.experiment_name, self.experiment_id = (
-            target,
-            experiment_name,
-            experiment_id,
-        )
+        self.target = target  # a URL or a journal file's path; None: no live storage
+        self.experiment_name, self.experiment_id = experiment_name, experiment_id
         self.trials: dict[str, list[FrozenTrial]] = {}
         self.directions: dict[str, list[str]] = {}
         self.metric_names: dict[str, list[str]] = {}
@@ -152,12 +149,12 @@ class LiveStudies:
             live.metric_names[plan.key] = list(metric_names)
             ended = [past for past in plan.history if past.state != "unfinished"]
             live.trials[plan.key] = [past_trial(plan, past) for past in ended]
+        live.sync()  # first: the journal the line names exists when it is printed
         if live.target is not None:
             where = shown(live.target)
             print(
                 f"[optuna] {stage}: live studies in {where} (optuna-dashboard {where})", flush=True
             )
-        live.sync()
         return live
 
     def _closed(self) -> None:
