@@ -39,14 +39,16 @@ DEFAULT_PROJECT = "freezeframe"  # search.wandb_project's default (`search.drive
 # What `search.worker.trainable` adds to a trial's resolved config in W&B: its labels, then the
 # parameter counts once the trial ends.
 LABELS = ("trial_name", "stage", "recipe", "encoder_source", "trainable_params", "total_params")
-# No key aggregated by `define_metric`: every summary is the key's last value (`run_keys`).
+# Per-epoch keys a trial run summarises by an aggregate: `search.worker.wandb_link`'s
+# EPOCH_SUMMARIES (not importable here; a test pins the two). LAST: each summary the last value.
+TRIAL_SUMMARIES: Mapping[str, str] = MappingProxyType({"val_dice": "max", "train_loss": "min"})
 LAST: Mapping[str, str] = MappingProxyType({})
 # Panel sizes on W&B's 24-column grid.
 LAYOUT = {"scatter": (12, 9), "line": (12, 9), "parallel": (24, 9), "table": (24, 10)}
 
 
 class WandbReportError(UserError, RuntimeError):
-    """W&B could not save the report: the message says why and what to check."""
+    """W&B could not save the report; the message says why and what to check."""
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,8 @@ def run_keys(result: dict, aggregates: Mapping[str, str] = LAST) -> RunKeys:
         aggregates: per-epoch keys whose summary `define_metric` aggregates, e.g. {'val_dice':
             'max'}: W&B's summary holds `val_dice: {max: ...}`, the column `val_dice.max`.
     """
-    history = {
-        key
-        for record in result.get("history", [])
-        for key, value in record.items()
-        if isinstance(value, (int, float))
-    }
+    records = result.get("history", [])
+    history = {k for row in records for k, v in row.items() if isinstance(v, (int, float))}
     try:
         summary = set(summary_metrics(result))
     except KeyError:  # an older result: its history's keys only
@@ -152,7 +150,7 @@ def definition(
     project: str | None = None,
     entity: str | None = None,
     ranking_table: bool = False,
-    aggregates: Mapping[str, str] = LAST,
+    aggregates: Mapping[str, str] = TRIAL_SUMMARIES,
 ) -> dict:
     """The report of one study as plain JSON data; reads the experiment's results files only.
     A panel whose stage did not run, or that names a key its runs lack, is left out and said

@@ -170,27 +170,25 @@ def logged_keys(run_file) -> dict:
     return found
 
 
-def log_like_a_trial(settings, result: dict, scratch, aggregates: dict) -> None:
-    """One offline run logged as `search.worker.trainable.train_ray_trial` logs a trial; with
-    `aggregates`, its per-epoch keys defined against `epoch` and those summarised by their
-    aggregate (`define_metric`), whose final values then stay out of the summary."""
-    from search.worker.wandb_link import finish_run, start_run
+def log_like_a_trial(settings, result: dict, scratch, defined: bool) -> None:
+    """One offline run logged as `search.worker.trainable.train_ray_trial` logs a trial, with
+    its functions; `defined=False`: as trials logged before `define_epoch_metrics` existed."""
+    from search.worker import wandb_link
 
     labels = {key: result[key] for key in ("trial_name", "stage", "recipe", "encoder_source")}
     config = {**result["config"], **labels}
-    run = start_run(settings, result["stage"], result["trial_name"], config, scratch)
-    if aggregates:
-        run.define_metric("epoch")
-        run.define_metric("*", step_metric="epoch")
-        for key, aggregate in aggregates.items():
-            run.define_metric(key, step_metric="epoch", summary=aggregate)
+    run = wandb_link.start_run(settings, result["stage"], result["trial_name"], config, scratch)
+    if defined:
+        wandb_link.define_epoch_metrics(run)
     for record in result["history"]:
-        run.log(record, step=record["epoch"], commit=True)
-    summary = summary_metrics(result)
-    run.summary.update({key: value for key, value in summary.items() if key not in aggregates})
+        wandb_link.log_epoch(run, record)
     counts = {key: result[key] for key in ("trainable_params", "total_params")}
-    run.config.update(counts, allow_val_change=True)
-    finish_run(run, None)
+    if defined:
+        wandb_link.log_summary(run, summary_metrics(result), counts)
+    else:
+        run.summary.update(summary_metrics(result))
+        run.config.update(counts, allow_val_change=True)
+    wandb_link.finish_run(run, None)
 
 
 def test_panels_follow_the_stages_that_ran_and_name_the_group(tmp_path, no_network):
@@ -230,7 +228,7 @@ def test_panels_follow_the_stages_that_ran_and_name_the_group(tmp_path, no_netwo
             "config:lr_schedule",
             "config:lr_gamma",
             "config:lr_step_size",
-            "summary:val_dice",
+            "summary:val_dice.max",  # the best epoch's, as the trial runs define it
         },
     }
 
@@ -246,23 +244,24 @@ def test_a_stage_or_metric_the_runs_lack_leaves_its_panel_out(tmp_path, no_netwo
     assert any("Ranking" in reason for reason in report["skipped"])  # no report run logged
 
 
-@pytest.mark.parametrize("aggregates", [{}, {"val_dice": "max", "train_loss": "min"}])
-def test_every_panel_key_is_logged_by_offline_trial_runs(tmp_path, no_network, aggregates):
+@pytest.mark.parametrize("defined", [True, False], ids=["define_metric", "before_it"])
+def test_every_panel_key_is_logged_by_offline_trial_runs(tmp_path, no_network, defined):
     """The runs a trial logs offline (W&B's own files) hold every key the panels name, in the
-    group and job type the panels filter on: runs whose summaries are each key's last value,
-    and runs whose `define_metric` keeps validation Dice's best epoch (`val_dice.max`)."""
+    group and job type the panels filter on: runs whose `define_metric` keeps validation Dice's
+    best epoch (`val_dice.max`), and runs logged before it (each summary the last value)."""
     import wandb
     from search.shared.spec import WandbSettings
 
     experiment = make_experiment(tmp_path / "exp", stages=("tune", "final", "explore"))
+    aggregates = wandb_report.TRIAL_SUMMARIES if defined else wandb_report.LAST
     report = wandb_report.definition(experiment, aggregates=aggregates)
     wanted = panel_refs(report)
     assert set(wanted) == {"final", "tune", "explore"}
-    assert f"summary:val_dice{'.max' if aggregates else ''}" in wanted["tune"]
+    assert f"summary:val_dice{'.max' if defined else ''}" in wanted["tune"]
     settings = WandbSettings(mode="offline", project="ff-proj", group=GROUP, dir=str(tmp_path))
     try:
         for stage in wanted:
-            log_like_a_trial(settings, experiment.results(stage)[0], tmp_path, aggregates)
+            log_like_a_trial(settings, experiment.results(stage)[0], tmp_path, defined)
     finally:
         wandb.teardown()
     runs = [logged_keys(path) for path in tmp_path.glob("wandb/offline-run-*/run-*.wandb")]
@@ -392,3 +391,11 @@ def test_pushing_without_a_login_fails_with_what_to_do(tmp_path, no_network, mon
     for entity in ([], ["--wandb-entity", "my-team"]):
         assert report_main(["--push-wandb-report", str(tmp_path), *entity]) == 2
         assert "wandb login" in capsys.readouterr().err.lower()
+
+
+def test_the_aggregated_summaries_are_the_trial_runs_own():
+    """The report names `val_dice.max` because the trial runs define it so: one table, kept
+    twice across the layers (the report may not import the worker)."""
+    from search.worker.wandb_link import EPOCH_SUMMARIES
+
+    assert dict(wandb_report.TRIAL_SUMMARIES) == EPOCH_SUMMARIES
