@@ -45,18 +45,21 @@ class PerImage:
     long: pd.DataFrame
     resamples: int = RESAMPLES
     images: pd.Index = field(init=False)
+    _rows: dict = field(init=False, default_factory=dict)  # strategy -> its rows
+    _seeds: dict = field(init=False, default_factory=dict)  # strategy -> its seeds, in order
     _image_counts: np.ndarray | None = field(init=False, default=None)
     _seed_counts: dict = field(init=False, default_factory=dict)
 
     def __post_init__(self):
         names = self.long["filename"].astype(str) if len(self.long) else pd.Series(dtype=str)
         self.images = pd.Index(sorted(names.unique()))
+        for strategy, rows in self.long.groupby("strategy") if len(self.long) else ():
+            self._rows[strategy] = rows
+            self._seeds[strategy] = sorted(rows["seed"].unique().tolist())
 
     def seeds(self, strategy: str) -> list[int]:
         """The strategy's seeds that have a per-image table, in order."""
-        if self.long.empty:
-            return []
-        return sorted(self.long.loc[self.long["strategy"] == strategy, "seed"].unique().tolist())
+        return self._seeds.get(strategy, [])
 
     def scores(self, strategy: str, column: str) -> np.ndarray | None:
         """Seeds x images of `column` (NaN where an image has no finite score); None when the
@@ -64,7 +67,7 @@ class PerImage:
         seeds = self.seeds(strategy)
         if not seeds or column not in self.long:
             return None
-        rows = self.long[self.long["strategy"] == strategy]
+        rows = self._rows[strategy]
         values = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float, copy=True)
         values[~np.isfinite(values)] = np.nan
         if np.isnan(values).all():
@@ -81,7 +84,8 @@ class PerImage:
         if self._image_counts is None:
             n = len(self.images)
             rng = np.random.default_rng(SEED)
-            self._image_counts = rng.multinomial(n, np.full(n, 1.0 / n), size=self.resamples)
+            counts = rng.multinomial(n, np.full(n, 1.0 / n), size=self.resamples)
+            self._image_counts = counts.astype(float)  # float: BLAS products, not integer loops
         return self._image_counts
 
     def seed_counts(self, strategy: str) -> np.ndarray:
@@ -89,7 +93,8 @@ class PerImage:
         if strategy not in self._seed_counts:
             n = len(self.seeds(strategy))
             rng = np.random.default_rng([SEED, zlib.crc32(strategy.encode())])
-            self._seed_counts[strategy] = rng.multinomial(n, np.full(n, 1.0 / n), self.resamples)
+            counts = rng.multinomial(n, np.full(n, 1.0 / n), self.resamples)
+            self._seed_counts[strategy] = counts.astype(float)
         return self._seed_counts[strategy]
 
     def replicates(self, strategy: str, column: str, images: np.ndarray | None = None):
