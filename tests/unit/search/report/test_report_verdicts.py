@@ -260,7 +260,7 @@ def test_the_vectorised_bootstrap_is_the_explicit_resampling():
     scores = PerImage(long, resamples=50)
     fast = scores.replicates("a", "dice")
     matrix = scores.scores("a", "dice")
-    seeds, images = scores.seed_counts("a"), scores.image_counts()
+    seeds, images = scores.seed_counts("a").astype(int), scores.image_counts().astype(int)
     for b in range(50):
         picked = matrix[np.repeat(np.arange(3), seeds[b])][:, np.repeat(np.arange(7), images[b])]
         assert fast[b] == pytest.approx(np.nanmean(picked), rel=1e-12)
