@@ -262,7 +262,13 @@ def importance_figure(found: pd.DataFrame):
     columns = min(len(drawn), 4)
     lines = math.ceil(len(drawn) / columns)
     fig, axes = plt.subplots(
-        lines, columns, figsize=(7.0, 1.9 * lines + 0.4), squeeze=False, sharex=True
+        lines,
+        columns,
+        figsize=(7.0, 1.9 * lines + 0.5),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        layout="constrained",
     )
     for ax, row in zip(axes.flat, drawn.to_dict("records"), strict=False):
         values = [0.0 if pd.isna(row[p]) else row[p] for p in PARAMS]
@@ -275,12 +281,15 @@ def importance_figure(found: pd.DataFrame):
             if pd.isna(row[key]):
                 ax.text(0.02, bar.get_y() + 0.4, "too few trials", fontsize=7, va="center")
         ax.set_yticks(range(len(PARAMS)), PARAMS, fontsize=8)
-        ax.invert_yaxis()
         ax.set_xlim(0, 1)
-        ax.set_title(f"{row['strategy']} ({row['trials']} trials)", fontsize=9)
+        ax.set_title(f"{row['strategy']}\n{row['trials']} trials", fontsize=8)
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(True, axis="x", color="#e5e5e5", lw=0.6)
         ax.set_axisbelow(True)
+    axes[0, 0].invert_yaxis()  # once: the y axis is shared; lr on top
+    for index, ax in enumerate(axes.flat[: len(drawn)]):
+        if index + columns >= len(drawn):  # nothing drawn below it: it shows the x scale
+            ax.xaxis.set_tick_params(labelbottom=True)
     for ax in list(axes.flat)[len(drawn) :]:
         ax.set_axis_off()
     fig.supxlabel(
@@ -288,7 +297,6 @@ def importance_figure(found: pd.DataFrame):
         "more than shuffled scores give)",
         fontsize=8,
     )
-    fig.tight_layout()
     return fig
 
 
