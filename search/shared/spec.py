@@ -55,7 +55,7 @@ class WandbSettings(StrictModel):
     )
     timeout_s: float = Field(60, gt=0, description="bound on W&B's start and final upload")
     system_metrics: SystemMetrics = Field(
-        "auto", description="W&B's system metrics: auto = on where the trial trains on a GPU"
+        "auto", description="W&B's system metrics: on unless off (`wandb_link.system_metrics_on`)"
     )
 
 

@@ -41,8 +41,9 @@ class WandbOptions(StrictModel):
     )
     system_metrics: SystemMetrics = Field(
         "auto",
-        description="W&B's system metrics (GPU and CPU use, memory) in each trial's run: auto = "
-        "on for trials that train on a GPU, off on the CPU, where they cost wall time",
+        description="W&B's system metrics (GPU and CPU use, memory) in each trial's run: on, "
+        "off, or auto = on (measured: no wall time lost on a CPU; a GPU trial's charts show "
+        "the GPUs Ray granted it)",
     )
 
     @field_validator("system_metrics", mode="before")

@@ -29,8 +29,6 @@ from search.worker.wandb_link import (
     start_run,
     system_metrics_on,
 )
-from trainables.core.config import TrialConfig
-from trainables.core.device import resolve_device
 from trainables.training.pretext import run_pretext
 from trainables.training.run import run_trial
 
@@ -52,7 +50,7 @@ def train_ray_trial(config: dict) -> None:
         labels = {"trial_name": spec.name, "stage": spec.stage, "recipe": spec.recipe}
         labels["encoder_source"] = spec.encoder_source
         config = {**cfg.model_dump(mode="json"), **labels}
-        run = _start_run(spec, cfg, config, files)
+        run = _start_run(spec, config, files)
 
         def on_epoch(record: dict, out_dir, written: list[str]) -> None:
             files.mirror(written)
@@ -84,14 +82,14 @@ def train_ray_trial(config: dict) -> None:
         files.cleanup()
 
 
-def _start_run(spec: TrialSpec, cfg: TrialConfig, config: dict, files: TrialFiles):
+def _start_run(spec: TrialSpec, config: dict, files: TrialFiles):
     """The trial's W&B run (None when disabled): tagged, its epoch metrics defined, the
     experiment's dataset declared as its input (trials on the target data), and W&B's system
-    metrics where `search.wandb.system_metrics` asks for them."""
+    metrics unless `search.wandb.system_metrics` is off (GPU charts: the trial's GPUs only)."""
     trial = spec.trial
     tags = run_tags(spec.stage, trial.strategy, trial.train_fraction, spec.recipe)
     gpus = [int(i) for i in granted_gpus() if str(i).isdigit()]
-    stats = system_metrics_on(spec.wandb, resolve_device(cfg).type == "cuda")
+    stats = system_metrics_on(spec.wandb)
     run = start_run(spec.wandb, spec.stage, spec.name, config, files.scratch, tags, stats, gpus)
     if run is not None:
         define_epoch_metrics(run)

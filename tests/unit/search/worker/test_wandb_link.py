@@ -145,12 +145,11 @@ def test_the_same_fingerprint_makes_the_same_dataset_content(tmp_path, wandb_tea
     assert dataset_artifact(experiment, "cd" * 20, tmp_path / "a").digest != first.digest
 
 
-@pytest.mark.parametrize(("setting", "on_gpu", "expected"), [("auto", False, False), ("auto", True, True), ("on", False, True), ("off", True, False)])  # fmt: skip
-def test_system_metrics_follow_the_setting_and_the_trial_device(
-    tmp_path, wandb_teardown, setting, on_gpu, expected
-):
+@pytest.mark.parametrize(("setting", "expected"), [("auto", True), ("on", True), ("off", False)])
+def test_system_metrics_follow_the_setting(tmp_path, wandb_teardown, setting, expected):
+    """`auto` is on: measured on a CPU, W&B's sampling cost no wall time (README)."""
     settings = offline(tmp_path, system_metrics=setting)
-    assert system_metrics_on(settings, on_gpu) is expected
+    assert system_metrics_on(settings) is expected
     run = start_run(settings, "tune", "t", {}, tmp_path, system_metrics=expected)
     try:
         assert run.settings.x_disable_stats is (not expected)
