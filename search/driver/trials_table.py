@@ -1,9 +1,14 @@
-"""`trials.csv`: one row per trial, rewritten as trials report, start, fail and finish.
+"""`trials.csv`: one row per trial, kept as trials report, start, fail and finish.
 
-A Ray Tune callback on the driver keeps the rows; each change rewrites the CSV atomically, so
-the file is usable (by the report, by a person) while a search runs. Rows of every stage
-(pretrain, tune, explore, final) share one table; running trials carry their epochs so far.
-The live progress display (`progress.StageProgress`) reads the same rows.
+A Ray Tune callback on the driver keeps the rows. A change appends the trial's row, one whole
+line, to the experiment's events file (flushed to disk when a trial starts, ends or is retried),
+so its cost does not grow with the table; on a timer, and when the stage ends, the whole table
+replaces trials.csv atomically and the events file starts again (`Experiment.write_trials`).
+A crash at any moment leaves a trials.csv that parses, one row per trial, and an events file
+whose whole lines hold every change since: `Experiment.read_trials` merges the two (the report,
+a resumed stage), and the next stage or resume compacts them. Rows of every stage (pretrain,
+tune, explore, final) share one table; running trials carry their epochs so far. The live
+progress display (`progress.StageProgress`) reads the same rows.
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ from search.shared.spec import FINISHED, RECIPE_KEYS, TrialSpec, summary_metrics
 from trainables.nets.strategies import get_strategy
 
 WRITE_ATTEMPTS, WRITE_RETRY_S = 3, 1.0
+# trials.csv is replaced at most every SNAPSHOT_MIN_S, and less often as it grows: never more
+# than SNAPSHOT_SHARE of the driver's time (10,000 rows take ~0.3 s to write: one per 6 s).
+SNAPSHOT_MIN_S, SNAPSHOT_SHARE = 1.0, 0.05
+# An event is one write to the OS (a killed driver loses none); a trial's start, end or retry is
+# also flushed to the disk against a power cut, at most once per SYNC_EVERY_S (4-50 ms each
+# on a busy disk; the next flush, or trials.csv's next replacement, covers the ones between).
+SYNC_EVERY_S = 1.0
 SETTLED = ("ok", "stopped_early", "failed")  # statuses a trial ends in
 COLUMNS = [
     "stage",
@@ -88,16 +100,24 @@ class TrialsTable(tune.Callback):
         self.rows: dict[str, dict] = {}
         self.started = time.monotonic()
         self.progress: StageProgress | None = None
+        self.done = 0  # this stage's settled rows (the progress lines' count)
+        self.pending = False  # rows changed since trials.csv was last replaced
+        self.snapshot_at, self.snapshot_every_s = time.monotonic(), SNAPSHOT_MIN_S
+        self.synced_at = 0.0
 
     def setup(self, **info) -> None:
-        # Rows of other stages (and of this one, on resume) come from the file on disk.
+        # Rows of other stages (and of this one, on resume) come from the experiment.
         self.others = self.experiment.read_trials(COLUMNS)
         mine = self.others["stage"] == self.stage
         self.rows = {r["trial_name"]: dict(r) for r in self.others[mine].to_dict("records")}
         self.others = self.others[~mine]
         self.started = time.monotonic()
         self.progress = StageProgress(self.stage, self.expected, self.epochs, self.progress_s)
-        self.progress.finished_before = sum(r["status"] in SETTLED for r in self.rows.values())
+        self.done = sum(r["status"] in SETTLED for r in self.rows.values())
+        self.progress.finished_before = self.done
+        if self.experiment.has_trials():  # one file again (an earlier run's events folded in)
+            self.pending = True
+            self._snapshot()
 
     def _row(self, trial) -> dict:
         spec = TrialSpec.from_tune_config(trial.config)
@@ -116,15 +136,39 @@ class TrialsTable(tune.Callback):
         row.update({k: getattr(spec.trial, k) for k in RECIPE_KEYS})
         return row
 
-    def _write(self) -> None:
-        """Rewrite the table; a storage error is retried, then logged, never fatal: every row
-        is kept here, so the next change writes the whole table again."""
+    def _write(self, row: dict, sync: bool = True) -> None:
+        """Record a changed row: appended to the events file, then trials.csv replaced if its
+        timer is due. A storage error is retried, then logged, never fatal: every row is kept
+        here, and the next change replaces trials.csv with all of them."""
+        self.pending = True
+        now = time.monotonic()
+        sync = sync and now - self.synced_at >= SYNC_EVERY_S
+        if self._retried(lambda: self.experiment.append_trials([row], COLUMNS, sync)):
+            self.synced_at = now if sync else self.synced_at
+            self._snapshot(due_only=True)
+        else:
+            self._snapshot()
+
+    def _snapshot(self, due_only: bool = False) -> None:
+        """Replace trials.csv by the whole table (when rows changed; if `due_only`, only once
+        its timer is due)."""
+        now = time.monotonic()
+        if not self.pending or (due_only and now - self.snapshot_at < self.snapshot_every_s):
+            return
         frame = pd.DataFrame(list(self.rows.values()), columns=COLUMNS)
         frame = pd.concat([self.others, frame], ignore_index=True) if len(self.others) else frame
+        if self._retried(lambda: self.experiment.write_trials(frame)):
+            self.pending = False
+        cost = time.monotonic() - now
+        self.snapshot_at = time.monotonic()
+        self.snapshot_every_s = max(SNAPSHOT_MIN_S, cost / SNAPSHOT_SHARE)
+
+    @staticmethod
+    def _retried(write) -> bool:
         for attempt in range(WRITE_ATTEMPTS):
             try:
-                self.experiment.write_trials(frame)
-                return
+                write()
+                return True
             except OSError as err:
                 if attempt + 1 == WRITE_ATTEMPTS:
                     print(
@@ -135,14 +179,20 @@ class TrialsTable(tune.Callback):
                     )
                 else:
                     time.sleep(WRITE_RETRY_S * (attempt + 1))
+        return False
+
+    def _settle(self, row: dict, status: str) -> None:
+        """Set a row's status, keeping the count of settled rows."""
+        self.done += (status in SETTLED) - (row["status"] in SETTLED)
+        row["status"] = status
 
     def on_trial_start(self, iteration, trials, trial, **info):
         row = self._row(trial)
         if row["status"] in SETTLED and self.progress:
             self.progress.finished_before -= 1  # an earlier run's trial runs again
-        row["status"] = "running"
+        self._settle(row, "running")
         row["started"], row["ended"] = round(time.time(), 3), None
-        self._write()
+        self._write(row)
         if self.progress:
             self.progress.start(
                 row["trial_name"], TrialSpec.from_tune_config(trial.config).trial.epochs
@@ -150,7 +200,7 @@ class TrialsTable(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         row = self._row(trial)
-        row["status"] = "running"
+        self._settle(row, "running")
         row["epochs"] = result.get("epoch", row.get("epochs"))
         if "val_dice" in result:
             row["val_dice"] = result["val_dice"]
@@ -158,7 +208,8 @@ class TrialsTable(tune.Callback):
             for key in COLUMNS:
                 if key in result:
                     row[key] = result[key]
-        self._write()
+        # An epoch's progress is not worth a disk flush; a trial's final figures are.
+        self._write(row, sync=bool(result.get(FINISHED)))
         if self.progress:
             self.progress.result(
                 row["trial_name"],
@@ -172,35 +223,37 @@ class TrialsTable(tune.Callback):
         earlier = row.get("retries")  # NaN in rows read back from an earlier run's table
         row["retries"] = (0 if earlier is None or pd.isna(earlier) else int(earlier)) + 1
         row["error"] = _error_text(trial)
-        self._write()
+        self._write(row)
         if self.progress:  # pending again until its retry starts
             self.progress.running.pop(row["trial_name"], None)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         row = self._row(trial)
         finished = trial.last_result.get(FINISHED, False)
-        row["status"] = "ok" if finished else "stopped_early"
+        self._settle(row, "ok" if finished else "stopped_early")
         if finished:
             row["error"] = None
         else:  # a trial ASHA stopped will not resume: its checkpoints are dead weight
             drop_checkpoints(self.experiment, self.stage, row["trial_name"])
         row["ended"] = round(time.time(), 3)
-        self._write()
+        self._write(row)
         self._progress(row)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         row = self._row(trial)
-        row["status"] = "failed"
+        self._settle(row, "failed")
         row["error"] = _error_text(trial)
         row["ended"] = round(time.time(), 3)
-        self._write()
+        self._write(row)
         self._progress(row)
 
     def on_step_end(self, iteration, trials, **info):
+        self._snapshot(due_only=True)
         if self.progress:
             self.progress.tick()
 
     def on_experiment_end(self, trials, **info):
+        self._snapshot()
         if self.progress:
             self.progress.close()
 
@@ -208,7 +261,7 @@ class TrialsTable(tune.Callback):
         if self.progress:
             epochs = row.get("epochs")
             self.progress.end(row["trial_name"], 0 if pd.isna(epochs) else int(epochs or 0))
-        done = sum(r["status"] in ("ok", "failed", "stopped_early") for r in self.rows.values())
+        done = self.done
         metric = "test_dice" if self.stage == "final" else "val_dice"
         value = row.get(metric)
         shown = f"{metric} {value:.4f}" if isinstance(value, float) and value == value else ""

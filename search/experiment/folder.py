@@ -7,7 +7,10 @@
     lease.json                         the driver that runs the study now, and its heartbeat
     experiment.json                    a random id made when the experiment was created (W&B
                                        run ids: a new experiment of an old name starts new runs)
-    trials.csv                         one row per trial, rewritten as trials progress
+    trials.csv                         one row per trial: a snapshot, replaced atomically (on a
+                                       timer while a stage runs, and when it ends)
+    trials.events.csv                  the rows changed since that snapshot, appended one whole
+                                       line per event (`read_trials` merges the two)
     best_recipes.yaml                  the tune stage's best recipe per strategy
     pretrain/<network>.pt              the pretrain stage's model per network (mobilenet_v2, ...):
                                        the later stages' encoder weights
@@ -45,6 +48,7 @@ import pandas as pd
 import yaml
 
 from search.experiment.storage import ExperimentStore, is_uri
+from search.experiment.trials_file import csv_lines, last_row_per_trial, whole_lines
 from trainables.core.files import CHECKPOINT_FILES
 from trainables.data.splits import split_csv
 
@@ -55,6 +59,8 @@ LEASE = "lease.json"
 LEASE_LOCK = ".lease.lock"  # local storage: held while a driver reads and writes the lease
 IDENTITY = "experiment.json"
 TRIALS = "trials.csv"
+TRIALS_EVENTS = "trials.events.csv"
+TRIAL_KEY = ["stage", "trial_name"]  # a trial's rows in both files: the last one is its state
 BEST_RECIPES = "best_recipes.yaml"
 PRETRAIN_DIR = "pretrain"
 STUDIES_DIR = "studies"
@@ -169,18 +175,49 @@ class Experiment:
         self.store.write_text(CONFIG, yaml.safe_dump(config, sort_keys=False))
 
     def has_trials(self) -> bool:
-        return self.store.exists(TRIALS)
+        return self.store.exists(TRIALS) or self.store.exists(TRIALS_EVENTS)
 
     def read_trials(self, columns: list[str] | None = None) -> pd.DataFrame:
-        """trials.csv (an empty frame with `columns` when absent)."""
+        """The trials table, one row per trial: trials.csv with the newer rows of
+        trials.events.csv in place of its own (an empty frame with `columns` when neither
+        exists). A line the events file holds only part of (a writer killed mid-line) is not
+        read: the file is whole up to its last newline."""
+        # Events first: a writer that compacts between the two reads has put every event read
+        # into the snapshot read after it, so nothing is missed (a row may show its older state).
+        events = self._read_events()
         if not self.store.exists(TRIALS):
-            return pd.DataFrame(columns=columns or [])
-        return pd.read_csv(io.StringIO(self.store.read_text(TRIALS)))
+            snapshot = None
+        else:
+            snapshot = pd.read_csv(io.StringIO(self.store.read_text(TRIALS)))
+        if events is None or events.empty:
+            return snapshot if snapshot is not None else pd.DataFrame(columns=columns or [])
+        frame = events if snapshot is None else pd.concat([snapshot, events], ignore_index=True)
+        return last_row_per_trial(frame, TRIAL_KEY)
+
+    def _read_events(self) -> pd.DataFrame | None:
+        if not self.store.exists(TRIALS_EVENTS):
+            return None
+        return whole_lines(self.store.read_bytes(TRIALS_EVENTS))
 
     def write_trials(self, frame: pd.DataFrame) -> None:
+        """Replace trials.csv (atomically) by `frame`, which holds every row the events file
+        had: that file is then removed (a crash between the two leaves its rows over the new
+        trials.csv: the same rows, or a trial's state of a moment earlier)."""
         buffer = io.StringIO()
         frame.to_csv(buffer, index=False)
         self.store.write_text(TRIALS, buffer.getvalue())
+        self.store.delete(TRIALS_EVENTS)
+
+    def append_trials(self, rows: list[dict], columns: list[str], sync: bool = True) -> None:
+        """Add rows (`columns` of each) to trials.events.csv, each one whole line
+        (`read_trials` takes a trial's last row). Its cost does not grow with the table: a local
+        file gets one write (flushed to the disk when `sync`); an object store, which cannot
+        append, gets the events file again, which holds only the rows since `write_trials`."""
+        header = not self.store.exists(TRIALS_EVENTS)
+        data = csv_lines(rows, columns, header)
+        if not self.store.append_bytes(TRIALS_EVENTS, data, sync=sync):
+            earlier = b"" if header else self.store.read_bytes(TRIALS_EVENTS)
+            self.store.write_bytes(TRIALS_EVENTS, earlier + data)
 
     def read_split(self) -> pd.DataFrame | None:
         if not self.store.exists(SPLIT):

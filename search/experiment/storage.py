@@ -7,6 +7,7 @@ files are and where they go is `search.experiment.folder`'s business.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -76,6 +77,25 @@ class ExperimentStore:
 
     def write_text(self, rel: str, text: str) -> None:
         self.write_bytes(rel, text.encode())
+
+    def append_bytes(self, rel: str, data: bytes, sync: bool = True) -> bool:
+        """Append `data` to a file on a local disk (a path or a file:// URI) in one write,
+        flushed to the disk when `sync`; False, writing nothing, on an object store (which
+        cannot append)."""
+        if not isinstance(self.fs, pafs.LocalFileSystem):
+            return False
+        path = Path(self._fs_path(rel))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            view = memoryview(data)
+            while view:  # a write to a regular file is whole unless the disk fills or a kill lands
+                view = view[os.write(fd, view) :]
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        return True
 
     def read_bytes(self, rel: str) -> bytes:
         with self.fs.open_input_stream(self._fs_path(rel)) as f:
