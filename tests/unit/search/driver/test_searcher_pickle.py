@@ -63,3 +63,45 @@ def test_a_searcher_pickles_mid_study_and_goes_on_where_it_was(stage, tmp_path):
     assert states.count(optuna.trial.TrialState.COMPLETE) == 2
     fresh = copy.suggest("t3")
     assert fresh not in suggested and fresh is not StudySearcher.FINISHED
+
+
+def test_nsga2_with_its_parents_cached_proposes_exactly_what_optuna_proposes():
+    """`with_parent_cache` changes how long a proposal takes, not which: the same seeded study
+    (failed trials included) proposes the same parameters, and the study is scanned for a
+    generation's parents once instead of at every proposal."""
+    from search.driver.searcher import with_parent_cache
+
+    def proposals(cache: bool) -> tuple[list, int]:
+        sampler = optuna.samplers.NSGAIISampler(seed=3, population_size=6)
+        scans = []
+        lookup = sampler.get_parent_population
+        sampler.get_parent_population = lambda *a: scans.append(a[1]) or lookup(*a)
+        if cache:
+            sampler = with_parent_cache(sampler)
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        out = []
+        for number in range(150):
+            trial = study.ask()
+            x, kind = trial.suggest_float("x", 0, 1), trial.suggest_categorical("k", list("abc"))
+            if number % 7 == 3:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.tell(trial, [x + (kind == "a"), x * x])
+            out.append((x, kind))
+        return out, len(scans)
+
+    (cached, cached_scans), (plain, plain_scans) = proposals(True), proposals(False)
+    assert cached == plain
+    generations = 150 // 6 + 1
+    # Optuna: at every proposal (and once more per generation, choosing its parents); cached:
+    # at most twice per generation (chosen, then its own look-up when the next is chosen).
+    assert plain_scans >= 150 and cached_scans <= 2 * generations
+
+
+def test_only_a_genetic_sampler_is_given_the_parent_cache():
+    from search.driver.searcher import with_parent_cache
+
+    tpe = optuna.samplers.TPESampler(seed=0)
+    assert "get_parent_population" not in vars(with_parent_cache(tpe))
+    nsga = with_parent_cache(optuna.samplers.NSGAIISampler(seed=0))
+    assert "get_parent_population" in vars(nsga)
