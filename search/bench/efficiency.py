@@ -58,6 +58,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--surrogate", default="auto", choices=["auto", *MODELS])
     parser.add_argument("--check", help="a real search's trials (table CSV) to compare")
     parser.add_argument("--check-algorithm", default="nsga2+asha", help="what --check ran")
+    parser.add_argument(
+        "--fit-check",
+        action="store_true",
+        help="also fit the surrogate on --check's trials (then the check is not independent)",
+    )
     args = parser.parse_args(argv)
     try:
         args.budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
@@ -73,6 +78,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         problems.append(f"--budgets: each in 1..--budget ({args.budget}), got {args.budgets}")
     if args.check and not Path(args.check).is_file():
         problems.append(f"--check: no such file {args.check}")
+    if args.fit_check and not args.check:
+        problems.append("--fit-check: needs --check")
     if problems:
         parser.error("; ".join(problems))
     return args
@@ -81,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     table = read_table(args.table)
+    checked = read_table(args.check) if args.check else None
+    if args.fit_check:  # the check's trials as table rows too (looked up and fitted)
+        table = pd.concat([table, checked.assign(source="explore")], ignore_index=True)
     epochs = len(dice_columns(table))
     encoders = sorted(table.loc[table["source"] == "explore", "encoder"].unique())
     if not encoders:
@@ -102,7 +112,7 @@ def run(args: argparse.Namespace) -> dict:
     curves = pd.DataFrame(rows)
     check = None
     if args.check:
-        events = check_events(read_table(args.check))
+        events = check_events(checked)
         check = pd.DataFrame({"epochs": grid, "hv": curve(events, grid)})
         check = check[check["epochs"] <= epochs_spent(events) + STEP]
     out = Path(args.out)
@@ -122,6 +132,7 @@ def run(args: argparse.Namespace) -> dict:
         "surrogate_misses": oracle.misses,
         "reference": {"dice": REFERENCE.dice, "log10_params": REFERENCE.log_params},
         "seeds": args.seeds,
+        "fit_check": bool(args.fit_check),
         "budget": args.budget,
         "population": args.population,
         "grace_period": args.grace_period,
@@ -205,7 +216,7 @@ def markdown(summary: pd.DataFrame, cv: pd.DataFrame, kind: str, facts: dict) ->
             )
             cells.append(f"{r['median']:.3f} [{r['min']:.3f} - {r['max']:.3f}]{ratio}")
         lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")
-    if facts["grid_epochs_measured"] < max(budgets):
+    if "grid" in set(summary["algorithm"]) and facts["grid_epochs_measured"] < max(budgets):
         lines += [
             "",
             f"grid: {facts['grid_epochs_measured']} epochs measured (every strategy x seed in the "
@@ -228,7 +239,12 @@ def markdown(summary: pd.DataFrame, cv: pd.DataFrame, kind: str, facts: dict) ->
             "",
             f"Real-vs-replay: the real {c['algorithm']} run's curve lies inside the replayed "
             f"seeds' range at {c['inside']} of {c['points']} points (every {STEP} epochs); at "
-            f"its end: {json.dumps({k: round(float(v), 4) for k, v in c['last'].items()})}.",
+            f"its end: {json.dumps({k: round(float(v), 4) for k, v in c['last'].items()})}"
+            + (
+                " (its trials were in the surrogate's fit too: --fit-check)."
+                if facts["fit_check"]
+                else " (its trials are not in the table or the surrogate's fit)."
+            ),
         ]
     lines += ["", f"Command: `{facts['command']}`; wall time {facts['wall_s']} s.", ""]
     return "\n".join(lines)

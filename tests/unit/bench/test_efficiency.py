@@ -252,3 +252,15 @@ def test_a_check_runs_rows_are_never_fitted(table_csv):
     checked = pd.concat([table, table.assign(source="check")], ignore_index=True)
     cv = cross_validate(checked, ["mobilenet_v2", "resnet18"])
     assert cv["rows"].iloc[0] == 44
+
+
+def test_the_grid_is_charged_for_a_strategy_the_table_lacks(table_csv):
+    table = read_table(table_csv)
+    without = table[table["strategy"] != "baseline"].reset_index(drop=True)
+    encoders = ["mobilenet_v2", "resnet18"]
+    oracle = Oracle(without, fit(without, "knn", encoders), encoders)
+    events = replay("grid", 1, oracle, Setup(tuple(encoders), EPOCHS, budget=1000))
+    assert sum(e.epochs for e in events) == 16 * EPOCHS
+    assert sum(math.isnan(e.dice) for e in events) == 2  # baseline, both seeds: no point
+    hv = curve(events, [16 * EPOCHS])[0]
+    assert hv > 0 and math.isfinite(hv)
