@@ -152,10 +152,16 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def check_events(trials: pd.DataFrame) -> list[Event]:
-    """A real search's trials, in the order they ended, as events."""
+    """A real search's trials, in the order they ended, as events (a trial ASHA stopped spends
+    its epochs and adds no point to the front)."""
     trials = trials.sort_values("ended", kind="stable")
     return [
-        Event(int(r.epochs_trained), float(r.val_dice), float(np.log10(r.trainable_params)), i)
+        Event(
+            int(r.epochs_trained),
+            float(r.val_dice) if r.status == "ok" else float("nan"),
+            float(np.log10(r.trainable_params)),
+            i,
+        )
         for i, r in enumerate(trials.itertuples())
     ]
 

@@ -7,7 +7,8 @@ never trained). Each proposal's validation Dice per epoch comes from the table w
 holds that exact configuration, else from the surrogate. With ASHA, the curve is cut where Ray
 Tune's `ASHAScheduler` (what the explore stage uses) would stop the trial: `Asha` reproduces its
 rungs and cutoff. The study is told what Tune reports (the last epoch's Dice of a stopped trial,
-the best epoch's of a finished one) and trainable parameters. Trials run one after the other
+the best epoch's of a finished one) and trainable parameters; the validation front (the
+hypervolume) holds the finished trials only, as the explore stage's front does. Trials run one after the other
 (the product runs as many at once as the cluster holds: ASHA then compares against fewer
 finished trials at first).
 
@@ -162,7 +163,10 @@ def replay(algorithm: str, seed: int, oracle: Oracle, setup: Setup) -> list[Even
         reported = best if trained == len(curve) else float(curve[trained - 1])
         study.tell(trial, [reported, trainable])
         spent += trained
-        events.append(Event(trained, best, math.log10(trainable), _key(params)))
+        # The validation front holds finished trials only (the explore stage's `explore_table`
+        # reads result files, which a stopped trial does not write): a stopped one adds no point.
+        shown = best if trained == len(curve) else float("nan")
+        events.append(Event(trained, shown, math.log10(trainable), _key(params)))
     return events
 
 

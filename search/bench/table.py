@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from search.experiment.folder import Experiment
@@ -26,6 +27,7 @@ FLAGS = [f"train_{part}" for part in PART_ORDER]
 COLUMNS = [
     "source",
     "trial_name",
+    "status",
     "strategy",
     "encoder",
     "pretrained",
@@ -59,6 +61,7 @@ def row_of(result: dict, source: str) -> dict:
     row = {
         "source": source,
         "trial_name": result["trial_name"],
+        "status": result.get("status", "ok"),
         "strategy": strategy.name,
         "encoder": strategy.network,
         "pretrained": bool(strategy.pretrained),
@@ -68,7 +71,7 @@ def row_of(result: dict, source: str) -> dict:
         "seed": config["seed"],
         "trainable_params": int(result["trainable_params"]),
         "total_params": int(result["total_params"]),
-        "epochs_trained": len(result["history"]),
+        "epochs_trained": result.get("epochs_trained", len(result["history"])),
         "val_dice": float(result["val"]["dice"]),
         "ended": result.get("ended"),
     }
@@ -77,25 +80,47 @@ def row_of(result: dict, source: str) -> dict:
     return row
 
 
+def stopped_result(trial: dict) -> dict:
+    """A trial ASHA stopped (no result file: trials.csv's row only) in a result file's form;
+    its Dice per epoch is unknown, its last reported Dice is `val.dice`."""
+    config = {key: trial.get(key) for key in (*RECIPE_KEYS, "seed", "bn_update_frozen")}
+    return {
+        "strategy": trial["strategy"],
+        "trial_name": trial["trial_name"],
+        "status": trial["status"],
+        "config": config,
+        "trainable_params": trial["trainable_params"],
+        "total_params": trial["total_params"],
+        "history": [],
+        "epochs_trained": int(trial["epochs"]),
+        "val": {"dice": trial["val_dice"]},
+        "ended": trial["ended"],
+    }
+
+
 def experiment_table(location: str | Path, stages: dict[str, str]) -> pd.DataFrame:
     """Every finished trial of `stages` ({stage: source}) of the experiment at `location`,
-    in the order the trials ended (trials.csv's `ended`)."""
+    and every trial ASHA stopped (status `stopped_early`, no Dice per epoch), in the order the
+    trials ended (trials.csv's `ended`)."""
     experiment = Experiment.at(location)
     if not experiment.exists():
         raise SystemExit(f"experiment: no experiment at {location}")
-    ended = {}
-    if experiment.has_trials():
-        trials = experiment.read_trials()
-        ok = trials[trials["status"] == "ok"] if "status" in trials else trials
-        ended = dict(zip(ok["trial_name"], ok["ended"], strict=True))
+    trials = experiment.read_trials() if experiment.has_trials() else pd.DataFrame()
+    ended = dict(zip(trials.get("trial_name", []), trials.get("ended", []), strict=True))
     rows = []
     for stage, source in stages.items():
         for result in experiment.results(stage):
             result = {**result, "ended": ended.get(result["trial_name"])}
             rows.append(row_of(result, source))
+        if len(trials):
+            stopped = trials[(trials["stage"] == stage) & (trials["status"] == "stopped_early")]
+            rows += [row_of(stopped_result(t), source) for t in stopped.to_dict("records")]
     if not rows:
         raise SystemExit(f"experiment {location}: no finished trial in {sorted(stages)}")
     table = pd.DataFrame(rows)
+    for column in ("dice_e1",):  # a table of stopped trials only still has the column
+        if column not in table:
+            table[column] = np.nan
     table = table.sort_values(["ended", "trial_name"], kind="stable", na_position="last")
     return table[COLUMNS + dice_columns(table)].reset_index(drop=True)
 

@@ -72,6 +72,7 @@ def row(params, source, i, trainable, total, seed=0, strategy=None) -> dict:
         **{f: int(params[f]) for f in FLAGS},
         "source": source,
         "trial_name": f"t{i}",
+        "status": "ok",
         "strategy": strategy or f"mask{i}",
         "pretrained": strategy != "baseline",
         "seed": seed,
@@ -138,6 +139,8 @@ def test_replay_spends_the_epochs_its_trials_trained_asha_stops_included(table_c
     spent = sum(e.epochs for e in with_asha)
     assert {e.epochs for e in with_asha} <= {2, 4}
     assert any(e.epochs == 2 for e in with_asha), "ASHA stopped no trial"
+    # A stopped trial spends its epochs but is not on the validation front (no result file).
+    assert all(math.isnan(e.dice) == (e.epochs == 2) for e in with_asha)
     # Proposals run until the budget is spent; the last may overrun it by less than a trial.
     assert 60 <= spent < 60 + EPOCHS
     assert spent - with_asha[-1].epochs < 60
@@ -224,12 +227,19 @@ def test_table_reads_an_experiments_result_files_in_the_order_trials_ended(tmp_p
         result = {"strategy": strategy, "trial_name": name, "config": config, "history": history}
         result |= {"trainable_params": 10, "total_params": 20, "val": {"dice": 0.7}}
         experiment.write_result(stage, name, result)
-    experiment.write_trials(
-        pd.DataFrame({"trial_name": ["late", "early"], "status": "ok", "ended": [2.0, 1.0]})
-    )
+    stopped = {"trial_name": "stopped", "status": "stopped_early", "stage": "explore"}
+    stopped |= {"strategy": "mobilenet_v2:dec4", "epochs": 1, "val_dice": 0.4, "ended": 1.5}
+    stopped |= {"trainable_params": 5, "total_params": 20, "seed": 0, "bn_update_frozen": True}
+    stopped |= {"lr": 1e-3, "lr_schedule": "none"}
+    trials = pd.DataFrame({"trial_name": ["late", "early"], "status": "ok", "ended": [2.0, 1.0]})
+    trials["stage"] = ["explore", "final"]
+    experiment.write_trials(pd.concat([trials, pd.DataFrame([stopped])], ignore_index=True))
     table = experiment_table(tmp_path / "study", {"explore": "explore", "final": "grid"})
-    assert list(table["trial_name"]) == ["early", "late"]
-    late = table.iloc[1]
+    assert list(table["trial_name"]) == ["early", "stopped", "late"]
+    cut = table.iloc[1]  # ASHA stopped it: trials.csv's row, no Dice per epoch
+    assert cut["status"] == "stopped_early" and cut["epochs_trained"] == 1
+    assert cut["val_dice"] == 0.4 and math.isnan(cut["dice_e1"]) and cut["train_dec4"] == 1
+    late = table.iloc[2]
     assert late["source"] == "explore" and late["encoder"] == "resnet18" and late["bn"] == "pinned"
     assert [late[f"train_{p}"] for p in ("enc0", "enc1", "head")] == [1, 0, 1]
     assert late["dice_e2"] == pytest.approx(0.7) and late["epochs_trained"] == 2
