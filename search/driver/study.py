@@ -20,7 +20,7 @@ from search.driver.stages.common import StageRunner
 from search.driver.trials_table import settle_finished
 from search.experiment.folder import Experiment
 from search.shared.stop import STOP
-from search.worker.wandb_artifacts import log_dataset, log_model
+from search.worker.wandb_artifacts import log_dataset, log_models
 from search.worker.wandb_link import local_wandb_key, sync_hint
 
 
@@ -69,8 +69,8 @@ def run_study(
         STOP.check()
         final_stage.run(runner, weights, recipes, discovered)
         if logs_here and cfg.search.wandb.log_checkpoints:
-            for result in final_stage.best_per_strategy(runner):
-                log_model(runner.wandb, experiment, result)
+            best = final_stage.best_per_strategy(runner)
+            log_models(runner.wandb, experiment, best, data_digest)
     STOP.check()  # a stop between the last stage and the report: no report claims completeness
     hint = sync_hint(experiment) if wandb_mode != "disabled" else None
     if hint:

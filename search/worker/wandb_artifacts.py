@@ -9,9 +9,10 @@ that version by content. Offline, W&B refuses `use_artifact`: the trial writes t
 `use_artifact` sends online (the artifact, marked to be used once committed), which `wandb
 sync` turns into the same lineage.
 
-The best checkpoint per strategy (`log_model`, when `search.wandb.log_checkpoints`) is logged
-by the driver after the final stage, into the run of the trial that trained it: only then are
-all its seeds done, and the artifact's producer is that trial (data -> trial -> model).
+The best checkpoint per strategy (`log_models`, when `search.wandb.log_checkpoints`) is logged
+by the driver after the final stage, when all its seeds are done, in one run of job type
+`models` that uses the dataset artifact (data -> models run -> model; each model's metadata
+names the trial that trained it and that trial's run id).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from search.experiment.folder import DATA, Experiment
 from search.shared.spec import WandbSettings
-from search.worker.wandb_link import finish_run, start_run
+from search.worker.wandb_link import finish_run, start_run, wandb_run_id
 from trainables.core.files import BEST
 
 
@@ -92,31 +93,46 @@ def log_dataset(settings: WandbSettings, experiment: Experiment, digest: str) ->
             finish_run(run, None if settings.dir else experiment)
 
 
-def log_model(settings: WandbSettings, experiment: Experiment, result: dict) -> None:
-    """Driver side, after the final stage: one final trial's best.pt as a `model` artifact of
-    its own run (resumed), named `<experiment>-<strategy>`.
+def log_models(
+    settings: WandbSettings, experiment: Experiment, results: list[dict], digest: str | None
+) -> None:
+    """Driver side, after the final stage: each given final trial's best.pt as a `model`
+    artifact `<experiment>-<strategy>`, logged by one run of job type `models` that uses the
+    dataset artifact (lineage: data -> models run -> model; each model names its trial and
+    that trial's run id). Not into the trial's own run: resumed offline, that run's second
+    file would hold an empty summary, which `wandb sync` uploads over the trial's.
 
     Args:
-        result: the trial's stored result (`Experiment.read_result`).
+        results: the trials' stored results (`Experiment.read_result`), one per strategy.
+        digest: the data's fingerprint digest (None: no dataset to declare).
     """
-    name, strategy = result["trial_name"], result["strategy"]
     with tempfile.TemporaryDirectory() as scratch:
         run = None
         try:
-            local = Path(scratch) / BEST
-            experiment.store.download(experiment.checkpoint("final", name, BEST), local)
-            run = start_run(settings, "final", name, None, Path(scratch), tags=None)
-            artifact = _model_artifact(experiment, result, local)
-            run.log_artifact(artifact, aliases=["latest", f"seed{result['seed']}"])
+            run = start_run(settings, "models", "models", {"trials": len(results)}, Path(scratch))
+            if digest:
+                use_dataset(run, dataset_artifact(experiment, digest, Path(scratch)))
+            artifacts = [
+                _log_model(run, settings, experiment, result, Path(scratch)) for result in results
+            ]
             if run.settings.mode != "offline":
-                artifact.wait()  # uploaded before the temporary copy goes
+                for artifact in artifacts:
+                    artifact.wait()  # uploaded before the temporary copies go
         except Exception as err:
-            _warn(f"the model of {strategy} was not logged ({type(err).__name__}: {err})")
+            _warn(f"the models were not logged ({type(err).__name__}: {err})")
         finally:
             finish_run(run, None if settings.dir else experiment)
 
 
-def _model_artifact(experiment: Experiment, result: dict, checkpoint: Path):
+def _log_model(run, settings: WandbSettings, experiment: Experiment, result: dict, scratch: Path):
+    name = result["trial_name"]
+    local = scratch / name / BEST
+    experiment.store.download(experiment.checkpoint("final", name, BEST), local)
+    artifact = _model_artifact(experiment, result, local, wandb_run_id(settings, "final", name))
+    return run.log_artifact(artifact, aliases=["latest", f"seed{result['seed']}"])
+
+
+def _model_artifact(experiment: Experiment, result: dict, checkpoint: Path, run_id: str):
     import wandb
 
     val, test = result.get("val", {}), result.get("test", {})
@@ -129,6 +145,7 @@ def _model_artifact(experiment: Experiment, result: dict, checkpoint: Path):
             "strategy": result["strategy"],
             "seed": result["seed"],
             "trial_name": result["trial_name"],
+            "run_id": run_id,  # the W&B run of the trial that trained it
             "trainable_params": result.get("trainable_params"),
             "val_dice": val.get("dice"),
             "test_dice": test.get("dice"),

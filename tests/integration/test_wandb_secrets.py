@@ -56,6 +56,13 @@ def test_marker_key_is_written_nowhere(tmp_path, isolated_env):
     cmd += ["--name", "secret", "--stages", "final", "--wandb", "offline", "--num-cpus", "2"]
     cmd += ["--set", "search.strategies=[decoder_4]", "--set", "search.seeds=[0]"]
     cmd += ["--set", "trial.image_size=32", "--set", "trial.epochs=1"]
+    # The model artifact too (demo.yaml, the default config, deletes the checkpoints).
+    cmd += [
+        "--set",
+        "search.wandb.log_checkpoints=true",
+        "--set",
+        "search.keep_best_checkpoints=true",
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     exp = tmp_path / "runs" / "secret"
@@ -69,12 +76,13 @@ def test_marker_key_is_written_nowhere(tmp_path, isolated_env):
 
 
 def check_what_the_runs_carry(exp: Path) -> None:
-    """The study's offline runs (one final trial, the driver's data run, the report run)."""
+    """The study's offline runs: the driver's data run, the final trial's, the driver's
+    models run, the report run."""
     from search.worker.wandb_artifacts import dataset_name
     from trainables.data.arrays import digest_of
 
     runs = {run.job_type: run for run in read_runs(exp)}
-    assert set(runs) == {"data", "final", "report"}
+    assert sorted(runs) == ["data", "final", "models", "report"]
     trial, result = runs["final"], read_result(exp, "final", "decoder_4__seed0")
     assert {"final", "decoder_4", "encoder:mobilenet_v2", "mask:mobilenet_v2:dec4"} <= set(
         trial.tags
@@ -93,6 +101,9 @@ def check_what_the_runs_carry(exp: Path) -> None:
     assert used.digest == logged.digest  # one content: W&B keeps one version
     (report,) = [a for a in runs["report"].artifacts if a.type == "report"]
     assert "report.md" in {entry.path for entry in report.manifest.contents}
+    (model,) = [a for a in runs["models"].artifacts if a.type == "model"]  # the best seed's
+    assert model.name == "secret-decoder_4" and model.manifest.contents[0].path == "best.pt"
+    assert json.loads(model.metadata)["run_id"] == trial.run_id
 
 
 def test_key_shared_through_ray_memory_reaches_a_trial_and_no_file(tmp_path, isolated_env):

@@ -13,7 +13,7 @@ from wandb_records import read_runs
 
 from search.experiment.folder import Experiment
 from search.shared.spec import WandbSettings
-from search.worker.wandb_artifacts import dataset_name, declare_dataset, log_dataset, log_model
+from search.worker.wandb_artifacts import dataset_name, declare_dataset, log_dataset, log_models
 from search.worker.wandb_link import (
     define_epoch_metrics,
     finish_run,
@@ -157,30 +157,40 @@ def test_system_metrics_follow_the_setting(tmp_path, wandb_teardown, setting, ex
         finish_run(run, None)
 
 
-def test_the_driver_logs_the_dataset_once_and_the_best_model_into_its_trial_run(
+def test_the_driver_logs_the_dataset_once_and_the_best_models_in_a_run_that_uses_it(
     tmp_path, wandb_teardown
 ):
     """log_dataset: a run of job type `data` that logs (not uses) the dataset artifact;
-    log_model: the trial's own run (its id) gets a `model` artifact holding best.pt."""
+    log_models: a run of job type `models` that uses it and logs each best.pt as a `model`
+    artifact naming its trial and that trial's run."""
     experiment = experiment_with_data(tmp_path)
     settings = offline(tmp_path, experiment_id="e1")
     log_dataset(settings, experiment, "ab" * 20)
-    checkpoint = tmp_path / "best.pt"
-    checkpoint.write_bytes(b"weights")
-    experiment.store.upload(checkpoint, experiment.checkpoint("final", "decoder__seed1", BEST))
-    result = {"trial_name": "decoder__seed1", "strategy": "decoder", "seed": 1}
-    log_model(settings, experiment, result | {"val": {"dice": 0.8}, "test": {"dice": 0.7}})
+    results = []
+    for strategy, seed in (("decoder", 1), ("mobilenet_v2:dec3+head", 0)):
+        name = f"{strategy.replace(':', '_').replace('+', '.')}__seed{seed}"
+        checkpoint = tmp_path / f"{name}.pt"
+        checkpoint.write_bytes(name.encode())
+        experiment.store.upload(checkpoint, experiment.checkpoint("final", name, BEST))
+        result = {"trial_name": name, "strategy": strategy, "seed": seed}
+        results.append(result | {"val": {"dice": 0.8}, "test": {"dice": 0.7}})
+    log_models(settings, experiment, results, "ab" * 20)
 
     runs = {run.job_type: run for run in written_runs(tmp_path / "wandb")}
     (data,) = runs["data"].artifacts
     assert data.type == "dataset" and data.name == dataset_name("ab" * 20)
-    assert not data.use_after_commit  # logged by the data run, used by the trials
-    (model,) = runs["final"].artifacts
-    assert runs["final"].run_id == wandb_run_id(settings, "final", "decoder__seed1")
-    assert model.type == "model" and model.name == "exp-decoder"
-    assert [entry.path for entry in model.manifest.contents] == [BEST]
-    assert json.loads(model.metadata)["val_dice"] == 0.8
-    assert "seed1" in model.aliases
+    assert not data.use_after_commit  # logged by the data run, used by the others
+    used, *models = runs["models"].artifacts
+    assert used.type == "dataset" and used.use_after_commit and used.digest == data.digest
+    assert [(m.type, m.name) for m in models] == [
+        ("model", "exp-decoder"),
+        ("model", "exp-mobilenet_v2-dec3_head"),
+    ]
+    assert all([entry.path for entry in m.manifest.contents] == [BEST] for m in models)
+    metadata = json.loads(models[0].metadata)
+    assert metadata["val_dice"] == 0.8 and metadata["trial_name"] == "decoder__seed1"
+    assert metadata["run_id"] == wandb_run_id(settings, "final", "decoder__seed1")
+    assert "seed1" in models[0].aliases
 
 
 def test_read_run_replays_one_file(tmp_path, wandb_teardown):
