@@ -247,7 +247,7 @@ def build_report(
         hc_fail_mm = search.get("report", {}).get("hc_fail_mm", HC_FAIL_MM)
     clinic = clinical.build_clinical(results, table, info, out, hc_fail_mm, data_dir)
     table, notes = clinic.table, notes + clinic.notes
-    found = explore.build_explore(results.trials, table, info, out)
+    found = explore.build_explore(results.trials, table, info, out, results.per_image)
     notes += found.notes
     curves = fractions.build_fractions(everything.trials, info, results.config, out)
     notes += curves.notes

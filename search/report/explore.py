@@ -17,11 +17,12 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy import stats as scipy_stats  # noqa: E402
 
+from search.report.bootstrap import PerImage  # noqa: E402
 from search.report.page import Figure, Paragraph, Table  # noqa: E402
 from search.report.plots import DPI, PAPER_SIZE_IN, save  # noqa: E402
-from search.report.stats import ALPHA, Metric, final_trials, recipe_text  # noqa: E402
+from search.report.stats import ALPHA, Metric, compare, final_trials, holm, per_image_long  # noqa: E402
+from search.report.tune import recipe_text  # noqa: E402
 from search.shared.pareto import non_dominated  # noqa: E402
 
 EXPLORE_PNG = "explore.png"
@@ -88,38 +89,46 @@ def explore_display(rows: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def dominance(trials: pd.DataFrame, table: pd.DataFrame, metric: Metric) -> list[str]:
+def dominance(
+    trials: pd.DataFrame, table: pd.DataFrame, metric: Metric, scores: PerImage | None = None
+) -> list[str]:
     """Which discovered configurations (final rows with recipe 'explore') beat a named paper
     strategy on the test set with fewer trainable parameters. 'Better' (in the metric's own
-    direction) needs a paired t-test over common seeds with p < 0.05; not separated counts as
-    not better."""
+    direction) is the report's one rule (`stats.SEPARATION_RULE`) applied to the pair: the
+    same comparison, Holm-corrected over the paper strategies a configuration is compared with;
+    not separated, or not tested, counts as not better."""
     metric_column, sign = metric.column, 1.0 if metric.higher_is_better else -1.0
     final = final_trials(trials)
     discovered = sorted(final.loc[final["recipe"] == "explore", "strategy"].unique())
     paper = [s for s in table["strategy"] if s not in discovered]
     ok = final[(final["status"] == "ok") & final[metric_column].notna()]
     params = table.set_index("strategy")["trainable_params"]
+    means = ok.groupby("strategy")[metric_column].mean()
+    scores = scores or PerImage(pd.DataFrame())
     findings = []
     for found in discovered:
-        mine = ok[ok["strategy"] == found].set_index("seed")[metric_column]
-        beaten = []
+        compared, p_values = [], []
         for name in paper:
-            theirs = ok[ok["strategy"] == name].set_index("seed")[metric_column]
-            common = sorted(set(mine.index) & set(theirs.index))
-            if len(common) < 2 or not params[found] < params[name]:
+            if found not in means or name not in means or not params[found] < params[name]:
                 continue
-            diff = sign * (mine[common].to_numpy() - theirs[common].to_numpy())
-            if diff.mean() <= 0:
+            if sign * (means[found] - means[name]) <= 0:
                 continue
-            p = float(scipy_stats.ttest_rel(mine[common], theirs[common]).pvalue)
-            if p < ALPHA:
-                beaten.append(f"{name} (p={p:.3g})")
+            _, result = compare(ok, scores, name, found, metric_column)
+            if result is not None:
+                compared.append((name, result["test_vs_best"].split(" (")[0]))
+                p_values.append(result["p_value_vs_best"])
+        adjusted = holm(p_values) if p_values else []
+        beaten = [
+            f"{name} (Holm p={p:.3g}, {test})"
+            for (name, test), p in zip(compared, adjusted, strict=True)
+            if p < ALPHA
+        ]
         findings.append(
             f"{found} dominates {', '.join(beaten)}: a better test score with fewer trainable "
             "parameters."
             if beaten
             else f"{found} dominates no paper strategy (no better test score with fewer "
-            "trainable parameters, separated by a paired t-test at p < 0.05)."
+            "trainable parameters, separated by the report's rule)."
         )
     return findings
 
@@ -132,7 +141,11 @@ class ExploreSection:
 
 
 def build_explore(
-    trials: pd.DataFrame, table: pd.DataFrame, metric: Metric, out_dir: Path
+    trials: pd.DataFrame,
+    table: pd.DataFrame,
+    metric: Metric,
+    out_dir: Path,
+    per_image: dict[str, pd.DataFrame] | None = None,
 ) -> ExploreSection:
     """The explore section's blocks and notes (no blocks without an explore stage)."""
     rows = explore_rows(trials)
@@ -147,7 +160,7 @@ def build_explore(
         "finished trials only). The final stage confirms the front's best by validation on "
         "the test set, beside the named strategies."
     )
-    notes = dominance(trials, table, metric)
+    notes = dominance(trials, table, metric, PerImage(per_image_long(trials, per_image or {})))
     return ExploreSection(
         blocks=[
             Paragraph(text),

@@ -23,7 +23,6 @@ from scipy import stats
 from search.report import bootstrap
 from search.report.bootstrap import PerImage, per_image_column
 from search.shared.metrics import METRICS, Metric, numeric_test_columns, value_range
-from trainables.core import recipe
 from trainables.data.splits import exam_id
 
 ALPHA = 0.05  # two-sided level of the paired test and of the intervals (95%)
@@ -266,6 +265,20 @@ def _t_pair(best_values: pd.Series, values: pd.Series) -> dict:
     }
 
 
+def compare(
+    ok: pd.DataFrame, scores: PerImage, reference: str, name: str, column: str
+) -> tuple[int, dict | None]:
+    """`name` against `reference` as `SEPARATION_RULE` compares them: (common seeds, the
+    bootstrap's or the paired t-test's difference, interval and raw p; None: not tested)."""
+    mine = ok[ok["strategy"] == name].set_index("seed")[column]
+    theirs = ok[ok["strategy"] == reference].set_index("seed")[column]
+    common = sorted(set(mine.index) & set(theirs.index))
+    found = _bootstrap_pair(scores, reference, name, per_image_column(column)) or (
+        _t_pair(theirs[common], mine[common]) if len(common) >= MIN_SEEDS else None
+    )
+    return len(common), found
+
+
 def paired_vs_best(
     final: pd.DataFrame, table: pd.DataFrame, metric: Metric, scores: PerImage | None = None
 ) -> pd.DataFrame:
@@ -293,18 +306,12 @@ def paired_vs_best(
             record["vs_best"] = "best"
         else:
             name = row["strategy"]
-            mine = ok[ok["strategy"] == name].set_index("seed")[column]
-            theirs = ok[ok["strategy"] == best["strategy"]].set_index("seed")[column]
-            common = sorted(set(mine.index) & set(theirs.index))
-            record["n_paired"] = len(common)
+            record["n_paired"], found = compare(ok, scores, best["strategy"], name, column)
             record["diff_vs_best"] = float(means[name] - means[best["strategy"]])
-            found = _bootstrap_pair(scores, best["strategy"], name, per_image_column(column)) or (
-                _t_pair(theirs[common], mine[common]) if len(common) >= MIN_SEEDS else None
-            )
             if found is None:
                 record["vs_best"] = (
-                    f"not tested: {len(common)} common seed(s), fewer than {MIN_SEEDS}, and no "
-                    "per-image results"
+                    f"not tested: {record['n_paired']} common seed(s), fewer than {MIN_SEEDS}, "
+                    "and no per-image results"
                 )
             else:
                 record |= found
@@ -325,15 +332,6 @@ def paired_vs_best(
             f"({r['test_vs_best']})"
         )
     return frame
-
-
-# -- the tune stage ----------------------------------------------------------------------------
-def recipe_text(row) -> str:
-    """'lr 0.0001, exponential (gamma 0.9)' from a row with the recipe keys (NaN: not shown),
-    in the words of `trainables.core.recipe.recipe_text`."""
-    keys = recipe.RECIPE_KEYS
-    given = {k: row.get(k) for k in keys if k == "lr_schedule" or pd.notna(row.get(k))}
-    return recipe.recipe_text(given)
 
 
 # -- honesty checks ----------------------------------------------------------------------------

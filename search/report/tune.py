@@ -34,7 +34,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from search.report.stats import recipe_text  # noqa: E402
 from trainables.core import recipe  # noqa: E402
 
 IMPORTANCE_PNG = "importance.png"
@@ -48,6 +47,14 @@ COMPLETE = ("ok", "stopped_early")
 # study with its scores shuffled among the trials, SHUFFLES times (seeded).
 SHUFFLES = 19
 SEED = 0
+
+
+def recipe_text(row) -> str:
+    """'lr 0.0001, exponential (gamma 0.9)' from a row with the recipe keys (NaN: not shown),
+    in the words of `trainables.core.recipe.recipe_text`."""
+    keys = recipe.RECIPE_KEYS
+    given = {k: row.get(k) for k in keys if k == "lr_schedule" or pd.notna(row.get(k))}
+    return recipe.recipe_text(given)
 
 
 def tune_gains(trials: pd.DataFrame, strategies: list[str] | None = None) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from search.driver.config import SearchConfig, TuneSettings, load_config
 from search.driver.trials_table import COLUMNS
-from search.report.stats import recipe_text
+from search.report.tune import recipe_text
 from trainables.core import recipe
 from trainables.core.config import TrialConfig
 from trainables.core.errors import ConfigError
