@@ -27,8 +27,9 @@ from trainables.nets.strategies import get_strategy
 
 WRITE_ATTEMPTS, WRITE_RETRY_S = 3, 1.0
 # trials.csv is replaced at most every SNAPSHOT_MIN_S, and less often as it grows: never more
-# than SNAPSHOT_SHARE of the driver's time (10,000 rows take ~0.3 s to write: one per 6 s).
-SNAPSHOT_MIN_S, SNAPSHOT_SHARE = 1.0, 0.05
+# than SNAPSHOT_SHARE of the driver's time (1,000 rows take ~10 ms to write: one a second;
+# 10,000 rows ~0.3 s: one per 15 s).
+SNAPSHOT_MIN_S, SNAPSHOT_SHARE = 1.0, 0.02
 # An event is one write to the OS (a killed driver loses none); a trial's start, end or retry is
 # also flushed to the disk against a power cut, at most once per SYNC_EVERY_S (4-50 ms each
 # on a busy disk; the next flush, or trials.csv's next replacement, covers the ones between).
