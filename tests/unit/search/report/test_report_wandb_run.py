@@ -18,6 +18,7 @@ EXP = (
 def test_the_report_run_holds_the_report_folder_as_an_artifact(tmp_path, monkeypatch):
     import wandb
 
+    wandb.teardown()  # W&B's process-wide settings of an earlier test (its folder) end here
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_root"))
     (tmp_path / "wandb_root").mkdir()
     experiment = tmp_path / "exp_small"

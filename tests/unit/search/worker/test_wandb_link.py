@@ -34,9 +34,10 @@ FINGERPRINT = {"samples": {"a.png": "d1", "b.png": "d2", "c.png": "d3"}, "split"
 
 @pytest.fixture
 def wandb_teardown():
-    """W&B keeps process-wide state (its service, its folder): later tests get fresh ones."""
+    """W&B keeps process-wide state (its service, its folder): each test gets fresh ones."""
     import wandb
 
+    wandb.teardown()
     yield
     wandb.teardown()
 
