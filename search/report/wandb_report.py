@@ -29,6 +29,7 @@ from types import MappingProxyType
 from search.experiment.folder import Experiment
 from search.report.build import WANDB_JOB_TYPE
 from search.shared.spec import summary_metrics
+from search.shared.wandb_options import EPOCH_SUMMARIES
 from trainables.core.errors import UserError
 from trainables.core.recipe import proposed_keys
 
@@ -39,9 +40,9 @@ DEFAULT_PROJECT = "freezeframe"  # search.wandb_project's default (`search.drive
 # What `search.worker.trainable` adds to a trial's resolved config in W&B: its labels, then the
 # parameter counts once the trial ends.
 LABELS = ("trial_name", "stage", "recipe", "encoder_source", "trainable_params", "total_params")
-# Per-epoch keys a trial run summarises by an aggregate: `search.worker.wandb_link`'s
-# EPOCH_SUMMARIES (not importable here; a test pins the two). LAST: each summary the last value.
-TRIAL_SUMMARIES: Mapping[str, str] = MappingProxyType({"val_dice": "max", "train_loss": "min"})
+# Per-epoch keys a trial run summarises by an aggregate (the trial runs' own `define_metric`).
+# LAST: each summary the last value (runs logged before the trials defined them).
+TRIAL_SUMMARIES: Mapping[str, str] = EPOCH_SUMMARIES
 LAST: Mapping[str, str] = MappingProxyType({})
 # Panel sizes on W&B's 24-column grid.
 LAYOUT = {"scatter": (12, 9), "line": (12, 9), "parallel": (24, 9), "table": (24, 10)}

@@ -9,6 +9,7 @@ experiment written before the mapping existed keeps its project.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -20,6 +21,10 @@ DEFAULT_PROJECT = "freezeframe"
 NAME_PATTERN = r"^[^/\\#?%:]{1,128}$"
 
 SystemMetrics = Literal["auto", "on", "off"]
+# Per-epoch metrics whose trial-run summary is their best epoch, not their last (`define_metric`
+# in `search.worker.wandb_link`): the run table shows the best validation Dice of every run, also
+# of one ASHA stopped; the W&B Report (`search.report.wandb_report`) names them so (val_dice.max).
+EPOCH_SUMMARIES = MappingProxyType({"val_dice": "max", "train_loss": "min"})
 
 
 class WandbOptions(StrictModel):

@@ -19,6 +19,7 @@ import ray
 
 from search.experiment.folder import Experiment
 from search.shared.spec import WandbSettings
+from search.shared.wandb_options import EPOCH_SUMMARIES
 from trainables.nets.strategies import get_strategy
 
 SECRET_ACTOR = "freezeframe_wandb_key"
@@ -77,9 +78,6 @@ def fetch_key() -> str | None:
 
 # W&B's limit on one tag's length.
 TAG_CHARS = 64
-# Per-epoch metrics whose run summary is their best epoch, not their last (`define_metric`):
-# the run table then shows the best validation Dice of every run, also of one ASHA stopped.
-EPOCH_SUMMARIES = {"val_dice": "max", "train_loss": "min"}
 
 
 def short_tag(tag: str) -> str:
