@@ -23,7 +23,6 @@ from search.shared.stop import STOP, StudyStopped
 from search.worker.wandb_link import local_wandb_key, share_key
 from trainables.core.errors import UserError
 from trainables.data.trial_data import load_trial_data
-from trainables.nets.models import build_model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +113,8 @@ def _main(args) -> int:
     if needs_imagenet(cfg, experiment, args.resume):
         # Fetch (or find in smp's cache) the ImageNet weights once, here, so an offline
         # machine fails now with advice instead of in every trial.
+        from trainables.nets.models import build_model  # torch: only for this check
+
         for network in networks(cfg):
             build_model(f"unet_{network}", "imagenet")
     try:

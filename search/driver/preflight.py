@@ -24,7 +24,6 @@ from trainables.core.errors import ConfigError, DataError, SplitError, WeightsEr
 from trainables.data.arrays import fingerprint_problems
 from trainables.data.trial_data import load_trial_data
 from trainables.data.unlabelled import load_unlabelled
-from trainables.nets.models import build_model
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # whole name (fullmatch): one plain folder
 # Settings a resume may change: what runs (not how trials train), where W&B's key lives, and
@@ -185,6 +184,8 @@ def _check_pretrain_source(cfg: ResolvedConfig) -> None:
         elif kind == "image_folder":
             load_unlabelled(source, cfg.trial.image_size)
         elif kind == "checkpoint":  # it must fit every network the study pretrains
+            from trainables.nets.models import build_model  # torch: only for this check
+
             for network in networks(cfg):
                 build_model(f"unet_{network}", source)
     except (DataError, SplitError, WeightsError) as err:

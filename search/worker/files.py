@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pandas as pd
 import ray
-import torch
 
 from search.experiment.folder import Experiment, drop_checkpoints
 from search.experiment.storage import folder_digest
@@ -31,7 +30,6 @@ from search.shared.spec import PRETRAINED, TrialSpec
 from search.shared.versions import check_versions
 from trainables.core.atomic import pid_of
 from trainables.core.config import TrialConfig
-from trainables.core.device import cuda_missing_reason
 from trainables.core.errors import ConfigError, DataError, DeviceError
 from trainables.core.files import BEST, CHECKPOINT_FILES, TEST_PER_IMAGE
 from trainables.data.arrays import default_cache_dir, fingerprint_problems
@@ -118,6 +116,10 @@ class TrialFiles:
                 ],
                 source,
             )
+        import torch  # in the trial's process only: the driver imports this module too
+
+        from trainables.core.device import cuda_missing_reason
+
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise DeviceError(
                 f"this trial was granted GPU(s) {granted_gpus()} by Ray, but "

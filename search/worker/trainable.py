@@ -29,8 +29,6 @@ from search.worker.wandb_link import (
     start_run,
     system_metrics_on,
 )
-from trainables.training.pretext import run_pretext
-from trainables.training.run import run_trial
 
 # How long a stopped trial's process waits for the trial's own clean-up (its W&B run finishing,
 # its work folder removed) before Ray may end it: beyond W&B's own finish timeout (60 s).
@@ -39,6 +37,11 @@ CLEANUP_WAIT_S = 90.0
 
 def train_ray_trial(config: dict) -> None:
     """Ray Tune function trainable for every stage (run by `RayTrial`)."""
+    # Imported here, in the trial's process: the driver imports this module for the Tuner and
+    # never trains, so it starts without torch (seconds per start on a small machine).
+    from trainables.training.pretext import run_pretext
+    from trainables.training.run import run_trial
+
     spec = TrialSpec.from_tune_config(config)
     files = TrialFiles(spec)
     run = None

@@ -204,3 +204,18 @@ def test_reading_results_loads_neither_torch_nor_the_training_code(module):
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_search_driver_starts_without_torch():
+    """`python search/run.py` imports the driver (the CLI, the stages, the Tune trainable it
+    hands Ray) without torch: a start that fails on bad input exits in a second, and torch is
+    loaded only where the driver meets a network (counting a mask's parameters) or in a trial."""
+    probe = (
+        "import sys, search.cli, search.worker.trainable; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'segmentation_models_pytorch', 'albumentations')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert out.stdout.strip() == "[]"
