@@ -11,6 +11,7 @@ import argparse
 import re
 import sys
 import time
+from urllib.parse import urlsplit
 
 from search.driver.capacity import Capacity, cluster_capacity, shape
 from search.driver.config import DEFAULT_CONFIG, PRETRAIN_DATA, ResolvedConfig, load_config
@@ -80,6 +81,7 @@ def resolve(args: argparse.Namespace) -> tuple[ResolvedConfig, Experiment, str]:
         _check_same_config(cfg, saved, experiment.uri)
         _check_stages_on_resume(cfg, saved, experiment)
     _check_report_metric(cfg)
+    _check_optuna_storage(cfg.search.optuna_storage)
     _check_pretrain_source(cfg)
     check_device(cfg)
     mode = args.wandb or cfg.search.wandb.mode
@@ -168,6 +170,17 @@ def _check_report_metric(cfg: ResolvedConfig) -> None:
         get_metric(cfg.search.report_metric)
     except ConfigError as err:
         raise ConfigError(f"search.report_metric: {err}") from None
+
+
+def _check_optuna_storage(storage: str | None) -> None:
+    """No secret on disk: the config is saved (config.yaml) and sent to W&B, so a database
+    password in `search.optuna_storage` is refused; the database client reads it itself."""
+    if storage and "://" in storage and urlsplit(storage).password:
+        raise ConfigError(
+            "search.optuna_storage: the URL holds a password, which would be saved in the "
+            "experiment's config.yaml and sent to W&B; leave it out of the URL and give it to "
+            "the database client on the driver (PostgreSQL: ~/.pgpass or PGPASSWORD)"
+        )
 
 
 def _check_pretrain_source(cfg: ResolvedConfig) -> None:

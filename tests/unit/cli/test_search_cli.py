@@ -45,6 +45,10 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
         (["--set", "search.pretrain.source={missing}"], "search.pretrain.source: '{missing}'"),
         (["--set", "search.pretrain.source={tmp}"], "search.pretrain.source: {tmp}: 1 problem"),
         (["--set", "search.report_metric=test_dise"], "report_metric: unknown metric 'test_dise'"),
+        (
+            ["--set", "search.optuna_storage=postgresql://me:s3cret@db/optuna"],
+            "search.optuna_storage: the URL holds a password",
+        ),
         (["--resume"], "--resume yes: needs --name"),
         (["--resume", "auto"], "--resume auto: needs --name"),
         (["--name", "../x"], "--name '../x': use 1 to 100 letters, digits"),
