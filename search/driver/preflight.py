@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from search.driver.capacity import Capacity, cluster_capacity, shape
 from search.driver.config import DEFAULT_CONFIG, PRETRAIN_DATA, ResolvedConfig, load_config
 from search.driver.encoders import DEFAULT_STORE, networks, source_kind
-from search.experiment.folder import Experiment
+from search.experiment.folder import CONFIG, Experiment
 from search.experiment.lease import read_lease
 from search.shared.metrics import get_metric
 from search.shared.wandb_options import WandbOptions, merge_legacy_keys
@@ -178,7 +178,7 @@ def _check_optuna_storage(storage: str | None) -> None:
     if storage and "://" in storage and urlsplit(storage).password:
         raise ConfigError(
             "search.optuna_storage: the URL holds a password, which would be saved in the "
-            "experiment's config.yaml and sent to W&B; leave it out of the URL and give it to "
+            f"experiment's {CONFIG} and sent to W&B; leave it out of the URL and give it to "
             "the database client on the driver (PostgreSQL: ~/.pgpass or PGPASSWORD)"
         )
 
