@@ -4,9 +4,11 @@ A Ray Tune callback on the driver keeps the rows. A change appends the trial's r
 line, to the experiment's events file (flushed to disk when a trial starts, ends or is retried),
 so its cost does not grow with the table; on a timer, and when the stage ends, the whole table
 replaces trials.csv atomically and the events file starts again (`Experiment.write_trials`).
-A crash at any moment leaves a trials.csv that parses, one row per trial, and an events file
-whose whole lines hold every change since: `Experiment.read_trials` merges the two (the report,
-a resumed stage), and the next stage or resume compacts them. Rows of every stage (pretrain,
+A trial that ends also appends its final row to trials.csv itself (one line, in the file's own
+column order). A crash at any moment leaves a trials.csv that parses and holds every ended
+trial (a trial's last row is its own), and an events file whose whole lines hold every change
+since: `Experiment.read_trials` merges the two (the report, a resumed stage), and the next stage
+or resume compacts them. Rows of every stage (pretrain,
 tune, explore, final) share one table; running trials carry their epochs so far. The live
 progress display (`progress.StageProgress`) reads the same rows.
 """
@@ -105,6 +107,7 @@ class TrialsTable(tune.Callback):
         self.pending = False  # rows changed since trials.csv was last replaced
         self.snapshot_at, self.snapshot_every_s = time.monotonic(), SNAPSHOT_MIN_S
         self.synced_at = 0.0
+        self.header: list[str] | None = None  # trials.csv's columns, as last written here
 
     def setup(self, **info) -> None:
         # Rows of other stages (and of this one, on resume) come from the experiment.
@@ -137,18 +140,26 @@ class TrialsTable(tune.Callback):
         row.update({k: getattr(spec.trial, k) for k in RECIPE_KEYS})
         return row
 
-    def _write(self, row: dict, sync: bool = True) -> None:
-        """Record a changed row: appended to the events file, then trials.csv replaced if its
-        timer is due. A storage error is retried, then logged, never fatal: every row is kept
-        here, and the next change replaces trials.csv with all of them."""
+    def _write(self, row: dict, sync: bool = True, ended: bool = False) -> None:
+        """Record a changed row: appended to the events file (and to trials.csv when the trial
+        `ended`), then trials.csv replaced if its timer is due. A storage error is retried, then
+        logged, never fatal: every row is kept here, and the next change replaces trials.csv
+        with all of them."""
         self.pending = True
         now = time.monotonic()
         sync = sync and now - self.synced_at >= SYNC_EVERY_S
-        if self._retried(lambda: self.experiment.append_trials([row], COLUMNS, sync)):
-            self.synced_at = now if sync else self.synced_at
-            self._snapshot(due_only=True)
-        else:
-            self._snapshot()
+        if not self._retried(lambda: self.experiment.append_trials([row], COLUMNS, sync)):
+            return self._snapshot()
+        self.synced_at = now if sync else self.synced_at
+        if ended and self.header is None:  # no trials.csv of this table yet: write it whole
+            return self._snapshot()
+        if ended:
+            line = {column: row.get(column) for column in self.header}
+            if not self._retried(
+                lambda: self.experiment.append_ended_trials([line], self.header, sync)
+            ):
+                return self._snapshot()
+        self._snapshot(due_only=True)
 
     def _snapshot(self, due_only: bool = False) -> None:
         """Replace trials.csv by the whole table (when rows changed; if `due_only`, only once
@@ -159,7 +170,7 @@ class TrialsTable(tune.Callback):
         frame = pd.DataFrame(list(self.rows.values()), columns=COLUMNS)
         frame = pd.concat([self.others, frame], ignore_index=True) if len(self.others) else frame
         if self._retried(lambda: self.experiment.write_trials(frame)):
-            self.pending = False
+            self.pending, self.header = False, list(frame.columns)
         cost = time.monotonic() - now
         self.snapshot_at = time.monotonic()
         self.snapshot_every_s = max(SNAPSHOT_MIN_S, cost / SNAPSHOT_SHARE)
@@ -237,7 +248,7 @@ class TrialsTable(tune.Callback):
         else:  # a trial ASHA stopped will not resume: its checkpoints are dead weight
             drop_checkpoints(self.experiment, self.stage, row["trial_name"])
         row["ended"] = round(time.time(), 3)
-        self._write(row)
+        self._write(row, ended=True)
         self._progress(row)
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -245,7 +256,7 @@ class TrialsTable(tune.Callback):
         self._settle(row, "failed")
         row["error"] = _error_text(trial)
         row["ended"] = round(time.time(), 3)
-        self._write(row)
+        self._write(row, ended=True)
         self._progress(row)
 
     def on_step_end(self, iteration, trials, **info):

@@ -190,7 +190,9 @@ class Experiment:
         else:
             snapshot = pd.read_csv(io.StringIO(self.store.read_text(TRIALS)))
         if events is None or events.empty:
-            return snapshot if snapshot is not None else pd.DataFrame(columns=columns or [])
+            if snapshot is None:
+                return pd.DataFrame(columns=columns or [])
+            return last_row_per_trial(snapshot, TRIAL_KEY)  # an ended row appended to it
         frame = events if snapshot is None else pd.concat([snapshot, events], ignore_index=True)
         return last_row_per_trial(frame, TRIAL_KEY)
 
@@ -218,6 +220,14 @@ class Experiment:
         if not self.store.append_bytes(TRIALS_EVENTS, data, sync=sync):
             earlier = b"" if header else self.store.read_bytes(TRIALS_EVENTS)
             self.store.write_bytes(TRIALS_EVENTS, earlier + data)
+
+    def append_ended_trials(self, rows: list[dict], columns: list[str], sync: bool) -> bool:
+        """Add ended trials' rows to trials.csv itself, one whole line each in `columns` (its
+        header, in order), so that the file alone holds every ended trial after a crash; until
+        trials.csv is next replaced it also holds such a trial's earlier row (a trial's last row
+        is its own). False where the storage cannot append (an object store: the events file
+        holds them, and the next replacement)."""
+        return self.store.append_bytes(TRIALS, csv_lines(rows, columns, False), sync=sync)
 
     def read_split(self) -> pd.DataFrame | None:
         if not self.store.exists(SPLIT):
