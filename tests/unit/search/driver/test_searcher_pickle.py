@@ -22,7 +22,12 @@ from search.experiment.folder import Experiment
 
 SETS = {
     "tune": ["search.tune.trials_per_strategy=4", "search.strategies=[decoder,encoder]"],
-    "explore": ["search.explore.trials=8", "search.explore.population=4"],
+    # NSGA-II (not the default TPE): Optuna 5's genetic samplers are the ones that do not pickle.
+    "explore": [
+        "search.explore.trials=8",
+        "search.explore.population=4",
+        "search.explore.sampler=nsga2",
+    ],
 }
 
 
