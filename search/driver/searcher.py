@@ -200,16 +200,6 @@ def widened(distributions: dict, params: dict) -> dict:
     return out
 
 
-def recorded(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
-    """A finished trial as another study can record it (`study.add_trial`)."""
-    return optuna.trial.create_trial(
-        params=trial.params,
-        distributions=widened(trial.distributions, trial.params),
-        values=trial.values,
-        state=trial.state,
-    )
-
-
 def _generation(sampler, index: int) -> dict:
     """A genetic sampler's (NSGA-II's) generation for the `index`-th rebuilt complete trial, in
     the order they were proposed: without it the rebuilt trials belong to no population, and a
