@@ -90,14 +90,18 @@ def wait_for_log(study: Study, text: str, timeout: float) -> None:
 
 
 def wait_for_trials(study: Study, experiment: Path, condition, timeout: float) -> pd.DataFrame:
-    """Poll `trials.csv` (rewritten atomically) until `condition(trials)`; return that table."""
-    csv = experiment / "trials.csv"
+    """Poll the trials table until `condition(trials)`; return that table. Read as the product
+    reads it while a stage runs (`Experiment.read_trials`: trials.csv, replaced on a timer, with
+    the newer rows of trials.events.csv), so a condition sees each trial's latest state."""
+    from search.experiment.folder import Experiment
+
+    table = Experiment.at(experiment)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if study.proc.poll() is not None:
             pytest.fail(f"study exited ({study.proc.returncode}) too early:\n{study.log_tail()}")
-        if csv.exists():
-            trials = pd.read_csv(csv)
+        if table.has_trials():
+            trials = table.read_trials()
             if len(trials) and condition(trials):
                 return trials
         time.sleep(0.1)

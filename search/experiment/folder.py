@@ -188,7 +188,8 @@ class Experiment:
         if not self.store.exists(TRIALS):
             snapshot = None
         else:
-            snapshot = pd.read_csv(io.StringIO(self.store.read_text(TRIALS)))
+            text = self.store.read_text(TRIALS)  # whole lines: an ended row may be mid-append
+            snapshot = pd.read_csv(io.StringIO(text[: text.rfind("\n") + 1] or text))
         if events is None or events.empty:
             if snapshot is None:
                 return pd.DataFrame(columns=columns or [])
