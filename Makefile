@@ -63,8 +63,8 @@ check: lint
 	$(call pytest,tests/unit -n $(UNIT_JOBS) --dist worksteal)
 
 # Lint, the unit tests in parallel, then the integration tests one at a time (-p no:xdist: each
-# starts its own Ray, and several time trials against each other). About 19 min on 2 cores, 17 of
-# them the integration tests.
+# starts its own Ray, and several time trials against each other). About 19 min on 2 cores
+# (2026-12-07: unit 2 min 34 s, integration 16 min 32 s).
 test: lint
 	$(call pytest,tests/unit -n $(UNIT_JOBS) --dist worksteal)
 	$(call pytest,tests/integration -p no:xdist)
