@@ -178,8 +178,9 @@ def with_parent_cache(sampler: optuna.samplers.BaseSampler) -> optuna.samplers.B
         parents = lookup(study, generation)  # chosen now (in selection order), or found
         if len(cached) > 2:  # proposals come from the newest generation or two
             cached.pop(min(cached))
-        # in the study's order, as Optuna's own later look-ups give them
-        cached[key] = sorted(parents, key=lambda trial: trial.number)
+        # As Optuna's own later look-ups give them (found from the recorded ids; their order
+        # differs between Optuna releases: 4.3's is not 5.1's), so proposals stay the same.
+        cached[key] = list(lookup(study, generation))
         return parents
 
     sampler.get_parent_population = get_parent_population  # what its own calls look up
