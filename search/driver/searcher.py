@@ -170,17 +170,21 @@ def with_parent_cache(sampler: optuna.samplers.BaseSampler) -> optuna.samplers.B
         return sampler
     lookup = sampler.get_parent_population
     cached: dict[tuple[int, int], list] = {}
+    chosen: set[tuple[int, int]] = set()
 
     def get_parent_population(study: optuna.Study, generation: int) -> list:
         key = (study._study_id, generation)
         if key in cached:
             return list(cached[key])
-        parents = lookup(study, generation)  # chosen now (in selection order), or found
+        parents = lookup(study, generation)
+        if key not in chosen:  # the first look-up chooses them (in selection order)
+            chosen.add(key)
+            return parents
+        # The second finds them from the ids Optuna recorded, as every later one would (their
+        # order differs between Optuna releases: 4.3's is not 5.1's): kept, proposals stay the same.
         if len(cached) > 2:  # proposals come from the newest generation or two
             cached.pop(min(cached))
-        # As Optuna's own later look-ups give them (found from the recorded ids; their order
-        # differs between Optuna releases: 4.3's is not 5.1's), so proposals stay the same.
-        cached[key] = list(lookup(study, generation))
+        cached[key] = list(parents)
         return parents
 
     sampler.get_parent_population = get_parent_population  # what its own calls look up
