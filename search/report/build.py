@@ -163,7 +163,8 @@ def log_to_wandb(
         job_type=WANDB_JOB_TYPE,
         name=f"{WANDB_JOB_TYPE}-{metric}",
         mode=mode,
-        dir=None if os.environ.get("WANDB_DIR") else str(out_dir),
+        dir=os.environ.get("WANDB_DIR")
+        or str(out_dir),  # always named: a set-up W&B keeps its old dir
         config={"experiment": results.location, "metric": metric},
         reinit="create_new",
         settings=wandb.Settings(

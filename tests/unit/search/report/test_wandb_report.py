@@ -250,6 +250,7 @@ def test_every_panel_key_is_logged_by_offline_trial_runs(tmp_path, no_network, d
     group and job type the panels filter on: runs whose `define_metric` keeps validation Dice's
     best epoch (`val_dice.max`), and runs logged before it (each summary the last value)."""
     import wandb
+
     from search.shared.spec import WandbSettings
 
     experiment = make_experiment(tmp_path / "exp", stages=("tune", "final", "explore"))
