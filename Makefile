@@ -4,8 +4,8 @@
 # `make install`, which installs the lock (requirements.txt) exactly.
 #   tests/unit/         one test file per product module or CLI, mirroring the packages; no Ray
 #   tests/integration/  Ray clusters, whole studies as processes, killed drivers, ray up/submit/
-#                       down, wheel installs: serial, as they start Ray or share this machine's
-#                       cores and port 6379
+#                       down, wheel installs: two at a time, then the `serial` ones alone (they
+#                       time trials, or need port 6379)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -17,6 +17,9 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 # worksteal: a worker that runs out of tests takes queued ones from a worker still busy with a
 # long one (test_both_loops_reach_the_same_validation_dice takes minutes on one core).
 UNIT_JOBS ?= auto
+# Integration-test workers for the tests not marked `serial` (two measured 1.7x faster than one on
+# 2 cores: they mostly wait on Ray and on the studies' processes).
+INTEGRATION_JOBS ?= 2
 
 .PHONY: install lock demo check test test-latest test-floors lint format clean gpu-kit
 
@@ -62,12 +65,14 @@ endef
 check: lint
 	$(call pytest,tests/unit -n $(UNIT_JOBS) --dist worksteal)
 
-# Lint, the unit tests in parallel, then the integration tests one at a time (-p no:xdist: each
-# starts its own Ray, and several time trials against each other). About 19 min on 2 cores
-# (2026-12-07: unit 2 min 34 s, integration 16 min 32 s).
+# Lint, the unit tests in parallel, then the integration tests: two at a time (each starts its own
+# private Ray on free ports, and most of them wait on processes more than they compute), then
+# those marked `serial` alone (-p no:xdist: they time trials against each other, or need port
+# 6379). INTEGRATION_JOBS=0 runs them all in this process, one at a time.
 test: lint
 	$(call pytest,tests/unit -n $(UNIT_JOBS) --dist worksteal)
-	$(call pytest,tests/integration -p no:xdist)
+	$(call pytest,tests/integration -m 'not serial' -n $(INTEGRATION_JOBS) --dist worksteal)
+	$(call pytest,tests/integration -m serial -p no:xdist)
 
 # Drift: fresh venvs (pip's cache off) with the newest releases the ranges allow, and with every
 # dependency at its lower bound; each runs the unit tests (latest: also the tune/explore stages'

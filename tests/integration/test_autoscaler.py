@@ -26,7 +26,8 @@ import psutil
 import pytest
 from helpers import REPO, TINY
 
-pytestmark = pytest.mark.slow
+# serial: port 6379, and the peak needs trials that outlast a fake node's start.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 RAY = Path(sys.executable).with_name("ray")
 

@@ -9,6 +9,7 @@ from helpers import TINY
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # a 12 s wall clock: another test's load would leave no proposal time to start
 def test_a_spent_wall_clock_stops_the_tune_stage_and_the_final_stage_still_runs(
     ray_cluster, studies, tmp_path
 ):

@@ -72,6 +72,7 @@ def test_explore_writes_its_rows_front_and_resumes_without_repeating(
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # hand-over times: another test's load would slow a worker's start
 def test_one_tune_experiment_keeps_every_gpu_busy_until_the_budget_runs_out(
     ray_cluster, studies, tmp_path
 ):
