@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scoring import results_table
 
 from search.report.bootstrap import PerImage
 from search.report.explore import dominance
@@ -27,13 +28,7 @@ def per_image_scores(seeds) -> dict[tuple[str, int], pd.DataFrame]:
         best = difficulty + (0.005 if seed % 2 else -0.005)
         dice = {"all": best, "decoder_2_3_4": best - 0.02 + rng.uniform(-0.002, 0.002, 40)}
         for name, values in dice.items():
-            hd = 0.02 + 5 * (1 - values)
-            tables[name, seed] = pd.DataFrame(
-                {"filename": IMAGES, "dice": values, "iou": values / (2 - values)}
-                | {"pixel_accuracy": 1 - (1 - values) / 500, "hd_mm": hd, "hd95_mm": hd / 2}
-                | {"hc_abs_diff_mm": 10 * (1 - values), "hc_signed_diff_mm": 10 * (1 - values)}
-                | {"empty_prediction": False}
-            )
+            tables[name, seed] = results_table(IMAGES, values)
     return tables
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from scoring import results_table
 
 from search.report import build_report, interactive
 from search.report import plots as report_plots
@@ -45,22 +46,7 @@ def per_image_scores(seeds=(0, 1)) -> dict[tuple[str, int], pd.DataFrame]:
             "all": np.clip(best + shift, 0, 1),
         }
         for name, values in dice.items():
-            hd = 0.02 + 5 * (1 - values)
-            tables[name, seed] = pd.DataFrame(
-                {
-                    "filename": IMAGES,
-                    "dice": values,
-                    "iou": values / (2 - values),
-                    "pixel_accuracy": 1 - (1 - values) / 500,
-                    "hd_mm": hd,
-                    "hd95_mm": hd / 2,
-                    "hc_pred_mm": 170 + 10 * (1 - values),
-                    "hc_reference_mm": 170.0,
-                    "hc_abs_diff_mm": 10 * (1 - values),
-                    "hc_signed_diff_mm": 10 * (1 - values),
-                    "empty_prediction": False,
-                }
-            )
+            tables[name, seed] = results_table(IMAGES, values)
     return tables
 
 
