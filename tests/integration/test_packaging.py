@@ -1,5 +1,6 @@
-"""An installation without the checkout: the embedded default config and the paper's split ship
-inside the wheel (configs/ as the package `freezeframe_configs`), and a study runs from it."""
+"""An installation without the checkout: the embedded default config, the paper's split and the
+efficiency benchmark's table ship inside the wheel (configs/ as the package
+`freezeframe_configs`), and a study runs from it."""
 
 from __future__ import annotations
 
@@ -67,15 +68,19 @@ def test_a_wheel_install_finds_the_default_config_and_the_paper_split(installed,
         [
             "-c",
             "import search.driver.config as c, trainables.data.splits as s; "
+            "import search.bench.efficiency as e, pandas as pd; "
             "print(c.DEFAULT_CONFIG); print(s.PAPER_SPLIT_CSV); "
-            "print(len(s.read_split_csv(s.PAPER_SPLIT_CSV)))",
+            "print(len(s.read_split_csv(s.PAPER_SPLIT_CSV))); "
+            "print(e.TABLE); print(len(pd.read_csv(e.TABLE)))",
         ],
         tmp_path,
     )
     assert probe.returncode == 0, probe.stderr
-    default, split, count = probe.stdout.split()
+    default, split, count, table, rows = probe.stdout.split()
     assert Path(default).is_relative_to(installed) and Path(default).name == "demo.yaml"
     assert Path(split).is_relative_to(installed) and count == "999"
+    # The efficiency benchmark's default table of real trials ships too.
+    assert Path(table).is_relative_to(installed) and int(rows) > 0
 
     shutil.copy(RUN_PY, tmp_path / "run.py")  # as `ray submit` ships it: the script alone
     shown = run_installed(installed, ["run.py", "--help"], tmp_path)
