@@ -1,7 +1,8 @@
 # FreezeFrame: `make demo` runs the embedded default, `make check` the quick checks (lint and the
 # unit tests, in parallel; a few minutes), `make test` the whole suite (lint, the unit tests in
-# parallel, then the integration tests one at a time). All (re)create .venv through
-# `make install`, which installs the lock (requirements.txt) exactly.
+# parallel, then the integration tests two at a time, then the `serial` ones alone; about 13 min
+# on 2 cores). All (re)create .venv through `make install`, which installs the lock
+# (requirements.txt) exactly.
 #   tests/unit/         one test file per product module or CLI, mirroring the packages; no Ray
 #   tests/integration/  Ray clusters, whole studies as processes, killed drivers, ray up/submit/
 #                       down, wheel installs: two at a time, then the `serial` ones alone (they
