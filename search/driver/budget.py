@@ -20,6 +20,10 @@ from search.experiment.folder import Experiment
 from search.shared.compute import device_units, trial_hours
 from trainables.core.config import StrictModel
 
+# Device-hours are read from the trials table at most this often: the searcher asks before every
+# proposal, and the table grows with the study. A stage may overshoot by this long per trial.
+SPENT_EVERY_S = 10.0
+
 
 class BudgetSettings(StrictModel):
     """A spending limit for the tune and explore stages (`search.budget`): once spent they stop
@@ -52,6 +56,7 @@ class Budget:
     deadline: float | None = None  # UNIX time
     device_hours: float | None = None
     announced: tuple[str, ...] = ()  # the stages that said they stopped for it
+    spent_read: tuple[float, float] | None = None  # (UNIX time read, device-hours then)
 
     @classmethod
     def start(cls, settings: BudgetSettings, experiment, resources: dict) -> Budget | None:
@@ -65,8 +70,14 @@ class Budget:
         return cls(store.storage, store.name, resources, deadline, settings.device_hours)
 
     def spent_hours(self) -> float:
+        """The experiment's device-hours so far, read at most every SPENT_EVERY_S."""
+        now = time.time()
+        if self.spent_read is not None and 0 <= now - self.spent_read[0] < SPENT_EVERY_S:
+            return self.spent_read[1]
         trials = Experiment(self.storage, self.name).read_trials()
-        return float(trial_hours(trials, self.resources).sum()) if len(trials) else 0.0
+        spent = float(trial_hours(trials, self.resources).sum()) if len(trials) else 0.0
+        self.spent_read = (now, spent)
+        return spent
 
     def exhausted(self) -> str | None:
         """Why no more proposals may start, or None while budget is left."""
