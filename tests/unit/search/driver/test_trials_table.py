@@ -160,7 +160,10 @@ def test_a_driver_killed_at_random_moments_loses_no_finished_trial(tmp_path):
         writer.send_signal(signal.SIGKILL)
         writer.wait()
         reader.join(10)
-        finished |= {line.split()[1] for line in lines if line.startswith("finished")}
+        # Whole lines only: a kill can cut the last print short (a pipe's buffer flushes when
+        # full, mid-line), leaving "finished" without its name, or with part of it.
+        done = [line for line in lines if line.startswith("finished") and line.endswith("\n")]
+        finished |= {line.split()[1] for line in done}
 
         rows = experiment.read_trials()
         assert not rows.duplicated(["stage", "trial_name"]).any()
