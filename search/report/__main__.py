@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from search.experiment.folder import REPORT_DIR, Experiment
 from search.report import wandb_report
 from search.report.build import build_report
+from search.report.wandb_report_push import push
 from search.shared.metrics import METRICS
 from trainables.core.errors import ConfigError, UserError
 
@@ -87,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.push_wandb_report is not None:
             report = wandb_report.read_definition(args.push_wandb_report)
-            print(f"W&B Report saved: {wandb_report.push(report, args.wandb_entity)}")
+            where = Path(args.push_wandb_report)
+            folder = where if where.is_dir() else where.parent
+            print(f"W&B Report saved: {push(report, args.wandb_entity, folder)}")
             return 0
         if args.wandb_timeout_s is not None and not args.wandb_timeout_s > 0:
             raise ConfigError(f"--wandb-timeout-s must be > 0, got {args.wandb_timeout_s}")
@@ -127,7 +131,7 @@ def _wandb_report(args, result) -> str:
     if args.wandb != "online":
         return f"W&B Report: its definition is in {path}; {later} (a W&B login needed).{left_out}"
     try:
-        return f"W&B Report saved: {wandb_report.push(report, args.wandb_entity)}{left_out}"
+        return f"W&B Report saved: {push(report, args.wandb_entity, result.out_dir)}{left_out}"
     except Exception as err:  # no login, no entity, no network: the definition stays
         reason = str(err).splitlines()[0][:300] if str(err) else ""
         return f"W&B Report not saved ({type(err).__name__}: {reason}); {later} later.{left_out}"

@@ -13,8 +13,8 @@ explore, final) or `report` for the report run. The report has a section per sta
 
 A panel names only keys the runs hold, derived from the experiment's results files the way
 `search.worker.trainable` logs them. The definition is plain JSON (`wandb_report.json` in the
-report folder), made without W&B or a network; `to_report` turns it into a `wandb_workspaces`
-Report and `push` saves that (a login and the network needed there only).
+report folder), made without W&B or a network; `search.report.wandb_report_push` turns it into a
+`wandb_workspaces` Report and saves that (a login and the network needed there only).
 """
 
 from __future__ import annotations
@@ -256,93 +256,3 @@ def read_definition(location: str | Path) -> dict:
         if not report.get(key):
             raise UserError(f"{path}: the key {key!r} is missing or empty")
     return report
-
-
-def _workspaces():
-    """wandb-workspaces' Report API, imported only to build or save a report: it imports wandb
-    (about 3 s here), which the definition and the rest of the report do without."""
-    import wandb_workspaces.reports.v2 as wr
-
-    return wr
-
-
-def _metric(ref: str):
-    """'config:NAME' / 'summary:NAME' / 'history:NAME' -> wandb-workspaces' metric."""
-    wr = _workspaces()
-    section, _, name = ref.partition(":")
-    return {"config": wr.Config, "summary": wr.SummaryMetric}.get(section, wr.Metric)(name)
-
-
-def _panel(spec: dict):
-    wr = _workspaces()
-    width, height = LAYOUT[spec["kind"]]
-    layout = wr.Layout(w=width, h=height)
-    if spec["kind"] == "scatter":
-        x, y = _metric(spec["x"]), _metric(spec["y"])
-        return wr.ScatterPlot(title=spec["title"], x=x, y=y, log_x=spec["log_x"], layout=layout)
-    if spec["kind"] == "line":
-        return wr.LinePlot(
-            title=spec["title"],
-            x=spec["x"].partition(":")[2],  # logged keys, as a line plot names them
-            y=[spec["y"].partition(":")[2]],
-            groupby=_metric(spec["groupby"]),
-            groupby_aggfunc="mean",
-            groupby_rangefunc="minmax",
-            layout=layout,
-        )
-    if spec["kind"] == "parallel":
-        columns = [
-            wr.ParallelCoordinatesPlotColumn(metric=_metric(ref), log=ref in spec["log"] or None)
-            for ref in spec["columns"]
-        ]
-        return wr.ParallelCoordinatesPlot(title=spec["title"], columns=columns, layout=layout)
-    if spec["kind"] == "table":
-        return wr.WeavePanelSummaryTable(table_name=spec["table"], layout=layout)
-    raise UserError(f"W&B Report definition: unknown panel kind {spec['kind']!r}")
-
-
-def to_report(report: dict, entity: str):
-    """The `wandb_workspaces` Report of a definition. Builds objects only, no network: the
-    entity is given (wandb-workspaces would ask the server for the default one)."""
-    wr = _workspaces()
-    blocks = []
-    for section in report["sections"]:
-        runsets = [
-            wr.Runset(
-                entity=entity, project=report["project"], name=rs["name"], filters=rs["filters"]
-            )
-            for rs in section["runsets"]
-        ]
-        panels = [_panel(spec) for spec in section["panels"]]
-        blocks += [wr.H2(section["title"]), wr.P(section["text"])]
-        blocks.append(wr.PanelGrid(runsets=runsets, panels=panels))
-    return wr.Report(
-        project=report["project"],
-        entity=entity,
-        title=report["title"],
-        description=report["description"],
-        blocks=blocks,
-    )
-
-
-def push(report: dict, entity: str | None = None) -> str:
-    """Save the report in W&B (a login needed) and return its URL. Entity: the argument, the
-    definition's, else the login's default entity. Each push saves a new report."""
-    import wandb  # here: only a push asks W&B for the default entity
-
-    entity = entity or report.get("entity")
-    if not entity:
-        try:
-            entity = wandb.Api().default_entity
-        except Exception as err:  # no login: say what to do
-            raise WandbReportError(f"W&B: no entity given and none from a login ({err})") from err
-    if not entity:
-        raise WandbReportError("W&B: no entity; pass --wandb-entity or set search.wandb.entity")
-    try:
-        return to_report(report, entity).save().url
-    except Exception as err:  # no login, no network, a project the login cannot write to
-        reason = str(err).splitlines()[0][:300] if str(err) else ""
-        raise WandbReportError(
-            f"W&B did not save the report ({type(err).__name__}: {reason}); check `wandb "
-            f"login`, the network and the entity {entity!r}"
-        ) from err

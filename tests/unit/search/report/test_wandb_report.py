@@ -18,6 +18,7 @@ from helpers import DATA
 from search.experiment.folder import Experiment
 from search.report import wandb_report
 from search.report.__main__ import main as report_main
+from search.report.wandb_report_push import to_report
 from search.shared.spec import summary_metrics
 from trainables.core.config import TrialConfig
 from trainables.core.errors import UserError
@@ -280,7 +281,7 @@ def test_the_definition_loads_back_and_builds_the_report_offline(tmp_path, no_ne
     path = wandb_report.write_definition(report, tmp_path)
     assert path.name == wandb_report.REPORT_JSON
     assert wandb_report.read_definition(tmp_path) == report
-    built = wandb_report.to_report(report, "my-team")
+    built = to_report(report, "my-team")
     assert (built.entity, built.project, built.title) == (
         "my-team",
         "ff-proj",
@@ -312,6 +313,55 @@ def test_the_definition_loads_back_and_builds_the_report_offline(tmp_path, no_ne
         "strategies",
     ):
         assert text in spec, text
+
+
+class FakeWandb:
+    """W&B's side of wandb-workspaces' `Report.save()`: a run set's project id, and the GraphQL
+    upsert of a report view, which keeps the id it is sent or makes a new one, as the server
+    does."""
+
+    def __init__(self, monkeypatch):
+        import wandb_workspaces.reports.v2.interface as interface
+
+        self.sent_ids: list[str | None] = []
+        api = type("Api", (), {"projects": lambda _, entity: [type("P", (), {"name": "ff-proj"})]})
+        monkeypatch.setattr(interface, "_get_api", api)
+        monkeypatch.setattr(interface, "execute_graphql", self.execute_graphql)
+        monkeypatch.setattr(interface, "get_app_url", lambda _: "https://wandb.test")
+
+    def execute_graphql(self, api, query, variables):
+        if "spec" not in variables:  # a run set asks for its project's id
+            return {"project": {"internalId": "p-1"}}
+        self.sent_ids.append(variables["id"])
+        view = {
+            "id": variables["id"] or f"view-{len(self.sent_ids)}",
+            "name": variables["name"],
+            "displayName": variables["displayName"],
+            "description": variables["description"],
+            "project": {"name": variables["projectName"], "entityName": variables["entityName"]},
+            "spec": json.loads(variables["spec"]),
+        }
+        return {"upsertView": {"view": view}}
+
+
+def test_pushing_a_folder_again_updates_its_report_instead_of_saving_another(
+    tmp_path, monkeypatch, capsys
+):
+    experiment = make_experiment(tmp_path / "exp", stages=("tune", "final"))
+    wandb_report.write_definition(wandb_report.definition(experiment), tmp_path)
+    server = FakeWandb(monkeypatch)
+    push = ["--push-wandb-report", str(tmp_path), "--wandb-entity", "team"]
+    assert report_main(push) == 0
+    first = capsys.readouterr().out
+    assert "W&B Report saved: https://wandb.test/team/ff-proj/reports/" in first
+    saved = json.loads((tmp_path / "wandb_report.saved.json").read_text())
+    assert saved == {"entity": "team", "project": "ff-proj", "id": "view-1", "url": saved["url"]}
+    assert report_main(push) == 0  # the same report, updated
+    assert report_main([*push[:-1], "other-team"]) == 0  # another entity: a report of its own
+    assert server.sent_ids == [None, "view-1", None]
+    (tmp_path / "wandb_report.saved.json").write_text("{not json")
+    assert report_main(push) == 2
+    assert "wandb_report.saved.json: not readable" in capsys.readouterr().err
 
 
 def test_a_broken_definition_file_is_named(tmp_path):
