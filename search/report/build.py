@@ -163,8 +163,8 @@ def log_to_wandb(
         job_type=WANDB_JOB_TYPE,
         name=f"{WANDB_JOB_TYPE}-{metric}",
         mode=mode,
-        dir=os.environ.get("WANDB_DIR")
-        or str(out_dir),  # always named: a set-up W&B keeps its old dir
+        # Always named: a W&B set up earlier in this process would keep its old dir (the cwd).
+        dir=os.environ.get("WANDB_DIR") or str(out_dir),
         config={"experiment": results.location, "metric": metric},
         reinit="create_new",
         settings=wandb.Settings(

@@ -20,7 +20,6 @@ report folder), made without W&B or a network; `search.report.wandb_report_push`
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -30,6 +29,7 @@ from search.experiment.folder import Experiment
 from search.report.build import WANDB_JOB_TYPE
 from search.shared.spec import summary_metrics
 from search.shared.wandb_options import EPOCH_SUMMARIES
+from trainables.core.atomic import atomic_output
 from trainables.core.errors import UserError
 from trainables.core.recipe import proposed_keys
 
@@ -236,9 +236,8 @@ def definition(
 def write_definition(report: dict, out_dir: Path) -> Path:
     """Write the definition to `out_dir/wandb_report.json` (whole or not at all)."""
     path = Path(out_dir) / REPORT_JSON
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    with atomic_output(path, "w") as out:
+        out.write(json.dumps(report, indent=2) + "\n")
     return path
 
 

@@ -9,10 +9,10 @@ folder to the same entity and project updates that report instead of saving a se
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from search.report.wandb_report import LAYOUT, WandbReportError
+from trainables.core.atomic import atomic_output
 from trainables.core.errors import UserError
 
 SAVED_JSON = "wandb_report.saved.json"
@@ -119,10 +119,8 @@ def push(report: dict, entity: str | None = None, folder: str | Path | None = No
         ) from err
     if folder is not None:
         record = {"entity": entity, "project": report["project"], "id": target.id, "url": url}
-        path = Path(folder) / SAVED_JSON
-        partial = path.with_suffix(".json.partial")
-        partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.replace(partial, path)
+        with atomic_output(Path(folder) / SAVED_JSON, "w") as out:
+            out.write(json.dumps(record, indent=2) + "\n")
     return url
 
 
