@@ -6,11 +6,11 @@ a time, as `StudySearcher.propose` does (an all-frozen or repeated proposal is t
 never trained). Each proposal's validation Dice per epoch comes from the table when the table
 holds that exact configuration, else from the surrogate. With ASHA, the curve is cut where Ray
 Tune's `ASHAScheduler` (what the explore stage uses) would stop the trial: `Asha` reproduces its
-rungs and cutoff. The study is told what Tune reports (the last epoch's Dice of a stopped trial,
-the best epoch's of a finished one) and trainable parameters; the validation front (the
-hypervolume) holds the finished trials only, as the explore stage's front does. Trials run one after the other
-(the product runs as many at once as the cluster holds: ASHA then compares against fewer
-finished trials at first).
+rungs and cutoff. The study is told what Tune reports (the last epoch's Dice of a stopped trial, the
+best epoch's of a finished one) and trainable parameters; the validation front (the hypervolume)
+holds the finished trials only, as the explore stage's front does. Trials run one after the other
+(the product runs as many at once as the cluster holds: ASHA then compares against fewer finished
+trials at first).
 
 The grid baseline replays the measured final-stage trials of the paper's strategies: one pass
 over the 8 strategies per trial seed (strategies and seeds shuffled per search seed); its front

@@ -1,16 +1,15 @@
 """`trials.csv`: one row per trial, kept as trials report, start, fail and finish.
 
-A Ray Tune callback on the driver keeps the rows. A change appends the trial's row, one whole
-line, to the experiment's events file (flushed to disk when a trial starts, ends or is retried),
-so its cost does not grow with the table; on a timer, and when the stage ends, the whole table
-replaces trials.csv atomically and the events file starts again (`Experiment.write_trials`).
-A trial that ends also appends its final row to trials.csv itself (one line, in the file's own
-column order). A crash at any moment leaves a trials.csv that parses and holds every ended
-trial (a trial's last row is its own), and an events file whose whole lines hold every change
-since: `Experiment.read_trials` merges the two (the report, a resumed stage), and the next stage
-or resume compacts them. Rows of every stage (pretrain,
-tune, explore, final) share one table; running trials carry their epochs so far. The live
-progress display (`progress.StageProgress`) reads the same rows.
+A Ray Tune callback on the driver keeps the rows. A change appends the trial's row, one whole line,
+to the experiment's events file (flushed to disk when a trial starts, ends or is retried), so its
+cost does not grow with the table; on a timer, and when the stage ends, the whole table replaces
+trials.csv atomically and the events file starts again (`Experiment.write_trials`). A trial that
+ends also appends its final row to trials.csv itself (one line, in the file's own column order). A
+crash at any moment leaves a trials.csv that parses and holds every ended trial (a trial's last row
+is its own), and an events file whose whole lines hold every change since: `Experiment.read_trials`
+merges the two (the report, a resumed stage), and the next stage or resume compacts them. Rows of
+every stage (pretrain, tune, explore, final) share one table; running trials carry their epochs so
+far. The live progress display (`progress.StageProgress`) reads the same rows.
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """Stage `explore` (between tune and final): which layers to train, on which encoder, with which
 recipe, for the best validation Dice at each parameter budget.
 
-ONE Optuna multi-objective study (multi-objective TPE by default, seeded; NSGA-II or random
-search as options: README "Search efficiency" measured them) proposes, per trial: the encoder (`search.explore.encoders`), a freeze mask (one flag
-per encoder stage, decoder block and the head; an all-frozen mask is never trained), the frozen
-BatchNorm mode and the learning-rate recipe (the tune stage's space). Objectives: validation
-Dice (max) and trainable parameters (min), total parameters optionally (min). All proposals run
-in ONE Tune experiment (with `search.explore.asha`, ASHA stops poor ones on validation Dice). The study's front on
-validation decides which configurations the final stage tests beside the named strategies
-(`search.explore.top_k`, written to the experiment).
+ONE Optuna multi-objective study (multi-objective TPE by default, seeded; NSGA-II or random search
+as options: README "Search efficiency" measured them) proposes, per trial: the encoder
+(`search.explore.encoders`), a freeze mask (one flag per encoder stage, decoder block and the head;
+an all-frozen mask is never trained), the frozen BatchNorm mode and the learning-rate recipe (the
+tune stage's space). Objectives: validation Dice (max) and trainable parameters (min), total
+parameters optionally (min). All proposals run in ONE Tune experiment (with `search.explore.asha`,
+ASHA stops poor ones on validation Dice). The study's front on validation decides which
+configurations the final stage tests beside the named strategies (`search.explore.top_k`, written to
+the experiment).
 """
 
 from __future__ import annotations
