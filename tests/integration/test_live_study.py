@@ -1,6 +1,10 @@
-"""The tune stage's Optuna study seen live in optuna-dashboard: a small study runs as its own
-process on a private Ray cluster, optuna-dashboard serves the experiment's journal file, and its
-HTTP API shows the trials finished so far while the driver still has trials to run."""
+"""The tune stage's Optuna study seen live in optuna-dashboard: optuna-dashboard serves a journal
+file (`search.optuna_storage`), a small study then runs as its own process on a private Ray
+cluster, and the dashboard's HTTP API shows the trials finished so far while the driver still has
+trials to run.
+
+The dashboard is up before the study starts: started after it, its start-up (several seconds on a
+loaded 2-core machine) could outlast the study's few short trials (seen once in CI)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from helpers import TINY, wait_for_log
 
 from search.driver.live_study import TRIAL_NAME
 
-BUDGET = 3  # tune proposals of the one strategy: the first ends long before the last
+BUDGET = 4  # tune proposals of the one strategy: the first ends long before the last
 
 
 def free_port() -> int:
@@ -55,13 +59,9 @@ def test_optuna_dashboard_shows_finished_trials_while_the_study_runs(
 ):
     cluster = ray_cluster(head_cpus=2)
     experiment = tmp_path / "runs" / "live"
-    args = ["--storage", str(tmp_path / "runs"), "--name", "live", "--stages", "tune"]
-    args += ["--set", "search.strategies=[decoder]", "--set", "search.seeds=[0]"]
-    args += ["--set", f"search.tune.trials_per_strategy={BUDGET}", "--set", "trial.epochs=2"]
-    args += ["--set", "search.tune.asha=false", "--set", "search.max_concurrent_trials=1"]
-    study = studies(cluster.address, [*args, *TINY], "study.log")
-    journal = experiment / "studies" / "journal.log"
-    wait_for_log(study, f"optuna-dashboard {journal}", timeout=120)  # written at stage start
+    journal = tmp_path / "dashboard" / "journal.log"  # a journal kept open across studies
+    journal.parent.mkdir()
+    optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -74,6 +74,21 @@ def test_optuna_dashboard_shows_finished_trials_while_the_study_runs(
             stderr=subprocess.STDOUT,
         )
     try:
+        deadline = time.monotonic() + 120
+        while get(f"{base}/api/studies") is None:
+            assert dashboard.poll() is None, dashboard_log.read_text()
+            assert time.monotonic() < deadline, (
+                f"no dashboard in 120 s:\n{dashboard_log.read_text()}"
+            )
+            time.sleep(0.2)
+
+        args = ["--storage", str(tmp_path / "runs"), "--name", "live", "--stages", "tune"]
+        args += ["--set", "search.strategies=[decoder]", "--set", "search.seeds=[0]"]
+        args += ["--set", f"search.tune.trials_per_strategy={BUDGET}", "--set", "trial.epochs=2"]
+        args += ["--set", "search.tune.asha=false", "--set", "search.max_concurrent_trials=1"]
+        args += ["--set", f"search.optuna_storage={journal}"]
+        study = studies(cluster.address, [*args, *TINY], "study.log")
+        wait_for_log(study, f"optuna-dashboard {journal}", timeout=120)  # printed at stage start
         deadline = time.monotonic() + 150
         complete: list[dict] = []
         while time.monotonic() < deadline and not complete:
