@@ -61,7 +61,7 @@ def test_optuna_dashboard_shows_finished_trials_while_the_study_runs(
     experiment = tmp_path / "runs" / "live"
     journal = tmp_path / "dashboard" / "journal.log"  # a journal kept open across studies
     journal.parent.mkdir()
-    optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    journal.touch()  # optuna-dashboard opens an empty file, not a missing one (as README says)
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
